@@ -1,0 +1,3 @@
+from careen.cli.main import main
+
+main()
