@@ -33,10 +33,9 @@ _SHA256_HEX = re.compile(r"[a-f0-9]{64}\Z")
 
 def _looks_like_domain(component: str) -> bool:
     """Docker's rule: the first component is a registry host if it has a dot or a port, or is
-    ``localhost`` (or is not lower-case, which no repository path may be)."""
-    return "." in component or ":" in component or component == "localhost" or (
-        component != component.lower()
-    )
+    ``localhost``. (Docker also takes an upper-case first component for a host; Careen calls
+    that a mistyped repository name instead, which is the likelier reading.)"""
+    return "." in component or ":" in component or component == "localhost"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -1,0 +1,133 @@
+"""Image references follow the distribution reference grammar; anything else is refused."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from careen.errors import ExitCode, InvalidReferenceError
+from careen.reference import ImageReference, is_valid_reference
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "repository", "tag", "digest"),
+    [
+        ("library/activemq:5.14.4", None, "library/activemq", "5.14.4", None),
+        ("library/apache-php", None, "library/apache-php", "latest", None),
+        ("library/httpd:2.4.6-5.5", None, "library/httpd", "2.4.6-5.5", None),
+        ("registry.abc.com/library/jre:8u191", "registry.abc.com", "library/jre", "8u191", None),
+        ("127.0.0.1:5555/library/app:2.0", "127.0.0.1:5555", "library/app", "2.0", None),
+        ("localhost/team/app", "localhost", "team/app", "latest", None),
+        ("proj/team/sub/app:v1", None, "proj/team/sub/app", "v1", None),
+        (f"library/app@{DIGEST}", None, "library/app", None, DIGEST),
+        (f"h.io:443/library/app:1@{DIGEST}", "h.io:443", "library/app", "1", DIGEST),
+        ("alpine", None, "alpine", "latest", None),
+        ("a__b/c-d.e_f:_T.1-x", None, "a__b/c-d.e_f", "_T.1-x", None),
+        ("[::1]:5000/library/app:1", "[::1]:5000", "library/app", "1", None),
+    ],
+)
+def test_valid_references_parse_into_parts(
+    text: str, registry: str | None, repository: str, tag: str | None, digest: str | None
+) -> None:
+    ref = ImageReference.parse(text)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
+
+
+def test_views_of_a_reference() -> None:
+    ref = ImageReference.parse("registry.abc.com/library/team/app:1.0")
+    assert ref.project == "library"
+    assert ref.name_in_project == "team/app"
+    assert ref.short == "library/team/app:1.0"
+    assert ref.name == "registry.abc.com/library/team/app"
+    assert str(ref) == "registry.abc.com/library/team/app:1.0"
+    assert str(ImageReference.parse("library/app")) == "library/app:latest"
+    assert ImageReference.parse(f"library/app@{DIGEST}").short == f"library/app@{DIGEST}"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "empty"),
+        ("library/app;rm -rf /", "white space"),
+        ("library/app;id", "path component"),
+        ("library/$(id):1", "path component"),
+        ("library/`id`", "path component"),
+        ("library/app:1;id", "tag"),
+        ("library/app\n:1", "white space"),
+        ("library/../etc/passwd", "'..'"),
+        ("library/./app", "'.'"),
+        ("library//app", "empty"),
+        ("Library/app", "lower-case"),
+        ("library/App:1", "lower-case"),
+        ("library/app:" + "a" * 129, "128"),
+        ("library/app:", "empty tag"),
+        ("library/app:-x", "must not start"),
+        ("library/app:.x", "must not start"),
+        ("library/app@sha256:abc", "digest"),
+        ("library/app@sha256:" + "g" * 64, "digest"),
+        ("library/" + "a" * 300, "longer than 255"),
+        ("library/app_-x", "path component"),
+        ("library/app-", "path component"),
+        ("library/caf\u00e9", "printable ASCII"),
+        ("bad_host:99999999/library/app", "registry host"),
+    ],
+)
+def test_invalid_references_are_refused_with_a_reason(text: str, fragment: str) -> None:
+    with pytest.raises(InvalidReferenceError) as excinfo:
+        ImageReference.parse(text)
+    assert fragment in str(excinfo.value)
+    assert excinfo.value.exit_code == ExitCode.USAGE
+
+
+def test_tag_of_exactly_128_characters_is_accepted() -> None:
+    assert ImageReference.parse("library/app:" + "a" * 128).tag == "a" * 128
+
+
+def test_normalized_makes_docker_hub_names_uniform() -> None:
+    assert ImageReference.parse("docker.io/acme/jre:8u191").normalized() == ImageReference.parse(
+        "acme/jre:8u191"
+    )
+    assert ImageReference.parse("alpine:3.19").normalized().repository == "library/alpine"
+    assert ImageReference.parse("index.docker.io/library/alpine").normalized() == (
+        ImageReference.parse("library/alpine")
+    )
+    harbor = ImageReference.parse("registry.abc.com/library/jre:8u191").normalized()
+    assert harbor.registry == "registry.abc.com"
+
+
+def test_of_builds_and_validates_from_parts() -> None:
+    ref = ImageReference.of("library/team/app", tag="1.0", registry="h.io")
+    assert str(ref) == "h.io/library/team/app:1.0"
+    with pytest.raises(InvalidReferenceError):
+        ImageReference.of("library/app", tag="1;id")
+    with pytest.raises(InvalidReferenceError):
+        ImageReference.of("h.io/app", tag="1")  # a host where a repository was expected
+
+
+_component = st.from_regex(r"[a-z0-9]{1,8}(?:[._-][a-z0-9]{1,8}){0,2}", fullmatch=True)
+_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+
+
+@given(st.lists(_component, min_size=1, max_size=4), _tag)
+def test_generated_valid_references_round_trip(components: list[str], tag: str) -> None:
+    text = "/".join(["library", *components]) + ":" + tag
+    ref = ImageReference.parse(text)
+    assert str(ref) == text
+    assert ImageReference.parse(str(ref)) == ref
+
+
+@given(st.text(max_size=300))
+def test_arbitrary_text_parses_or_raises_invalid_reference(text: str) -> None:
+    try:
+        ref = ImageReference.parse(text)
+    except InvalidReferenceError:
+        return
+    # Whatever parsed is safe to hand to a subprocess as one argument and to a URL path.
+    rendered = str(ref)
+    assert rendered.isprintable() and rendered.isascii()
+    assert not any(c in rendered for c in " ;$`'\"\\|&<>(){}*?!\n")
+    assert ".." not in rendered.split("/")
+    assert is_valid_reference(rendered)
