@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
 class Severity(IntEnum):
@@ -39,7 +39,7 @@ class Severity(IntEnum):
         return self.name.lower()
 
 
-class ScanStatus(str, Enum):
+class ScanStatus(StrEnum):
     NOT_SCANNED = "not_scanned"
     PENDING = "pending"
     RUNNING = "running"
