@@ -33,7 +33,8 @@ def test_valid_references_parse_into_parts(
     text: str, registry: str | None, repository: str, tag: str | None, digest: str | None
 ) -> None:
     ref = ImageReference.parse(text)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
+    parts = (ref.registry, ref.repository, ref.tag, ref.digest)
+    assert parts == (registry, repository, tag, digest)
 
 
 def test_views_of_a_reference() -> None:

@@ -25,6 +25,11 @@ class ScanSource(Protocol):
         """The current scan summary of one image (by tag or digest)."""
         ...
 
+    async def scan_summary_with_fixable(self, image: ImageReference) -> ScanSummary:
+        """The summary with per-severity fixable counts, from the image's vulnerability list
+        (for rules that use ``fixable_high`` and the like)."""
+        ...
+
     async def request_scan(self, image: ImageReference) -> None:
         """Ask the registry to (re)scan one image; returns once the request is accepted."""
         ...
