@@ -1,0 +1,2 @@
+-- Sample only: no real password lives in this tree.
+SELECT 1;
