@@ -337,8 +337,11 @@ def test_sample_tree() -> None:
     assert tree.tree_parents(ref("library/app:2.0")) == (jre, base)
     assert tree.tree_parents(base) == ()
     assert (tree.images[ref("library/mysql:5.7.18")].folder / "run.sh").is_file()
-    # Without the registry host, jre's base (named with a host) is an external image.
-    assert discover_tree(SAMPLES).tree_parents(jre) == ()
+    # jre's parent comes from an ARG default; a build arg naming another host makes the
+    # parent external (not the tree's base any more).
+    assert discover_tree(SAMPLES).tree_parents(jre) == (base,)
+    elsewhere = discover_tree(SAMPLES, build_args={"BASE": "other.example.com/library/base:1.0"})
+    assert elsewhere.tree_parents(jre) == ()
 
 
 def test_unreadable_folder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
