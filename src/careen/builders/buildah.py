@@ -1,0 +1,176 @@
+"""Building with buildah (no daemon).
+
+``buildah --storage-driver vfs bud --isolation chroot --pull-always --no-cache --layers=false
+-t IMAGE ... -f DOCKERFILE DIR`` then ``buildah push --digestfile F IMAGE docker://IMAGE``.
+vfs storage and chroot isolation make RUN steps work without overlayfs, cgroups or a user
+namespace (the machines this runs on have none of them).
+
+Several platforms: ``bud --platform a,b --manifest IMAGE`` collects one image per platform in
+a local manifest list, ``buildah manifest push --all`` pushes it. (RUN steps of a foreign
+platform need qemu-user emulation on the build machine; only the native platform is tested.)
+
+TLS verification is turned off (``--tls-verify=false``) only for a registry listed in
+``insecure_registries`` (plain-HTTP lab registries); pulls during the build follow
+``registries.conf``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from careen.builders.credentials import AuthContext
+from careen.builders.interface import (
+    BuildRequest,
+    BuildResult,
+    PushResult,
+    build_result,
+    push_result,
+)
+from careen.builders.process import retry_transient, run_logged, should_retry
+from careen.errors import ServiceError
+
+CHECK_TIMEOUT_SECONDS = 30.0
+
+
+class BuildahBuilder:
+    """Builds with ``buildah``. ``env`` is added to this process's environment (e.g. the
+    lab's ``CONTAINERS_STORAGE_CONF``); ``auth`` supplies the auth file."""
+
+    name = "buildah"
+
+    def __init__(
+        self,
+        *,
+        auth: AuthContext | None = None,
+        env: Mapping[str, str] | None = None,
+        insecure_registries: Iterable[str] = (),
+        storage_driver: str = "vfs",
+        isolation: str = "chroot",
+        buildah: str = "buildah",
+        push_attempts: int = 3,
+        retry_wait: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.auth = auth
+        self.extra_env = dict(env or {})
+        self.insecure_registries = frozenset(insecure_registries)
+        self.storage_driver = storage_driver
+        self.isolation = isolation
+        self.buildah = buildah
+        self.push_attempts = push_attempts
+        self.retry_wait = retry_wait
+        self.sleep = sleep
+        self._available = False
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **self.extra_env}
+        if self.auth is not None:
+            env.update(self.auth.env())
+        return env
+
+    def ensure_available(self) -> None:
+        """Raise :class:`ServiceError` unless ``buildah`` runs."""
+        if self._available:
+            return
+        try:
+            answer = subprocess.run(
+                [self.buildah, "version"], env=self.env(), capture_output=True, text=True,
+                timeout=CHECK_TIMEOUT_SECONDS, check=False, stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise ServiceError(
+                "buildah", "PATH", f"the {self.buildah!r} command is not installed",
+                hint="install it (apt-get install -y buildah), or use the docker builder",
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise ServiceError("buildah", "localhost", "'buildah version' hung") from None
+        if answer.returncode != 0:
+            reason = (answer.stderr.strip().splitlines() or ["failed"])[-1]
+            raise ServiceError("buildah", "localhost", f"'buildah version' failed: {reason}")
+        self._available = True
+
+    # -- argument lists --------------------------------------------------------------------
+
+    def _global(self) -> list[str]:
+        return [self.buildah, "--storage-driver", self.storage_driver]
+
+    def _auth_args(self) -> list[str]:
+        return ["--authfile", str(self.auth.config_file)] if self.auth is not None else []
+
+    def build_argv(self, request: BuildRequest, *, iidfile: Path | None = None) -> list[str]:
+        argv = [*self._global(), "bud", "--isolation", self.isolation]
+        if request.pull:
+            argv.append("--pull-always")
+        if request.no_cache:
+            argv += ["--no-cache", "--layers=false"]
+        argv += self._auth_args()
+        if iidfile is not None:
+            argv += ["--iidfile", str(iidfile)]
+        if request.platforms:
+            argv += ["--platform", ",".join(request.platforms)]
+        if len(request.platforms) > 1:
+            argv += ["--manifest", request.target]
+        else:
+            argv += ["-t", request.target]
+        for key, value in request.build_args.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        for key, value in request.labels.items():
+            argv += ["--label", f"{key}={value}"]
+        argv += ["-f", str(request.dockerfile_path), str(request.context)]
+        return argv
+
+    def push_argv(self, request: BuildRequest, *, digestfile: Path) -> list[str]:
+        if len(request.platforms) > 1:
+            argv = [*self._global(), "manifest", "push", "--all"]
+        else:
+            argv = [*self._global(), "push"]
+        argv += ["--digestfile", str(digestfile), *self._auth_args()]
+        if request.image.registry in self.insecure_registries:
+            argv.append("--tls-verify=false")
+        argv += [request.target, f"docker://{request.target}"]
+        return argv
+
+    # -- Builder ---------------------------------------------------------------------------
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        self.ensure_available()
+        if len(request.platforms) > 1:
+            # --manifest adds to an existing local list: start from an empty one.
+            subprocess.run(
+                [*self._global(), "manifest", "rm", request.target], env=self.env(),
+                capture_output=True, check=False, timeout=CHECK_TIMEOUT_SECONDS,
+                stdin=subprocess.DEVNULL,
+            )
+        with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
+            iidfile = Path(scratch) / "iid"
+            run = run_logged(self.build_argv(request, iidfile=iidfile), env=self.env(),
+                             log_path=request.log_path, timeout=request.timeout)
+            image_id = _read_text(iidfile)
+        return build_result(request, run, image_id)
+
+    def push(self, request: BuildRequest) -> PushResult:
+        self.ensure_available()
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
+            digestfile = Path(scratch) / "digest"
+            run, attempts = retry_transient(
+                lambda: run_logged(self.push_argv(request, digestfile=digestfile),
+                                   env=self.env(), log_path=request.log_path,
+                                   timeout=request.push_timeout),
+                is_transient=should_retry, attempts=self.push_attempts,
+                initial_wait=self.retry_wait, sleep=self.sleep,
+            )
+            digest = _read_text(digestfile)
+        return push_result(request, run, digest, attempts, time.monotonic() - started)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,146 @@
+"""Registry logins kept in a private, temporary place.
+
+``docker login`` and ``buildah login`` store the credentials (base64, not encrypted) in a file:
+by default the user's own ``~/.docker/config.json`` or ``/run/containers/$UID/auth.json``.
+Careen never writes those: every run logs in into a private temporary directory (mode 0700,
+the file 0600) that is removed when the run ends. The docker CLI finds it through
+``DOCKER_CONFIG``, buildah/podman/skopeo through ``REGISTRY_AUTH_FILE``; both formats are the
+same ``{"auths": {...}}`` document, so one file serves both tools.
+
+The password travels as a :class:`pydantic.SecretStr` (its repr and str are masked) and is
+turned into a ``str`` only when it is written to the login command's stdin; it is never part
+of an argument list, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from careen.builders.process import TAIL_LINES, looks_auth_rejected, run_logged
+
+LOGIN_TIMEOUT_SECONDS = 60.0
+
+
+class LoginTool(StrEnum):
+    DOCKER = "docker"
+    BUILDAH = "buildah"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryLogin:
+    """Who logs in where. ``registry`` is ``host[:port]``; ``insecure`` means plain HTTP or an
+    unverified certificate (lab registries on loopback), and only then is TLS verification
+    turned off for this registry."""
+
+    registry: str
+    user: str
+    password: SecretStr = field(repr=False)
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.registry or "/" in self.registry or self.registry.startswith("-"):
+            raise ValueError(f"registry must be host[:port], not {self.registry!r}")
+        if not self.user or self.user.startswith("-"):
+            raise ValueError("registry user must be non-empty and must not start with '-'")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    registry: str
+    ok: bool
+    auth_rejected: bool
+    log_tail: tuple[str, ...]
+    tool_missing: bool = False
+
+
+class AuthContext:
+    """A private credentials directory. Use :func:`private_auth` to get one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.insecure_registries: set[str] = set()
+        self._closed = False
+
+    @property
+    def config_file(self) -> Path:
+        """``$DOCKER_CONFIG/config.json``, also used as ``REGISTRY_AUTH_FILE``."""
+        return self.directory / "config.json"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point docker and the containers tools at this context."""
+        return {"DOCKER_CONFIG": str(self.directory), "REGISTRY_AUTH_FILE": str(self.config_file)}
+
+    def login(
+        self,
+        login: RegistryLogin,
+        *,
+        tool: LoginTool,
+        env: Mapping[str, str] | None = None,
+        timeout: float = LOGIN_TIMEOUT_SECONDS,
+        log_path: Path | None = None,
+    ) -> LoginResult:
+        """Log in with ``tool`` (the password on stdin). ``env`` is added to this process's
+        environment (e.g. ``DOCKER_HOST``). The login output goes to ``log_path`` (default: a
+        file inside this context, removed with it)."""
+        if self._closed:
+            raise RuntimeError("this auth context is closed")
+        if tool is LoginTool.DOCKER:
+            argv = ["docker", "login", "--username", login.user, "--password-stdin",
+                    login.registry]
+        else:
+            argv = ["buildah", "login", "--authfile", str(self.config_file),
+                    "--username", login.user, "--password-stdin"]
+            if login.insecure:
+                argv.append("--tls-verify=false")
+            argv.append(login.registry)
+        full_env = {**os.environ, **(env or {}), **self.env()}
+        result = run_logged(
+            argv,
+            env=full_env,
+            log_path=log_path or self.directory / "login.log",
+            timeout=timeout,
+            # The last moment the secret becomes plain text: the bytes on the child's stdin.
+            stdin_data=login.password.get_secret_value().encode() + b"\n",
+            tail_lines=TAIL_LINES,
+        )
+        if self.config_file.exists():
+            self.config_file.chmod(0o600)
+        if result.ok and login.insecure:
+            self.insecure_registries.add(login.registry)
+        return LoginResult(
+            registry=login.registry,
+            ok=result.ok,
+            auth_rejected=not result.ok and looks_auth_rejected(result.tail_text),
+            log_tail=result.tail,
+            tool_missing=result.not_found,
+        )
+
+    def close(self) -> None:
+        """Remove the directory and the credentials in it."""
+        self._closed = True
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"AuthContext(directory={str(self.directory)!r})"
+
+
+@contextmanager
+def private_auth(parent: Path | None = None) -> Iterator[AuthContext]:
+    """A fresh :class:`AuthContext` in a new mode-0700 directory (under ``parent`` or the
+    system's temporary directory), removed on exit even when the body raises."""
+    directory = Path(tempfile.mkdtemp(prefix="careen-auth-", dir=parent))
+    directory.chmod(0o700)
+    context = AuthContext(directory)
+    try:
+        yield context
+    finally:
+        context.close()

@@ -1,0 +1,237 @@
+"""Running the build tools: argument lists only, output into a log file, a hard timeout.
+
+A build tool's output can be long (a vfs build logs every layer) and is wanted twice: whole, in
+the image's log file, and short, as the last lines of a report. So the child writes straight
+into the log file (no pipe to fill up), and the tail is read back from the part of the file
+this run wrote.
+
+A hung build must not outlive its timeout, and neither may its children (a ``RUN`` step is a
+grandchild of ``buildah``): each child gets its own session, and on expiry the whole process
+group is terminated, then killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+from tenacity.wait import wait_exponential
+
+#: How many lines of output a result keeps for a report.
+TAIL_LINES = 40
+#: Seconds between SIGTERM and SIGKILL when a timed-out process group is stopped.
+KILL_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """How one run of a tool ended. ``returncode`` is ``None`` when it was killed on timeout,
+    or when the program could not be started (``not_found``)."""
+
+    argv: tuple[str, ...]
+    returncode: int | None
+    duration: float
+    log_path: Path
+    tail: tuple[str, ...]
+    timed_out: bool = False
+    not_found: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def tail_text(self) -> str:
+        return "\n".join(self.tail)
+
+
+def run_logged(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float,
+    stdin_data: bytes | None = None,
+    cwd: Path | None = None,
+    tail_lines: int = TAIL_LINES,
+) -> ProcessResult:
+    """Run ``argv`` (never a shell), appending its combined stdout/stderr to ``log_path``.
+
+    ``env`` is the child's whole environment (nothing is inherited implicitly). ``stdin_data``
+    is written to the child's stdin (this is how passwords reach ``login --password-stdin``;
+    they never appear in ``argv``). On timeout the child's process group is killed.
+    """
+    args = tuple(argv)
+    if not args:
+        raise ValueError("empty argument list")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with log_path.open("ab") as log:
+        start_offset = log.tell()
+        # The command line is safe to log: secrets are passed on stdin or in files, never argv.
+        log.write(f"$ {' '.join(args)}\n".encode(errors="replace"))
+        log.flush()
+        try:
+            child = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError) as error:
+            log.write(f"careen: cannot run {args[0]}: {error.strerror}\n".encode())
+            log.flush()
+            return ProcessResult(
+                args, None, time.monotonic() - started, log_path,
+                read_tail(log_path, start_offset, tail_lines), not_found=True,
+            )
+        timed_out = False
+        try:
+            if stdin_data is not None:
+                assert child.stdin is not None  # noqa: S101 - stdin=PIPE above
+                try:
+                    child.stdin.write(stdin_data)
+                    child.stdin.close()
+                except BrokenPipeError:
+                    pass
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_process_group(child)
+            log.write(f"careen: killed after {timeout:g} s (timeout)\n".encode())
+        except BaseException:
+            # Interrupted (Ctrl-C): take the child and its group down with us.
+            kill_process_group(child)
+            raise
+        finally:
+            # Children of the tool that outlived it (a RUN step's sleep) go too.
+            _signal_group(child.pid, signal.SIGKILL)
+        log.flush()
+    duration = time.monotonic() - started
+    return ProcessResult(
+        args,
+        None if timed_out else child.returncode,
+        duration,
+        log_path,
+        read_tail(log_path, start_offset, tail_lines),
+        timed_out=timed_out,
+    )
+
+
+def kill_process_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
+    _signal_group(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def read_tail(path: Path, offset: int = 0, lines: int = TAIL_LINES) -> tuple[str, ...]:
+    """The last ``lines`` lines of ``path`` after byte ``offset`` (decoded leniently)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return ()
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    return tuple(text.splitlines()[-lines:])
+
+
+# -- retries --------------------------------------------------------------------------------
+
+# Status codes are matched only next to words that make them HTTP statuses: a bare "401" may be
+# a blob size in a push log.
+_AUTH_REJECTED = re.compile(
+    r"\b40[13]\s+(unauthorized|forbidden)|(status|code|error)[ :=]*40[13]\b|unauthorized|"
+    r"authentication required|access denied|denied:|requested access to the resource is denied|"
+    r"invalid username/password|incorrect username or password|authorization failed",
+    re.IGNORECASE,
+)
+_TRANSIENT = re.compile(
+    r"\b5\d\d\s+(internal server error|bad gateway|service unavailable|gateway timeout)|"
+    r"(status|code|error)[ :=]*5\d\d\b|internal server error|bad gateway|service unavailable|"
+    r"gateway timeout|connection reset|connection refused|unexpected EOF|broken pipe|"
+    r"i/o timeout|TLS handshake timeout|too many requests|\b429\b",
+    re.IGNORECASE,
+)
+
+
+def looks_auth_rejected(output: str) -> bool:
+    """The registry refused the credentials (or their lack): retrying cannot help."""
+    return _AUTH_REJECTED.search(output) is not None
+
+
+def looks_transient(output: str) -> bool:
+    """A failure that may go away on its own (server error, dropped connection)."""
+    return not looks_auth_rejected(output) and _TRANSIENT.search(output) is not None
+
+
+def should_retry(result: ProcessResult) -> bool:
+    """Retry a failed run only when its output shows a transient error, never on auth errors,
+    a timeout (the budget is spent) or a missing tool."""
+    if result.ok or result.timed_out or result.not_found:
+        return False
+    return looks_transient(result.tail_text)
+
+
+T = TypeVar("T")
+
+
+def retry_transient(
+    action: Callable[[], T],
+    *,
+    is_transient: Callable[[T], bool],
+    attempts: int = 3,
+    initial_wait: float = 2.0,
+    max_wait: float = 20.0,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, T], None] | None = None,
+) -> tuple[T, int]:
+    """Call ``action`` until ``is_transient`` says its result is not a transient failure, at most
+    ``attempts`` times, waiting exponentially longer between tries. Returns the last result and
+    how many attempts were made."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            on_retry(state.attempt_number, state.outcome.result())
+
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=initial_wait, min=initial_wait, max=max_wait),
+        retry=retry_if_result(is_transient),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )
+    count = 0
+
+    def counted() -> T:
+        nonlocal count
+        count += 1
+        return action()
+
+    result: T = retrying(counted)
+    return result, count

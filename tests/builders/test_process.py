@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from careen.builders.process import (
+    ProcessResult,
+    looks_auth_rejected,
+    looks_transient,
+    read_tail,
+    retry_transient,
+    run_logged,
+    should_retry,
+)
+
+ENV = dict(os.environ)
+
+
+def _alive(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_output_goes_to_the_log_and_the_tail(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "build.log"
+    result = run_logged(
+        [sys.executable, "-c", "import sys\nfor i in range(100): print('line', i)\n"
+         "print('oops', file=sys.stderr); sys.exit(3)"],
+        env=ENV, log_path=log, timeout=30,
+    )
+    assert result.returncode == 3
+    assert not result.ok and not result.timed_out
+    assert len(result.tail) == 40
+    assert result.tail[-1] == "oops"
+    text = log.read_text()
+    assert "line 0\n" in text and "line 99\n" in text
+    assert text.startswith("$ ")
+
+
+def test_tail_covers_only_this_run(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    run_logged(["echo", "first-run"], env=ENV, log_path=log, timeout=30)
+    second = run_logged(["echo", "second-run"], env=ENV, log_path=log, timeout=30)
+    assert second.ok
+    assert "second-run" in second.tail
+    assert not any("first-run" in line for line in second.tail)
+    assert "first-run" in log.read_text()
+
+
+def test_stdin_reaches_the_child(tmp_path: Path) -> None:
+    result = run_logged(["cat"], env=ENV, log_path=tmp_path / "log", timeout=30,
+                        stdin_data=b"from-stdin\n")
+    assert result.ok
+    assert "from-stdin" in result.tail
+
+
+def test_environment_is_exactly_the_given_one(tmp_path: Path) -> None:
+    result = run_logged(["/usr/bin/env"], env={"ONLY_THIS": "1"}, log_path=tmp_path / "log",
+                        timeout=30)
+    assert result.tail[1:] == ("ONLY_THIS=1",)
+
+
+def test_missing_program_is_reported_not_raised(tmp_path: Path) -> None:
+    result = run_logged(["careen-no-such-tool-xyz"], env=ENV, log_path=tmp_path / "log",
+                        timeout=30)
+    assert result.not_found
+    assert result.returncode is None
+    assert "cannot run careen-no-such-tool-xyz" in result.tail_text
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    marker = f"careen-hang-{os.getpid()}-{time.monotonic_ns()}"
+    # A shell whose grandchild sleeps: both must go when the timeout expires.
+    script = f"{sys.executable} -c 'import time; time.sleep(600)' {marker} & wait"
+    result = run_logged(["sh", "-c", script], env=ENV, log_path=tmp_path / "log", timeout=1)
+    assert result.timed_out
+    assert result.returncode is None
+    assert "killed after 1 s (timeout)" in result.tail_text
+    assert _alive(marker) == []
+
+
+def test_a_grandchild_left_behind_by_a_quick_exit_is_killed(tmp_path: Path) -> None:
+    marker = f"careen-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    script = f"{sys.executable} -c 'import time; time.sleep(600)' {marker} > /dev/null &"
+    result = run_logged(["sh", "-c", script], env=ENV, log_path=tmp_path / "log", timeout=30)
+    assert result.ok
+    for _ in range(50):  # the SIGKILL is delivered asynchronously
+        if not _alive(marker):
+            break
+        time.sleep(0.05)
+    assert _alive(marker) == []
+
+
+def test_empty_argv_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        run_logged([], env=ENV, log_path=tmp_path / "log", timeout=1)
+
+
+def test_read_tail_of_missing_file_is_empty(tmp_path: Path) -> None:
+    assert read_tail(tmp_path / "nothing") == ()
+
+
+@pytest.mark.parametrize("output", [
+    "Error: pushing image: unauthorized: authentication required",
+    "denied: requested access to the resource is denied",
+    "received unexpected HTTP status: 401 Unauthorized",
+    "error parsing HTTP 403 response body: status code 403",
+    "Error response from daemon: unauthorized: incorrect username or password",
+])
+def test_auth_errors_are_recognised_and_not_transient(output: str) -> None:
+    assert looks_auth_rejected(output)
+    assert not looks_transient(output)
+
+
+@pytest.mark.parametrize("output", [
+    "received unexpected HTTP status: 503 Service Unavailable",
+    "write tcp 127.0.0.1:4455->127.0.0.1:5000: connection reset by peer",
+    "dial tcp 127.0.0.1:5000: connect: connection refused",
+    "Error: writing blob: unexpected EOF",
+    "error: status code 502",
+])
+def test_transient_errors_are_recognised(output: str) -> None:
+    assert looks_transient(output)
+    assert not looks_auth_rejected(output)
+
+
+@pytest.mark.parametrize("output", [
+    "Copying blob sha256:abc... 401 B / 401 B",
+    "1.0: digest: sha256:" + "a" * 64 + " size: 503",
+    "Error: building at STEP \"RUN exit 1\": exit status 1",
+])
+def test_ordinary_output_is_neither(output: str) -> None:
+    assert not looks_auth_rejected(output)
+    assert not looks_transient(output)
+
+
+def _result(tail: str, returncode: int | None = 1, **flags: bool) -> ProcessResult:
+    return ProcessResult(("x",), returncode, 0.1, Path("log"), tuple(tail.splitlines()), **flags)
+
+
+def test_should_retry_only_transient_failures() -> None:
+    assert should_retry(_result("connection reset by peer"))
+    assert not should_retry(_result("connection reset by peer", returncode=0))
+    assert not should_retry(_result("unauthorized: authentication required"))
+    assert not should_retry(_result("connection refused", returncode=None, timed_out=True))
+    assert not should_retry(_result("cannot run", returncode=None, not_found=True))
+    assert not should_retry(_result("exit status 1"))
+
+
+def test_retry_transient_retries_with_growing_waits_then_stops() -> None:
+    waits: list[float] = []
+    calls = 0
+
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        return "transient"
+
+    result, attempts = retry_transient(flaky, is_transient=lambda r: r == "transient",
+                                       attempts=4, initial_wait=1.0, sleep=waits.append)
+    assert (result, attempts, calls) == ("transient", 4, 4)
+    assert len(waits) == 3
+    assert waits == sorted(waits) and waits[0] < waits[-1]
+
+
+def test_retry_transient_stops_at_first_good_result() -> None:
+    outcomes = iter(["transient", "done", "never"])
+    waits: list[float] = []
+    retried: list[int] = []
+    result, attempts = retry_transient(
+        lambda: next(outcomes), is_transient=lambda r: r == "transient", attempts=5,
+        sleep=waits.append, on_retry=lambda n, _r: retried.append(n),
+    )
+    assert (result, attempts) == ("done", 2)
+    assert retried == [1]
+    assert len(waits) == 1
+
+
+def test_retry_transient_does_not_retry_a_permanent_failure() -> None:
+    waits: list[float] = []
+    result, attempts = retry_transient(lambda: "auth", is_transient=lambda r: r == "transient",
+                                       attempts=5, sleep=waits.append)
+    assert (result, attempts, waits) == ("auth", 1, [])

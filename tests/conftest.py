@@ -1,0 +1,70 @@
+"""Shared fixtures.
+
+``lab``: one real lab (two registries, podman's Docker API, buildah storage; see
+``careen.lab``) per test session, in a temporary directory, stopped at the end. A test that
+uses it is marked ``lab`` automatically (``pytest -m "not lab"`` leaves it out). When the lab's
+Debian packages are missing they are installed if this machine can (root + apt-get); if it
+cannot, lab tests are skipped, except in CI (``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from careen.errors import ConfigError
+from careen.lab import (
+    Lab,
+    can_install_packages,
+    install_packages,
+    missing_packages,
+    missing_packages_message,
+    running_lab,
+)
+
+LAB_FIXTURES = frozenset({"lab", "docker_cli"})
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer's machine; fail in CI, where the lab must work."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: lab tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    missing = missing_packages()
+    if missing:
+        if not can_install_packages():
+            skip_or_fail(missing_packages_message(missing)
+                         + " (cannot install them here: not root, or no apt-get)")
+        try:
+            install_packages()
+        except ConfigError as error:
+            skip_or_fail(str(error))
+    with running_lab(tmp_path_factory.mktemp("lab")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def docker_cli(lab: Lab) -> str:
+    """The docker CLI (not a Debian package of the lab: installed on the machine apart)."""
+    path = shutil.which("docker")
+    if path is None:
+        skip_or_fail("the docker CLI is not installed")
+    assert path is not None
+    return path
