@@ -1,0 +1,336 @@
+"""The plan: what to rebuild, in which order, and why — decided before anything is built.
+
+Input: the images the policy selected (live from Harbor, or read from a vulnerable.list) and
+the Dockerfile tree with its parent graph. Output: steps by level (parents before children;
+the images of one level are independent and may build at once), each with its reason —
+selected by the policy (with the counts), or a child of a rebuilt base (the cascade) — and
+the images that will not be rebuilt, each with the reason (no Dockerfile folder, ignored by
+config, tag immutable in Harbor, ...).
+
+A plan is a value: it serialises to JSON (``to_dict``/``from_dict``) so that it can be stored
+and executed later exactly as it was shown (``careen update --plan ID``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from careen.errors import UsageError
+from careen.inventory import Image
+from careen.policy import Verdict
+from careen.reference import ImageReference
+from careen.scan import SeverityCounts
+from careen.tree.discover import DockerfileTree, image_key
+from careen.tree.graph import BuildGraph
+
+#: Version of the plan's JSON form; a stored plan of another version is refused.
+PLAN_SCHEMA_VERSION = 1
+
+
+class StepReason(StrEnum):
+    #: The image itself breaks the policy.
+    SELECTED = "selected"
+    #: A base it is built on is rebuilt in this plan.
+    CASCADE = "cascade"
+
+
+class SkipReason(StrEnum):
+    #: The tree has no folder for the image (the seed's "directory does not exist").
+    NO_FOLDER = "no_folder"
+    #: Matched by ``[policy] ignore``.
+    IGNORED = "ignored"
+    #: Harbor's tag immutability protects the tag: a push would be refused.
+    IMMUTABLE = "immutable"
+    #: Already rebuilt and pushed earlier in this run.
+    ALREADY_REBUILT = "already_rebuilt"
+    #: A multi-arch image the configured builder cannot rebuild for all its platforms.
+    MULTI_ARCH = "multi_arch"
+    #: Built FROM itself or its own children: no order can build it.
+    CYCLE = "cycle"
+    #: Only digest-addressed in Harbor (no tag to push to).
+    UNTAGGED = "untagged"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An image proposed for rebuilding, with what is known of it."""
+
+    image: ImageReference
+    detail: str
+    counts: SeverityCounts | None = None
+    digest: str | None = None
+    immutable: bool = False
+    is_index: bool = False
+    platforms: tuple[str, ...] = ()
+
+    @classmethod
+    def from_judged(cls, image: Image, verdict: Verdict) -> Candidate:
+        return cls(
+            image=image.reference, detail=verdict.reason, counts=image.scan.counts,
+            digest=image.digest, immutable=image.immutable, is_index=image.is_index,
+            platforms=tuple(str(p) for p in image.platforms),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """One image to rebuild. ``parents`` are the images of this plan it is built on: they must
+    be pushed before it builds, and if one fails this step is skipped."""
+
+    image: ImageReference
+    level: int
+    reason: StepReason
+    detail: str
+    parents: tuple[ImageReference, ...]
+    folder: str
+    dockerfile: str
+    platforms: tuple[str, ...] = ()
+    counts: SeverityCounts | None = None
+    digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedImage:
+    image: ImageReference
+    reason: SkipReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[PlanStep, ...]
+    skipped: tuple[SkippedImage, ...]
+    tree_root: str
+    created_at: datetime
+    cascade: bool = True
+    source: str = "harbor"
+    policy: str | None = None
+    tree_commit: str | None = None
+    id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def levels(self) -> list[list[PlanStep]]:
+        grouped: dict[int, list[PlanStep]] = {}
+        for step in self.steps:
+            grouped.setdefault(step.level, []).append(step)
+        return [grouped[level] for level in sorted(grouped)]
+
+    def step(self, image: ImageReference) -> PlanStep | None:
+        key = image_key(image)
+        return next((s for s in self.steps if s.image == key), None)
+
+    def with_id(self, plan_id: str) -> Plan:
+        return Plan(self.steps, self.skipped, self.tree_root, self.created_at, self.cascade,
+                    self.source, self.policy, self.tree_commit, plan_id, self.extra)
+
+    # -- JSON ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": PLAN_SCHEMA_VERSION,
+            "id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "source": self.source,
+            "policy": self.policy,
+            "cascade": self.cascade,
+            "tree_root": self.tree_root,
+            "tree_commit": self.tree_commit,
+            "steps": [
+                {
+                    "image": step.image.short,
+                    "level": step.level,
+                    "reason": step.reason.value,
+                    "detail": step.detail,
+                    "parents": [p.short for p in step.parents],
+                    "folder": step.folder,
+                    "dockerfile": step.dockerfile,
+                    "platforms": list(step.platforms),
+                    "counts": None if step.counts is None else step.counts.as_dict(),
+                    "digest": step.digest,
+                }
+                for step in self.steps
+            ],
+            "skipped": [
+                {"image": s.image.short, "reason": s.reason.value, "detail": s.detail}
+                for s in self.skipped
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, plan_id: str | None = None) -> Plan:
+        """Rebuild a stored plan. Image names are parsed again: a stored plan is input too."""
+        if data.get("schema_version") != PLAN_SCHEMA_VERSION:
+            raise UsageError(
+                f"plan {plan_id or data.get('id')} has schema version "
+                f"{data.get('schema_version')!r}; this Careen reads version "
+                f"{PLAN_SCHEMA_VERSION}", hint="make a new plan with 'careen plan'",
+            )
+        try:
+            steps = tuple(
+                PlanStep(
+                    image=ImageReference.parse(raw["image"]), level=int(raw["level"]),
+                    reason=StepReason(raw["reason"]), detail=str(raw["detail"]),
+                    parents=tuple(ImageReference.parse(p) for p in raw["parents"]),
+                    folder=str(raw["folder"]), dockerfile=str(raw["dockerfile"]),
+                    platforms=tuple(str(p) for p in raw.get("platforms", ())),
+                    counts=None if raw.get("counts") is None else SeverityCounts(**raw["counts"]),
+                    digest=raw.get("digest"),
+                )
+                for raw in data["steps"]
+            )
+            skipped = tuple(
+                SkippedImage(ImageReference.parse(raw["image"]), SkipReason(raw["reason"]),
+                             str(raw["detail"]))
+                for raw in data["skipped"]
+            )
+            return cls(
+                steps=steps, skipped=skipped, tree_root=str(data["tree_root"]),
+                created_at=datetime.fromisoformat(data["created_at"]),
+                cascade=bool(data.get("cascade", True)), source=str(data.get("source", "")),
+                policy=data.get("policy"), tree_commit=data.get("tree_commit"),
+                id=plan_id or data.get("id"),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise UsageError(f"plan {plan_id or data.get('id')} is damaged: {error}",
+                             hint="make a new plan with 'careen plan'") from error
+
+
+def make_plan(
+    candidates: Iterable[Candidate],
+    tree: DockerfileTree,
+    graph: BuildGraph | None = None,
+    *,
+    cascade: bool = True,
+    ignored_by: Callable[[ImageReference], str | None] = lambda image: None,
+    known: Mapping[ImageReference, Candidate] | None = None,
+    already_rebuilt: Iterable[ImageReference] = (),
+    multi_platform: bool = True,
+    source: str = "harbor",
+    policy: str | None = None,
+    tree_commit: str | None = None,
+    now: datetime | None = None,
+) -> Plan:
+    """Decide what to rebuild.
+
+    ``ignored_by`` says which ignore pattern (if any) matches an image (``[policy] ignore``);
+    ``known`` gives what the inventory knows of images that are not candidates (children
+    reached by the cascade: their tag may be immutable, they may be multi-arch);
+    ``multi_platform`` is whether the builder can rebuild an image for several platforms.
+    """
+    graph = graph if graph is not None else BuildGraph.from_tree(tree)
+    rebuilt = {key for key in map(image_key, already_rebuilt) if key is not None}
+    known_by_key: dict[ImageReference, Candidate] = {}
+    for image, candidate in (known or {}).items():
+        key = image_key(image)
+        if key is not None:
+            known_by_key[key] = candidate
+    blocked = graph.blocked()
+    skipped: dict[ImageReference, SkippedImage] = {}
+    chosen: dict[ImageReference, tuple[StepReason, str, Candidate | None]] = {}
+
+    def refuse(candidate: Candidate, key: ImageReference | None) -> SkippedImage | None:
+        image = key or candidate.image
+        pattern = ignored_by(candidate.image)
+        if pattern is not None:
+            return SkippedImage(image, SkipReason.IGNORED, f"ignored by policy.ignore {pattern!r}")
+        if key is None:
+            return SkippedImage(candidate.image, SkipReason.UNTAGGED,
+                                "untagged artifact: no tag to rebuild and push")
+        if key in rebuilt:
+            return SkippedImage(image, SkipReason.ALREADY_REBUILT, "already rebuilt in this run")
+        if key not in tree.images:
+            return SkippedImage(image, SkipReason.NO_FOLDER,
+                                f"no Dockerfile folder for it under {tree.root}")
+        if key in blocked:
+            return SkippedImage(image, SkipReason.CYCLE,
+                                "built FROM itself or its own children (a FROM cycle)")
+        if candidate.immutable:
+            return SkippedImage(image, SkipReason.IMMUTABLE,
+                                "the tag is immutable in Harbor: a push would be refused")
+        if candidate.is_index and len(candidate.platforms) > 1 and not multi_platform:
+            return SkippedImage(
+                image, SkipReason.MULTI_ARCH,
+                f"multi-arch image ({', '.join(candidate.platforms)}); the builder cannot "
+                "build several platforms, and a single-arch image must not replace it",
+            )
+        return None
+
+    for candidate in candidates:
+        key = image_key(candidate.image)
+        refusal = refuse(candidate, key)
+        if refusal is not None:
+            skipped.setdefault(refusal.image, refusal)
+        elif key is not None:
+            chosen.setdefault(key, (StepReason.SELECTED, candidate.detail, candidate))
+
+    if cascade:
+        # Breadth-first from every rebuilt image to its children; a child that cannot be
+        # rebuilt stops the cascade below it (its own children would be built on the old one).
+        frontier = sorted(chosen, key=lambda image: image.short)
+        while frontier:
+            following: list[ImageReference] = []
+            for parent in frontier:
+                for child in graph.children(parent):
+                    if child in chosen or child in skipped:
+                        continue
+                    candidate = known_by_key.get(child) or Candidate(child, "")
+                    refusal = refuse(candidate, child)
+                    if refusal is not None:
+                        skipped[child] = refusal
+                        continue
+                    chosen[child] = (StepReason.CASCADE, f"child of {parent.short}",
+                                     known_by_key.get(child))
+                    following.append(child)
+            frontier = following
+
+    steps = _ordered_steps(chosen, tree, graph)
+    return Plan(
+        steps=tuple(steps),
+        skipped=tuple(sorted(skipped.values(), key=lambda s: s.image.short)),
+        tree_root=str(tree.root), created_at=now or datetime.now(UTC), cascade=cascade,
+        source=source, policy=policy, tree_commit=tree_commit,
+    )
+
+
+def _ordered_steps(
+    chosen: Mapping[ImageReference, tuple[StepReason, str, Candidate | None]],
+    tree: DockerfileTree, graph: BuildGraph,
+) -> list[PlanStep]:
+    level_of: dict[ImageReference, int] = {}
+    steps: list[PlanStep] = []
+    for level in graph.build_order(chosen):
+        for image in level:
+            parents = tuple(p for p in graph.parents(image) if p in chosen)
+            level_of[image] = 1 + max((level_of[p] for p in parents), default=-1)
+            reason, detail, candidate = chosen[image]
+            item = tree.images[image]
+            steps.append(PlanStep(
+                image=image, level=level_of[image], reason=reason, detail=detail,
+                parents=parents, folder=_relative(item.folder, tree.root),
+                dockerfile=_relative(item.dockerfile, tree.root),
+                platforms=candidate.platforms if candidate else (),
+                counts=candidate.counts if candidate else None,
+                digest=candidate.digest if candidate else None,
+            ))
+    steps.sort(key=lambda s: (s.level, s.image.short))
+    return steps
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def candidates_from_list(images: Sequence[ImageReference],
+                         details: Mapping[ImageReference, str] | None = None) -> list[Candidate]:
+    """Candidates for images read from a vulnerable.list (nothing known but the name)."""
+    return [Candidate(image, (details or {}).get(image, "listed in vulnerable.list"))
+            for image in images]

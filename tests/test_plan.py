@@ -1,0 +1,135 @@
+"""The plan: what to rebuild, in which order, and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from careen.errors import UsageError
+from careen.plan import Candidate, Plan, SkipReason, StepReason, make_plan
+from careen.reference import ImageReference
+from careen.scan import SeverityCounts
+from careen.tree.discover import discover_tree
+
+
+def ref(text: str) -> ImageReference:
+    return ImageReference.parse(text)
+
+
+def write(root: Path, folder: str, dockerfile: str) -> None:
+    (root / folder).mkdir(parents=True)
+    (root / folder / "Dockerfile").write_text(dockerfile)
+
+
+@pytest.fixture
+def tree_root(tmp_path: Path) -> Path:
+    """base <- jre <- tomcat; base <- nginx; unrelated tools; cyclic a <-> b."""
+    write(tmp_path, "base/1.0", "FROM scratch\n")
+    write(tmp_path, "jre/8u191",
+          "ARG REGISTRY=registry.abc.com\nFROM ${REGISTRY}/library/base:1.0\n")
+    write(tmp_path, "tomcat/8.5", "FROM library/jre:8u191\n")
+    write(tmp_path, "nginx/1.25", "FROM library/base:1.0\n")
+    write(tmp_path, "tools/latest", "FROM alpine:3.19\n")
+    write(tmp_path, "a/1", "FROM library/b:1\n")
+    write(tmp_path, "b/1", "FROM library/a:1\n")
+    return tmp_path
+
+
+def plan_for(root: Path, *candidates: Candidate, **options: object) -> Plan:
+    tree = discover_tree(root, registry="registry.abc.com")
+    return make_plan(candidates, tree, now=datetime(2026, 11, 27, tzinfo=UTC), **options)  # type: ignore[arg-type]
+
+
+def test_selected_base_cascades_to_children_in_level_order(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("registry.abc.com/library/base:1.0"), "high 2 > 0",
+                                         SeverityCounts(high=2)))
+    order = [(s.level, s.image.short, s.reason) for s in plan.steps]
+    assert order == [
+        (0, "library/base:1.0", StepReason.SELECTED),
+        (1, "library/jre:8u191", StepReason.CASCADE),
+        (1, "library/nginx:1.25", StepReason.CASCADE),
+        (2, "library/tomcat:8.5", StepReason.CASCADE),
+    ]
+    assert plan.steps[0].detail == "high 2 > 0"
+    assert plan.steps[0].counts == SeverityCounts(high=2)
+    assert plan.step(ref("library/tomcat:8.5")).detail == "child of library/jre:8u191"  # type: ignore[union-attr]
+    assert plan.step(ref("library/tomcat:8.5")).parents == (ref("library/jre:8u191"),)  # type: ignore[union-attr]
+    assert ref("library/tools:latest") not in {s.image for s in plan.steps}
+    assert [len(level) for level in plan.levels] == [1, 2, 1]
+
+
+def test_no_cascade_rebuilds_only_the_selected(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("library/base:1.0"), "x"), cascade=False)
+    assert [s.image.short for s in plan.steps] == ["library/base:1.0"]
+
+
+def test_levels_count_only_parents_in_the_plan(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("library/tomcat:8.5"), "medium 3 >= 3"))
+    assert [(s.level, s.image.short, s.parents) for s in plan.steps] == [
+        (0, "library/tomcat:8.5", ())
+    ]
+
+
+def test_skips_carry_their_reasons(tree_root: Path) -> None:
+    plan = plan_for(
+        tree_root,
+        Candidate(ref("library/nosuch:1"), "high 1 > 0"),
+        Candidate(ref("library/nginx:1.25"), "high 1 > 0", immutable=True),
+        Candidate(ref("library/a:1"), "high 1 > 0"),
+        Candidate(ref("library/tools:latest"), "high 1 > 0", is_index=True,
+                  platforms=("linux/amd64", "linux/arm64")),
+        Candidate(ImageReference("library/jre", None, "sha256:" + "a" * 64), "high 1 > 0"),
+        multi_platform=False,
+    )
+    reasons = {s.image.short: s.reason for s in plan.skipped}
+    assert reasons == {
+        "library/nosuch:1": SkipReason.NO_FOLDER,
+        "library/nginx:1.25": SkipReason.IMMUTABLE,
+        "library/a:1": SkipReason.CYCLE,
+        "library/tools:latest": SkipReason.MULTI_ARCH,
+        "library/jre@sha256:" + "a" * 64: SkipReason.UNTAGGED,
+    }
+    assert plan.steps == ()
+    assert "no Dockerfile folder" in next(s.detail for s in plan.skipped
+                                          if s.reason is SkipReason.NO_FOLDER)
+
+
+def test_ignored_and_immutable_children_stop_the_cascade(tree_root: Path) -> None:
+    jre = ref("library/jre:8u191")
+    plan = plan_for(
+        tree_root, Candidate(ref("library/base:1.0"), "high 1 > 0"),
+        ignored_by=lambda image: "library/nginx*" if image.repository == "library/nginx" else None,
+        known={jre: Candidate(jre, "", immutable=True)},
+    )
+    assert [s.image.short for s in plan.steps] == ["library/base:1.0"]
+    reasons = {s.image.short: s.reason for s in plan.skipped}
+    assert reasons == {"library/jre:8u191": SkipReason.IMMUTABLE,
+                       "library/nginx:1.25": SkipReason.IGNORED}
+
+
+def test_already_rebuilt_images_are_skipped(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("library/nginx:1.25"), "x"),
+                    already_rebuilt=[ref("registry.abc.com/library/nginx:1.25")])
+    assert [(s.image.short, s.reason) for s in plan.skipped] == [
+        ("library/nginx:1.25", SkipReason.ALREADY_REBUILT)
+    ]
+
+
+def test_plan_round_trips_through_json(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("library/base:1.0"), "high 2 > 0",
+                                         SeverityCounts(high=2), digest="sha256:" + "b" * 64),
+                    Candidate(ref("library/nosuch:1"), "x"), policy="high > 0").with_id("plan-1")
+    again = Plan.from_dict(plan.to_dict())
+    assert again == plan
+    assert again.id == "plan-1"
+
+
+def test_damaged_or_foreign_plans_are_refused(tree_root: Path) -> None:
+    data = plan_for(tree_root, Candidate(ref("library/base:1.0"), "x")).to_dict()
+    with pytest.raises(UsageError, match="schema version"):
+        Plan.from_dict({**data, "schema_version": 99})
+    data["steps"][0]["image"] = "library/base;rm -rf /"
+    with pytest.raises(UsageError, match="damaged"):
+        Plan.from_dict(data)
