@@ -1,0 +1,1 @@
+"""Simulators of the services Careen talks to (Harbor), for tests, the demo and benchmarks."""
