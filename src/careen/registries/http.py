@@ -1,0 +1,563 @@
+"""The one module that talks HTTP: client factory, auth, TLS, retries, the concurrency limit,
+and the translation of HTTP failures into :class:`careen.errors.ServiceError`.
+
+Everything Harbor-specific about the wire lives here too, because it is about how to talk to
+Harbor at all rather than about what to ask it:
+
+- Basic auth on **every** request and **no cookies kept**. Harbor answers API calls with
+  ``Set-Cookie: sid=...``; a client that sends ``sid`` back turns every POST/PUT into
+  ``403 CSRF token invalid`` (Harbor NOTES section 3). The cookie jar given to httpx never
+  stores anything.
+- An ``X-Request-Id`` (a UUID) on every request, quoted in error messages so a Harbor admin can
+  find the request in Harbor's logs.
+- Retries with exponential backoff and jitter (tenacity) on connection errors, timeouts, 429
+  (honouring ``Retry-After``, capped) and 500/502/503/504, per request: one failed page is
+  retried alone, never a whole listing. Attempts and total time per request are bounded, so a
+  Harbor that is down for good is given up on in bounded time.
+- One concurrency limit shared by every request of a client (Harbor has no rate limiting of
+  its own; NOTES section 2).
+
+Secrets: the password is a :class:`pydantic.SecretStr` until httpx builds the Authorization
+header; no message, log line or repr made here contains it or that header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import socket
+import ssl
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.cookiejar import Cookie, CookieJar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+from urllib.request import Request
+
+import httpx
+from pydantic import SecretStr
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from careen.errors import ConfigError, ServiceError
+from careen.events import NULL_OBSERVER, Observer
+
+SERVICE = "Harbor"
+#: Statuses worth another try: Harbor masks every 5xx as ``UNKNOWN internal server error``,
+#: and 502/503/504 come from the proxy in front of it while core restarts.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Longest text of a server message quoted in an error (Harbor's can hold a whole list).
+MESSAGE_MAX = 200
+
+ApiVersion = Literal["auto", "v2", "v1"]
+Sleep = Callable[[float], Awaitable[None]]
+EventHook = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HarborSettings:
+    """How to reach one Harbor. The config module fills it from ``[harbor]``; every field has
+    the documented default so tests and library users can give only ``url``.
+
+    ``concurrency`` bounds the requests in flight at once for the whole client;
+    ``max_attempts`` and ``max_retry_seconds`` bound one request's retries;
+    ``retry_after_max`` caps how long a ``Retry-After`` may make it wait;
+    ``queue_size`` bounds the artifacts buffered between the crawl and its consumer.
+    """
+
+    url: str
+    user: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+    verify_tls: bool = True
+    ca_bundle: str | Path | None = None
+    timeout: float = 30.0
+    concurrency: int = 16
+    page_size: int = 100
+    v1_page_size: int = 500
+    api_version: ApiVersion = "auto"
+    max_attempts: int = 5
+    max_retry_seconds: float = 120.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    retry_after_max: float = 60.0
+    queue_size: int = 1000
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("expected an http:// or https:// URL with a host, e.g. "
+                              "https://harbor.example.com", key="harbor.url")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("the URL holds a user name or password; remove it and set "
+                              "[harbor] user and CAREEN_HARBOR_PASSWORD instead",
+                              key="harbor.url")
+        if self.password is not None and not isinstance(self.password, SecretStr):
+            raise ConfigError("must be a pydantic SecretStr", key="harbor.password")
+        checks: list[tuple[str, bool, str]] = [
+            ("harbor.timeout", self.timeout > 0, "must be more than 0 seconds"),
+            ("harbor.concurrency", 1 <= self.concurrency <= 256, "must be 1 to 256"),
+            # Harbor v2 answers 422 above 100 instead of clamping (NOTES section 5).
+            ("harbor.page_size", 1 <= self.page_size <= 100, "must be 1 to 100"),
+            ("harbor.v1_page_size", 1 <= self.v1_page_size <= 500, "must be 1 to 500"),
+            ("harbor.api_version", self.api_version in ("auto", "v2", "v1"),
+             "must be auto, v2 or v1"),
+            ("harbor.max_attempts", self.max_attempts >= 1, "must be at least 1"),
+            ("harbor.max_retry_seconds", self.max_retry_seconds > 0, "must be more than 0"),
+            ("harbor.backoff_initial", self.backoff_initial >= 0, "must be 0 or more"),
+            ("harbor.backoff_max", self.backoff_max >= 0, "must be 0 or more"),
+            ("harbor.retry_after_max", self.retry_after_max >= 0, "must be 0 or more"),
+            ("harbor.queue_size", self.queue_size >= 1, "must be at least 1"),
+        ]
+        for key, ok, message in checks:
+            if not ok:
+                raise ConfigError(message, key=key)
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """``host[:port]``: what error messages name, and the registry images are pulled from."""
+        return urlsplit(self.url).netloc
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.user is not None and self.password is not None
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """What a client sent: read by benchmarks and reports. ``requests`` counts every HTTP
+    request sent, retries included; ``retries`` only the repeated ones."""
+
+    requests: int = 0
+    retries: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    transport_errors: int = 0
+
+
+class _NeverStoreCookieJar(CookieJar):
+    """A cookie jar that drops every cookie: Harbor's ``sid`` must never be sent back."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Request) -> None:
+        return None
+
+
+class HarborApiError(ServiceError):
+    """Harbor answered with an error status. ``status``, ``code`` (Harbor's error code, e.g.
+    ``NOT_FOUND``) and ``request_id`` let callers react to a specific answer."""
+
+    def __init__(self, host: str, message: str, *, status: int, code: str | None,
+                 request_id: str | None, hint: str | None = None) -> None:
+        super().__init__(SERVICE, host, message, hint=hint)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+
+class _RetryableStatus(Exception):
+    """Raised inside one attempt so tenacity retries it; never leaves this module."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def one_line(text: str, limit: int = MESSAGE_MAX) -> str:
+    """Server text made safe to quote: control characters escaped, length bounded."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """An untrusted name quoted for a message (``repr`` escapes newlines and quotes)."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number >= 0 if it is only ASCII digits (``str.isdigit`` also takes
+    ``'²'``, which ``int`` refuses)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
+    if value is None:
+        return None
+    text = value.strip()
+    seconds = whole_number(text)
+    if seconds is not None:
+        return float(seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def error_fields(response: httpx.Response) -> tuple[str | None, str]:
+    """Harbor's ``{"errors":[{"code","message"}]}``, or v1's plain text: (code, message)."""
+    text = response.text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            code = first.get("code")
+            return (str(code) if code is not None else None,
+                    one_line(str(first.get("message", ""))))
+    if isinstance(body, dict) and "code" in body and "message" in body:
+        return str(body["code"]), one_line(str(body["message"]))
+    return None, one_line(text.splitlines()[0] if text.strip() else response.reason_phrase)
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_tls_verify_failure(exc: BaseException) -> bool:
+    return any(isinstance(e, ssl.SSLCertVerificationError)
+               or "CERTIFICATE_VERIFY_FAILED" in str(e) for e in _cause_chain(exc))
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, _RetryableStatus):
+        return True
+    # A certificate that does not verify will not verify on the next try either.
+    return isinstance(exc, httpx.TransportError) and not _is_tls_verify_failure(exc)
+
+
+class HarborHttp:
+    """An httpx client set up for Harbor, shared by the v2 and v1 clients.
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``event_hooks`` are
+    passed to httpx (integration tests validate every request against the spec with one);
+    ``sleep`` is what retries wait with (tests pass a recorder to check the backoff without
+    waiting).
+    """
+
+    def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 event_hooks: Mapping[str, list[EventHook]] | None = None,
+                 sleep: Sleep = asyncio.sleep) -> None:
+        self.settings = settings
+        self.host = settings.host
+        self.observer = observer
+        self.stats = RequestStats()
+        self._sleep = sleep
+        self._limit = asyncio.Semaphore(settings.concurrency)
+        auth = None
+        if settings.user is not None and settings.password is not None:
+            auth = httpx.BasicAuth(settings.user, settings.password.get_secret_value())
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            auth=auth,
+            verify=_tls_verify(settings),
+            timeout=httpx.Timeout(settings.timeout),
+            cookies=_NeverStoreCookieJar(),
+            transport=transport,
+            event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
+            limits=httpx.Limits(max_connections=settings.concurrency,
+                                max_keepalive_connections=settings.concurrency),
+            follow_redirects=False,
+            headers={"Accept": "application/json"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self, method: str, path: str, *,
+        params: Mapping[str, str | int | bool] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (200,),
+        permission: str | None = None,
+    ) -> httpx.Response:
+        """Send one request (retried as documented) and return the response when its status
+        is in ``accept``; raise :class:`HarborApiError` for any other status and
+        :class:`ServiceError` when Harbor cannot be reached. ``permission`` names what a 403
+        means the account lacks."""
+        query = {k: _query_value(v) for k, v in (params or {}).items()}
+        retrying = AsyncRetrying(
+            stop=(stop_after_attempt(self.settings.max_attempts)
+                  | stop_after_delay(self.settings.max_retry_seconds)),
+            wait=self._wait,
+            retry=retry_if_exception(_is_retryable),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._note_retry(method, path, state),
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    response = await self._send_once(method, path, query, json_body, headers)
+                    if response.status_code in RETRY_STATUSES and (
+                            response.status_code not in accept):
+                        raise _RetryableStatus(response)
+        except _RetryableStatus as failed:
+            raise self._status_error(method, path, failed.response, permission,
+                                     attempts=attempts) from None
+        except httpx.TransportError as exc:
+            raise self._transport_error(method, path, exc, attempts=attempts) from None
+        if response.status_code not in accept:
+            raise self._status_error(method, path, response, permission, attempts=attempts)
+        return response
+
+    async def get_json(self, path: str, *, params: Mapping[str, str | int | bool] | None = None,
+                       headers: Mapping[str, str] | None = None,
+                       permission: str | None = None) -> Any:
+        response = await self.request("GET", path, params=params, headers=headers,
+                                      permission=permission)
+        return self.json_of(response, "GET", path)
+
+    def json_of(self, response: httpx.Response, method: str, path: str) -> Any:
+        """The response body as JSON; an empty body is ``None`` (Harbor's nil payload)."""
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ServiceError(
+                SERVICE, self.host,
+                f"{method} {path}: the answer is not JSON "
+                f"(request id {response.request.headers.get('X-Request-Id', '?')})",
+                hint="check that [harbor] url points at Harbor itself, not a login page "
+                     "or another proxy") from None
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _send_once(self, method: str, path: str, query: Mapping[str, str],
+                         json_body: Any, headers: Mapping[str, str] | None) -> httpx.Response:
+        request_headers = {"X-Request-Id": str(uuid.uuid4()), **(headers or {})}
+        async with self._limit:
+            self.stats.requests += 1
+            try:
+                response = await self._client.request(
+                    method, path, params=query or None, json=json_body,
+                    headers=request_headers)
+                await response.aread()
+            except httpx.TransportError:
+                self.stats.transport_errors += 1
+                raise
+        self.stats.by_status[response.status_code] += 1
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,
+                                          max=self.settings.backoff_max)(state)
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, _RetryableStatus) and exc.response.status_code in (429, 503):
+            after = parse_retry_after(exc.response.headers.get("Retry-After"))
+            if after is not None:
+                return min(after, self.settings.retry_after_max)
+        return float(backoff)
+
+    def _note_retry(self, method: str, path: str, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        why = (f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableStatus)
+               else type(exc).__name__)
+        self.observer.warning(
+            f"Harbor at {self.host}: {method} {path} failed ({why}); retrying "
+            f"(attempt {state.attempt_number + 1} of {self.settings.max_attempts})")
+
+    def _status_error(self, method: str, path: str, response: httpx.Response,
+                      permission: str | None, *, attempts: int) -> HarborApiError:
+        status = response.status_code
+        code, message = error_fields(response)
+        request_id = (response.headers.get("X-Request-Id")
+                      or response.request.headers.get("X-Request-Id"))
+        text = f"{method} {path}: HTTP {status}"
+        if code:
+            text += f" {code}"
+        if message:
+            text += f": {message}"
+        if attempts > 1:
+            text += f" (after {attempts} attempts)"
+        if request_id:
+            text += f" (request id {request_id})"
+        return HarborApiError(self.host, text, status=status, code=code,
+                              request_id=request_id,
+                              hint=self._status_hint(status, message, permission))
+
+    def _status_hint(self, status: int, message: str, permission: str | None) -> str | None:
+        who = (f"the Harbor account {self.settings.user!r}" if self.settings.user
+               else "anonymous access")
+        if status == 401:
+            if self.settings.user is None:
+                return ("Harbor wants credentials for this: set [harbor] user and "
+                        "CAREEN_HARBOR_PASSWORD")
+            return ("check [harbor] user and CAREEN_HARBOR_PASSWORD (a robot account is "
+                    "named robot$name or robot$project+name)")
+        if status == 403:
+            if "csrf" in message.lower():
+                return "Harbor took the request for a browser session; report this as a bug"
+            need = permission or "this operation"
+            return f"{who} lacks the permission for {need}; ask a Harbor admin to grant it"
+        if status == 429 or status >= 500:
+            return "Harbor is overloaded or failing; try again later or lower [harbor] concurrency"
+        return None
+
+    def _transport_error(self, method: str, path: str, exc: httpx.TransportError, *,
+                         attempts: int) -> ServiceError:
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        chain = _cause_chain(exc)
+        if _is_tls_verify_failure(exc):
+            return ServiceError(
+                SERVICE, self.host, f"{method} {path}: TLS certificate verify failed",
+                hint="certificate verify failed — set [harbor] ca_bundle or, for a lab only, "
+                     "verify_tls = false")
+        if isinstance(exc, httpx.TimeoutException):
+            return ServiceError(
+                SERVICE, self.host,
+                f"{method} {path}: no answer within {self.settings.timeout:g} s{tries}",
+                hint="Harbor is slow or unreachable; raise [harbor] timeout or lower "
+                     "[harbor] concurrency")
+        if any(isinstance(e, socket.gaierror) for e in chain) or any(
+                "name or service not known" in str(e).lower()
+                or "nodename nor servname" in str(e).lower()
+                or "temporary failure in name resolution" in str(e).lower() for e in chain):
+            return ServiceError(
+                SERVICE, self.host, f"{method} {path}: the host name does not resolve{tries}",
+                hint="check [harbor] url")
+        if any(isinstance(e, ConnectionRefusedError) for e in chain) or any(
+                "connection refused" in str(e).lower() for e in chain):
+            return ServiceError(
+                SERVICE, self.host, f"{method} {path}: connection refused{tries}",
+                hint="check [harbor] url and that Harbor is running")
+        if any(isinstance(e, ssl.SSLError) for e in chain):
+            return ServiceError(SERVICE, self.host, f"{method} {path}: TLS handshake failed",
+                                hint="check that [harbor] url uses the right scheme and port")
+        return ServiceError(
+            SERVICE, self.host,
+            f"{method} {path}: connection failed ({type(exc).__name__}){tries}",
+            hint="check [harbor] url and the network between here and Harbor")
+
+
+def total_count(response: httpx.Response) -> int | None:
+    """``X-Total-Count`` (the number of items before paging), or ``None`` when absent or bad."""
+    return whole_number(response.headers.get("X-Total-Count", "").strip())
+
+
+_LINK_ENTRY = re.compile(r'<([^>]*)>\s*;\s*rel="?([A-Za-z]+)"?')
+
+
+def next_page(response: httpx.Response, current: int) -> int | None:
+    """The page number of ``Link: <...>; rel="next"`` (entries joined by ``" , "`` in v2 and
+    ``", "`` in v1), or ``None`` when there is no next page. Only the page number is taken from
+    the link: the next request is built like the first, so it stays exactly as encoded."""
+    for url, rel in _LINK_ENTRY.findall(response.headers.get("Link", "")):
+        if rel.lower() != "next":
+            continue
+        pages = parse_qs(urlsplit(url).query).get("page", [])
+        page = whole_number(pages[0]) if pages else None
+        return page if page is not None and page > current else current + 1
+    return None
+
+
+OnPage = Callable[[list[Any]], Awaitable[None]]
+
+
+async def crawl_pages(
+    http: HarborHttp, path: str, params: Mapping[str, str | int | bool], *,
+    page_size: int, on_page: OnPage, slots: asyncio.Semaphore,
+    known_total: int | None = None, headers: Mapping[str, str] | None = None,
+    permission: str | None = None, max_pages: int = 100_000,
+) -> None:
+    """Read every page of one paged listing, handing each page's items to ``on_page``.
+
+    With ``known_total`` (e.g. a repository's ``artifact_count``) every page is requested at
+    once; otherwise page 1 first, then, when it tells ``X-Total-Count``, the remaining pages
+    concurrently, and when it does not, ``rel="next"`` links one after the other. A page that
+    fails is retried alone by :meth:`HarborHttp.request`. ``slots`` is held from a page's
+    request until ``on_page`` returns, so the pages held in memory are bounded.
+    """
+    if known_total == 0:
+        return
+
+    async def fetch(page: int) -> tuple[int | None, int | None]:
+        async with slots:
+            query = {**params, "page": page, "page_size": page_size}
+            response = await http.request("GET", path, params=query, headers=headers,
+                                          permission=permission)
+            body = http.json_of(response, "GET", path)
+            if body is None:
+                body = []
+            if not isinstance(body, list):
+                raise ServiceError(SERVICE, http.host,
+                                   f"GET {path}: expected a JSON list, got {type(body).__name__}")
+            await on_page(body)
+        return total_count(response), next_page(response, page)
+
+    async def fetch_all(pages: range) -> int:
+        """Fetch ``pages`` concurrently; the largest ``X-Total-Count`` seen."""
+        if not pages:
+            return 0
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(fetch(page)) for page in pages]
+        return max((task.result()[0] or 0) for task in tasks)
+
+    if known_total is not None:
+        last = -(-known_total // page_size)
+        seen = await fetch_all(range(1, last + 1))
+        # The repository grew since it was listed: read what was pushed meanwhile too.
+        await fetch_all(range(last + 1, -(-seen // page_size) + 1))
+        return
+    total, following = await fetch(1)
+    if total is not None:
+        await fetch_all(range(2, -(-total // page_size) + 1))
+        return
+    fetched = 1
+    while following is not None and fetched < max_pages:
+        _, following = await fetch(following)
+        fetched += 1
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _tls_verify(settings: HarborSettings) -> ssl.SSLContext | bool:
+    if not settings.verify_tls:
+        return False
+    if settings.ca_bundle is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot read CA bundle {str(settings.ca_bundle)!r}: "
+                          f"{exc.__class__.__name__}", key="harbor.ca_bundle",
+                          hint="give a PEM file of the CA that signed Harbor's certificate") \
+            from None
