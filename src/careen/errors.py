@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: A service (Harbor, the registry, the builder) could not be reached.
     UNREACHABLE = 3
+    #: Careen itself failed (a bug): the message says so and ``--debug`` shows the traceback.
+    INTERNAL = 4
 
 
 class CareenError(Exception):

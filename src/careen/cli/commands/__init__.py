@@ -1,0 +1,9 @@
+"""One module per command group; importing them registers the commands on the app."""
+
+from careen.cli.commands import (
+    config_cmd,  # noqa: F401
+    harbor_cmd,  # noqa: F401
+    sim_cmd,  # noqa: F401
+    tree_cmd,  # noqa: F401
+    vulnerable_cmd,  # noqa: F401
+)

@@ -1,0 +1,245 @@
+"""Commands that talk to Harbor: ``images``, ``scan``, ``schedule``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from careen import assemble
+from careen.cli.commands.vulnerable_cmd import HarborUrlOption, ProjectOption
+from careen.cli.common import command, emit, load, run_async
+from careen.cli.main import app, globals_of
+from careen.cli.output import ConsoleObserver
+from careen.config import Config
+from careen.errors import ExitCode, UsageError
+from careen.inventory import Image
+from careen.reference import ImageReference
+from careen.registries.harbor import HarborClient, open_harbor
+from careen.registries.harbor_v2 import HarborV2Client
+from careen.scan import ScanSummary, Severity
+
+T = TypeVar("T")
+
+SEVERITY_COLUMNS = [s.label for s in sorted(Severity, reverse=True)]
+
+
+def _with_client(config: Config, observer: ConsoleObserver,
+                 work: Callable[[HarborClient], Awaitable[T]]) -> T:
+    settings = assemble.harbor_settings(config)
+
+    async def run() -> T:
+        client = await open_harbor(settings, observer=observer)
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    with observer:
+        return run_async(run())
+
+
+def _v2(client: HarborClient, what: str) -> HarborV2Client:
+    if not isinstance(client, HarborV2Client):
+        raise UsageError(f"{what} needs Harbor 2.x; this Harbor speaks the 1.x API (read only)")
+    return client
+
+
+def image_row(image: Image) -> dict[str, Any]:
+    scan = image.scan
+    counts = scan.counts.as_dict() if scan.counts is not None else dict.fromkeys(
+        SEVERITY_COLUMNS)
+    return {
+        "image": image.reference.short, "digest": image.digest, "status": scan.status.value,
+        **counts, "fixable": scan.fixable_total, "scanner": scan.scanner,
+        "scanned_at": scan.scanned_at.isoformat() if scan.scanned_at else None,
+        "multi_arch": image.is_index, "immutable": image.immutable,
+    }
+
+
+@command(app, "images")
+def images(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    harbor_url: HarborUrlOption = None,
+) -> None:
+    """List every image in Harbor with its scan summary: counts per severity, scan status,
+    scanner and scan time.
+
+    This is the old 'harbor list' followed by one 'harbor show' per image, done in one
+    command: Careen reads whole pages of artifacts with their scan overviews, many at once.
+    Untagged artifacts are listed by digest; images never scanned show status not_scanned.
+
+    Examples:
+
+        careen images --project library
+        careen images --format csv > inventory.csv
+        careen images --format json | jq '.[] | select(.high > 0) | .image'
+    """
+    if fmt not in ("table", "json", "csv"):
+        raise typer.BadParameter("expected table, json or csv", param_hint="--format")
+    observer = globals_of(ctx).observer()
+    config = load(ctx, {"harbor.url": harbor_url, "harbor.projects": project or None}, observer)
+    projects = list(config.harbor.projects) or None
+
+    async def collect(client: HarborClient) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        stream: AsyncIterator[Any] = client.artifacts(projects)
+        async for artifact in stream:
+            rows.extend(image_row(image) for image in artifact.images())
+        rows.sort(key=lambda row: str(row["image"]))
+        return rows
+
+    rows = _with_client(config, observer, collect)
+    if fmt == "json":
+        emit(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["image"],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(show_edge=False)
+        for column in ("image", "status", *SEVERITY_COLUMNS, "fixable"):
+            table.add_column(column, justify="left" if column in ("image", "status") else "right")
+        for row in rows:
+            table.add_row(*(("-" if row[c] is None else str(row[c]))
+                            for c in ("image", "status", *SEVERITY_COLUMNS, "fixable")))
+        # Piped output keeps whole names rather than fitting 80 columns.
+        Console(highlight=False, width=None if sys.stdout.isatty() else 240).print(table)
+
+
+@command(app, "scan")
+def scan(
+    ctx: typer.Context,
+    images_: Annotated[list[str] | None, typer.Argument(
+        metavar="[IMAGE]...", help="Images to scan, e.g. library/grafana:4.1.2.",
+        show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Scan every image (Harbor's scan-all).")
+                    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until each scan finishes and print "
+                                       "the new summaries.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")
+                       ] = 600.0,
+    harbor_url: HarborUrlOption = None,
+) -> int:
+    """Ask Harbor to scan images now, instead of waiting for the nightly scan-all.
+
+    Harbor scans in the background: without --wait the command returns once Harbor accepted
+    each request. With --wait it polls until each scan is finished (or --timeout) and prints
+    the new summaries as JSON on stdout.
+
+    Examples:
+
+        careen scan library/grafana:4.1.2 --wait
+        careen scan --all
+    """
+    if all_ == bool(images_):
+        raise UsageError("name images to scan, or give --all (not both)")
+    references = [ImageReference.parse(text) for text in images_ or []]
+    observer = globals_of(ctx).observer()
+    config = load(ctx, {"harbor.url": harbor_url}, observer)
+
+    async def work(client: HarborClient) -> dict[ImageReference, ScanSummary]:
+        harbor = _v2(client, "scanning")
+        if all_:
+            started = await harbor.trigger_scan_all()
+            observer.info("scan-all started" if started else "a scan-all is already running")
+            return {}
+        for reference in references:
+            observer.processing(reference.short)
+            await harbor.request_scan(reference)
+        if not wait:
+            return {}
+        return await harbor.wait_for_scans(references, timeout=timeout)
+
+    results = _with_client(config, observer, work)
+    if results:
+        emit(json.dumps([{"image": ref.short, "status": s.status.value,
+                          "counts": s.counts.as_dict() if s.counts else None}
+                         for ref, s in results.items()], indent=2))
+        unfinished = [ref.short for ref, s in results.items() if not s.status.is_final]
+        if unfinished:
+            observer.warning(f"not finished after {timeout:g} s: {', '.join(unfinished)}")
+            return int(ExitCode.FAILED)
+    return int(ExitCode.OK)
+
+
+schedule_app = typer.Typer(help="Show or set Harbor's scan-all schedule.",
+                           no_args_is_help=True, rich_markup_mode="rich")
+app.add_typer(schedule_app, name="schedule")
+
+_DAILY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\Z")
+
+
+def cron_for_daily(time_of_day: str) -> str:
+    """Harbor's 6-field cron (seconds first, and 0) for a daily time ``HH:MM``."""
+    match = _DAILY.match(time_of_day)
+    if match is None:
+        raise UsageError(f"--daily {time_of_day!r}: expected HH:MM, e.g. 00:00")
+    return f"0 {int(match[2])} {int(match[1])} * * *"
+
+
+@command(schedule_app, "show")
+def schedule_show(ctx: typer.Context, harbor_url: HarborUrlOption = None) -> None:
+    """Print Harbor's scan-all schedule as JSON (null when there is none).
+
+    Example:  careen schedule show
+    """
+    observer = globals_of(ctx).observer()
+    config = load(ctx, {"harbor.url": harbor_url}, observer)
+
+    async def work(client: HarborClient) -> dict[str, Any] | None:
+        current = await _v2(client, "the scan-all schedule").scan_all_schedule()
+        return None if current is None else {"type": current.type, "cron": current.cron,
+                                             "status": current.status}
+
+    emit(json.dumps(_with_client(config, observer, work)))
+
+
+@command(schedule_app, "scan-all")
+def schedule_scan_all(
+    ctx: typer.Context,
+    daily: Annotated[str | None, typer.Option("--daily", metavar="HH:MM",
+                                              help="Scan everything every day at this time.")
+                     ] = None,
+    cron: Annotated[str | None, typer.Option("--cron", help="Harbor cron: 6 fields, seconds "
+                                             "first and 0, e.g. '0 0 2 * * *'.")] = None,
+    none: Annotated[bool, typer.Option("--none", help="Remove the schedule.")] = False,
+    harbor_url: HarborUrlOption = None,
+) -> None:
+    """Set when Harbor scans every image. The old scheme scanned everything daily at 00:00
+    and ran the rebuild job after it.
+
+    Examples:
+
+        careen schedule scan-all --daily 00:00
+        careen schedule scan-all --cron '0 30 1 * * *'
+        careen schedule scan-all --none
+    """
+    if [daily is not None, cron is not None, none].count(True) != 1:
+        raise UsageError("give exactly one of --daily HH:MM, --cron EXPR or --none")
+    if none:
+        kind, expression = "None", None
+    elif daily is not None:
+        expression = cron_for_daily(daily)
+        kind = "Daily" if expression == "0 0 0 * * *" else "Custom"
+    else:
+        kind, expression = "Custom", cron
+    observer = globals_of(ctx).observer()
+    config = load(ctx, {"harbor.url": harbor_url}, observer)
+
+    async def work(client: HarborClient) -> None:
+        await _v2(client, "the scan-all schedule").set_scan_all_schedule(kind, expression)
+
+    _with_client(config, observer, work)
+    observer.info("scan-all schedule removed" if kind == "None"
+                  else f"scan-all schedule set: {kind} ({expression})")

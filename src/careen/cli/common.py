@@ -1,0 +1,54 @@
+"""Helpers the commands share: loading the config with flag overrides, writing output."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from careen.cli.main import Globals, globals_of
+from careen.cli.output import ConsoleObserver, unwrap
+from careen.config import Config, load_config
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load(ctx: typer.Context, overrides: Mapping[str, object] | None = None,
+         observer: ConsoleObserver | None = None) -> Config:
+    """Load the effective config (file < environment < these flag ``overrides``) and print
+    its warnings (such as TLS verification being off) on every run."""
+    options: Globals = globals_of(ctx)
+    merged = {**options.overrides, **(overrides or {})}
+    config = load_config(options.config_path, cwd=Path.cwd(), environ=os.environ,
+                         overrides={k: v for k, v in merged.items() if v is not None})
+    shown = observer if observer is not None else options.observer()
+    for warning in config.warnings:
+        shown.warning(warning)
+    return config
+
+
+def emit(text: str) -> None:
+    """Machine output: stdout only, with a final newline."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
+    """Register a command whose docstring is its help, unwrapped so rich can reflow it."""
+    def register(function: F) -> F:
+        text = unwrap(inspect.getdoc(function) or "")
+        group.command(name, help=text)(function)
+        return function
+    return register
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine of the core to its end (each command is one event loop)."""
+    return asyncio.run(coroutine)
