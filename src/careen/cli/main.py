@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from careen import __version__
 from careen.cli.output import ConsoleObserver, describe_error, unwrap
@@ -114,17 +114,18 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
             raise
         print(describe_error(error), file=sys.stderr)
         return int(error.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         print("careen: interrupted", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print("careen: interrupted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as error:
-        error.show(file=sys.stderr)
-        return int(ExitCode.USAGE)
-    except click.exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         return int(exit_.exit_code)
+    except TyperException as error:  # bad flags, missing arguments: click's usage errors
+        show = getattr(error, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            print(f"careen: error: {error}", file=sys.stderr)
+        return int(getattr(error, "exit_code", ExitCode.USAGE))
     except Exception as error:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
             raise
@@ -140,14 +141,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(_run(argv, "careen"))
 
 
+#: The seed's script names and the command each one is.
+SEED_COMMANDS = {"list-vulnerable-images": "vulnerable", "update-images": "update"}
+
+_GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--debug"})
+_GLOBAL_OPTIONS = frozenset({"-c", "--config"})
+
+
+def run_seed_command(name: str, argv: Sequence[str]) -> int:
+    """Run a seed script name (``list-vulnerable-images ARGS``) as its careen command. Global
+    options given first (``-c FILE``, ``-v``) stay in front of the command."""
+    args, front = list(argv), []
+    while args and (args[0] in _GLOBAL_FLAGS or args[0] in _GLOBAL_OPTIONS
+                    or args[0].startswith("--config=")):
+        option = args.pop(0)
+        front.append(option)
+        if option in _GLOBAL_OPTIONS and args:
+            front.append(args.pop(0))
+    return _run([*front, SEED_COMMANDS[name], *args], name)
+
+
 def list_vulnerable_images_main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``list-vulnerable-images``: the seed's script name for
     ``careen vulnerable``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    sys.exit(_run(["vulnerable", *args], "list-vulnerable-images"))
+    sys.exit(run_seed_command("list-vulnerable-images", sys.argv[1:] if argv is None else argv))
 
 
 def update_images_main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``update-images``: the seed's script name for ``careen update``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    sys.exit(_run(["update", *args], "update-images"))
+    sys.exit(run_seed_command("update-images", sys.argv[1:] if argv is None else argv))
