@@ -8,9 +8,9 @@ import time
 import uuid
 
 import httpx
-from tests.sim.conftest import ADMIN, API, make_client
 
 from careen.sim.harbor import ScanDelays, SimulatorServer
+from tests.sim.conftest import ADMIN, API, make_client
 
 REPO = f"{API}/projects/library/repositories"
 

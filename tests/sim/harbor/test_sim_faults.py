@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from tests.sim.conftest import ADMIN, API, FLEET
 
 from careen.sim.harbor import Fault, FaultPlan, Fleet, SimOptions, SimulatorServer
+from tests.sim.conftest import ADMIN, API, FLEET
 
 
 def test_same_seed_same_sequence() -> None:

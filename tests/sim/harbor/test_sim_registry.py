@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.sim.conftest import ADMIN, API, make_client
 
 from careen.sim.harbor import Fleet, SimOptions, SimulatorServer
+from tests.sim.conftest import ADMIN, API, make_client
 
 pytestmark = [
     pytest.mark.lab,
