@@ -1,0 +1,175 @@
+"""Executing a plan: order, concurrency, failures that skip children, resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from careen.builders.interface import (
+    BuildRequest,
+    BuildResult,
+    Failure,
+    PushResult,
+    Status,
+)
+from careen.plan import Candidate, Plan, make_plan
+from careen.reference import ImageReference
+from careen.tree.discover import discover_tree
+from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+
+
+def ref(text: str) -> ImageReference:
+    return ImageReference.parse(text)
+
+
+@dataclass
+class FakeBuilder:
+    """Records what it was asked; fails the images named in ``fail``."""
+
+    name: str = "fake"
+    fail: set[str] = field(default_factory=set)
+    fail_push: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    events: list[tuple[str, str]] = field(default_factory=list)
+    running: int = 0
+    most_at_once: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.events.append(("build", request.image.short))
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+        status = Status.FAILED if request.image.short in self.fail else Status.SUCCEEDED
+        return BuildResult(request.image, status, 0.0, request.log_path, ("step 1",),
+                           error=Failure.BUILD_FAILED if status is Status.FAILED else None)
+
+    def push(self, request: BuildRequest) -> PushResult:
+        self.events.append(("push", request.image.short))
+        if request.image.short in self.fail_push:
+            return PushResult(request.image, Status.FAILED, 0.0, request.log_path,
+                              error=Failure.AUTH_REJECTED)
+        return PushResult(request.image, Status.SUCCEEDED, 0.0, request.log_path,
+                          digest="sha256:" + "c" * 64)
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Plan:
+    """base <- jre <- tomcat; base <- nginx; tools alone."""
+    for folder, text in {
+        "base/1.0": "FROM scratch\n", "jre/8": "FROM library/base:1.0\n",
+        "tomcat/8.5": "FROM library/jre:8\n", "nginx/1.25": "FROM library/base:1.0\n",
+        "tools/1": "FROM scratch\n",
+    }.items():
+        (tmp_path / "tree" / folder).mkdir(parents=True)
+        (tmp_path / "tree" / folder / "Dockerfile").write_text(text)
+    tree = discover_tree(tmp_path / "tree")
+    return make_plan([Candidate(ref("library/base:1.0"), "high 1 > 0"),
+                      Candidate(ref("library/tools:1"), "high 1 > 0")], tree,
+                     now=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def options(tmp_path: Path, **extra: object) -> UpdateOptions:
+    return UpdateOptions(registry="registry.abc.com", run_id="run-1",
+                         log_dir=tmp_path / "logs", revision="abc123", **extra)  # type: ignore[arg-type]
+
+
+async def test_parents_are_pushed_before_children(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder()
+    outcomes = await execute_plan(plan, builder, options(tmp_path))
+    assert all(o.status is StepStatus.PUSHED for o in outcomes)
+    pushes = [image for kind, image in builder.events if kind == "push"]
+    for parent, child in [("base:1.0", "jre:8"), ("jre:8", "tomcat:8.5"),
+                          ("base:1.0", "nginx:1.25")]:
+        assert pushes.index(f"library/{parent}") < builder.events.index(
+            ("build", f"library/{child}"))
+    assert outcomes[0].image == ref("registry.abc.com/library/base:1.0")
+
+
+async def test_a_failed_parent_skips_its_children_only(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder(fail={"library/jre:8"})
+    outcomes = {o.step.image.short: o for o in await execute_plan(plan, builder,
+                                                                   options(tmp_path))}
+    assert outcomes["library/jre:8"].status is StepStatus.FAILED
+    assert outcomes["library/jre:8"].reason == "build failed"
+    assert outcomes["library/tomcat:8.5"].status is StepStatus.SKIPPED
+    assert outcomes["library/tomcat:8.5"].reason == "parent library/jre:8 failed"
+    assert outcomes["library/nginx:1.25"].status is StepStatus.PUSHED
+    assert outcomes["library/tools:1"].status is StepStatus.PUSHED
+    assert ("build", "library/tomcat:8.5") not in builder.events
+
+
+async def test_auth_rejected_push_is_a_failure(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder(fail_push={"library/tools:1"})
+    outcomes = {o.step.image.short: o for o in await execute_plan(plan, builder,
+                                                                   options(tmp_path))}
+    assert outcomes["library/tools:1"].status is StepStatus.FAILED
+    assert outcomes["library/tools:1"].reason == "auth rejected"
+
+
+async def test_jobs_build_independent_images_at_once(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder(delay=0.05)
+    await execute_plan(plan, builder, options(tmp_path, jobs=2))
+    assert builder.most_at_once == 2
+    serial = FakeBuilder(delay=0.01)
+    await execute_plan(plan, serial, options(tmp_path, jobs=1))
+    assert serial.most_at_once == 1
+
+
+async def test_resume_does_not_build_what_was_pushed(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder()
+    pushed = {"library/base:1.0": "sha256:" + "a" * 64}
+    outcomes = {o.step.image.short: o for o in await execute_plan(
+        plan, builder, options(tmp_path), already_pushed=pushed)}
+    assert outcomes["library/base:1.0"].status is StepStatus.ALREADY_PUSHED
+    assert outcomes["library/base:1.0"].digest == "sha256:" + "a" * 64
+    assert ("build", "library/base:1.0") not in builder.events
+    assert outcomes["library/jre:8"].status is StepStatus.PUSHED
+
+
+async def test_dry_run_builds_nothing(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder()
+    outcomes = await execute_plan(plan, builder, options(tmp_path, dry_run=True))
+    assert {o.status for o in outcomes} == {StepStatus.WOULD_BUILD}
+    assert builder.events == []
+
+
+async def test_only_limits_the_run(plan: Plan, tmp_path: Path) -> None:
+    builder = FakeBuilder()
+    outcomes = await execute_plan(plan, builder, options(tmp_path),
+                                  only=[ref("library/tools:1")])
+    assert [e for e in builder.events if e[0] == "build"] == [("build", "library/tools:1")]
+    assert {o.step.image.short: o.status for o in outcomes}["library/base:1.0"] is (
+        StepStatus.SKIPPED)
+
+
+async def test_every_outcome_is_recorded_with_labels(plan: Plan, tmp_path: Path) -> None:
+    seen: list[StepOutcome] = []
+    requests: list[BuildRequest] = []
+
+    class Recorder:
+        def step_started(self, step: object, image: ImageReference) -> None:
+            pass
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            seen.append(outcome)
+
+    class LabelCheck(FakeBuilder):
+        def build(self, request: BuildRequest) -> BuildResult:
+            requests.append(request)
+            return super().build(request)
+
+    await execute_plan(plan, LabelCheck(), options(tmp_path), recorder=Recorder())
+    assert len(seen) == len(plan.steps)
+    labels = requests[0].labels
+    assert labels["org.opencontainers.image.revision"] == "abc123"
+    assert labels["careen.run"] == "run-1"
+    assert requests[0].context == Path(plan.tree_root) / "base/1.0"
