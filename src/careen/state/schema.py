@@ -1,0 +1,175 @@
+"""The state database's schema and its migrations.
+
+The schema version lives in SQLite's ``PRAGMA user_version`` (an integer in the file header,
+written inside the same transaction as the tables, so a crash never leaves a half-migrated
+file marked as migrated). :data:`MIGRATIONS` is ordered; migration *n* takes the database from
+version *n - 1* to *n*. A released migration is never edited: a change is a new one appended
+to the list.
+
+Each migration is a tuple of single statements rather than one script because
+``sqlite3.Connection.executescript`` commits before it runs, which would break the
+all-or-nothing transaction :func:`migrate` wraps around the whole upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from careen.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# Timestamps are ISO-8601 text in UTC with microseconds (``2026-11-27T23:15:01.123456+00:00``):
+# they sort as text, read back with ``datetime.fromisoformat`` and stay legible in ``sqlite3``.
+# JSON columns hold documents written by :mod:`careen.state.codec` or given by the caller.
+_V1 = Migration(
+    version=1,
+    description="runs, plans, verdicts, scans, builds",
+    statements=(
+        """
+        CREATE TABLE plans (
+            id          TEXT PRIMARY KEY,
+            created_at  TEXT NOT NULL,
+            source      TEXT NOT NULL,
+            policy      TEXT,
+            body        TEXT NOT NULL CHECK (json_valid(body))
+        )
+        """,
+        "CREATE INDEX plans_created ON plans (created_at)",
+        """
+        CREATE TABLE runs (
+            id            TEXT PRIMARY KEY,
+            kind          TEXT NOT NULL CHECK (kind IN ('run', 'update', 'vulnerable')),
+            started_at    TEXT NOT NULL,
+            finished_at   TEXT,
+            status        TEXT NOT NULL
+                          CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+            exit_code     INTEGER,
+            tree_commit   TEXT,
+            plan_id       TEXT REFERENCES plans (id),
+            resumed_from  TEXT REFERENCES runs (id),
+            pid           INTEGER,
+            options       TEXT NOT NULL CHECK (json_valid(options)),
+            summary       TEXT CHECK (summary IS NULL OR json_valid(summary))
+        )
+        """,
+        "CREATE INDEX runs_started ON runs (started_at)",
+        "CREATE INDEX runs_plan ON runs (plan_id)",
+        """
+        CREATE TABLE verdicts (
+            id       INTEGER PRIMARY KEY,
+            run_id   TEXT NOT NULL REFERENCES runs (id),
+            image    TEXT NOT NULL,
+            digest   TEXT,
+            kind     TEXT NOT NULL,
+            reason   TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX verdicts_run ON verdicts (run_id)",
+        """
+        CREATE TABLE scans (
+            id          INTEGER PRIMARY KEY,
+            run_id      TEXT NOT NULL REFERENCES runs (id),
+            image       TEXT NOT NULL,
+            digest      TEXT,
+            phase       TEXT NOT NULL CHECK (phase IN ('before', 'after')),
+            status      TEXT NOT NULL,
+            counts      TEXT CHECK (counts IS NULL OR json_valid(counts)),
+            scanner     TEXT,
+            scanned_at  TEXT
+        )
+        """,
+        "CREATE INDEX scans_run_phase ON scans (run_id, phase)",
+        """
+        CREATE TABLE builds (
+            id           INTEGER PRIMARY KEY,
+            run_id       TEXT NOT NULL REFERENCES runs (id),
+            plan_id      TEXT REFERENCES plans (id),
+            image        TEXT NOT NULL,
+            step         INTEGER NOT NULL,
+            attempt      INTEGER NOT NULL CHECK (attempt >= 1),
+            status       TEXT NOT NULL CHECK (status IN
+                         ('pending', 'building', 'built', 'pushed', 'failed', 'skipped')),
+            started_at   TEXT,
+            finished_at  TEXT,
+            duration     REAL,
+            digest       TEXT,
+            log_path     TEXT,
+            error        TEXT,
+            CHECK (status <> 'pushed' OR digest IS NOT NULL)
+        )
+        """,
+        "CREATE INDEX builds_run ON builds (run_id)",
+        # What resume reads: pushed_images(plan_id).
+        "CREATE INDEX builds_plan_status ON builds (plan_id, status)",
+    ),
+)
+
+#: Every migration, oldest first. ``MIGRATIONS[i].version == i + 1``.
+MIGRATIONS: tuple[Migration, ...] = (_V1,)
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+class StateTooNewError(UsageError):
+    """The state database was written by a newer Careen than the one running."""
+
+    def __init__(self, path: str, found: int, known: int) -> None:
+        super().__init__(
+            f"the state at {path} has schema version {found}, newer than this Careen "
+            f"understands (up to {known}); upgrade Careen, or use another --state",
+            hint="pip install --upgrade careen",
+        )
+        self.path = path
+        self.found = found
+        self.known = known
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    row = connection.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(connection: sqlite3.Connection, path: str,
+            migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Bring the database up to the last of ``migrations``; return the version it was at.
+
+    ``connection`` must be in autocommit mode (``isolation_level=None``): this function
+    opens its own ``BEGIN IMMEDIATE`` transaction, so two processes opening a fresh file at the
+    same time cannot both create the tables — the second one waits (busy timeout), then sees
+    the version the first one wrote and does nothing.
+    """
+    _check_ordered(migrations)
+    known = migrations[-1].version if migrations else 0
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        found = schema_version(connection)
+        if found > known:
+            raise StateTooNewError(path, found, known)
+        for migration in migrations[found:]:
+            for statement in migration.statements:
+                connection.execute(statement)
+            # PRAGMA takes no parameters; the value is an int from this module, not input.
+            connection.execute(f"PRAGMA user_version = {int(migration.version)}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _check_ordered(migrations: tuple[Migration, ...]) -> None:
+    for index, migration in enumerate(migrations):
+        if migration.version != index + 1:
+            raise ValueError(
+                f"migration {migration.description!r} has version {migration.version}, "
+                f"expected {index + 1}: migrations must be numbered 1, 2, 3... in order"
+            )
