@@ -1,0 +1,66 @@
+"""The nightly Jenkinsfile: Groovy syntax, and what it does for each exit code of careen,
+run through stubs of the Jenkins steps (tests/jenkins/pipeline_stub.groovy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.jenkins.groovy import check_syntax, result, run_pipeline, steps
+
+JENKINSFILE = Path(__file__).parents[2] / "ci" / "jenkins" / "Jenkinsfile"
+CAREEN_RUN = "sh script=careen run --reports-dir reports,returnStatus=true"
+
+
+def test_syntax_and_the_check_catches_a_broken_file(tmp_path: Path) -> None:
+    broken = tmp_path / "Jenkinsfile"
+    broken.write_text(JENKINSFILE.read_text().replace("steps {", "steps {{", 1))
+    assert check_syntax(JENKINSFILE, broken) == {str(JENKINSFILE): True, str(broken): False}
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[int, list[str]]:
+    return run_pipeline(JENKINSFILE, [0, 1, 2, 3, 4])
+
+
+@pytest.fixture(scope="module")
+def success(runs: dict[int, list[str]]) -> list[str]:
+    assert result(runs[0]) == "SUCCESS"
+    return steps(runs[0])
+
+
+def test_nightly_after_harbors_scan_all(success: list[str]) -> None:
+    assert "cron H 2 * * *" in success
+
+
+def test_checkout_then_careen_run_inside_the_credentials(success: list[str]) -> None:
+    assert success.index("checkout scm") < success.index(CAREEN_RUN)
+    bindings = [line for line in success if line.startswith("usernamePassword ")]
+    assert bindings == [
+        "usernamePassword credentialsId=careen-harbor,usernameVariable=CAREEN_HARBOR_USER,"
+        "passwordVariable=CAREEN_HARBOR_PASSWORD",
+        "usernamePassword credentialsId=careen-registry,usernameVariable="
+        "CAREEN_REGISTRY_USER,passwordVariable=CAREEN_REGISTRY_PASSWORD",
+    ]
+    assert success.index("withCredentials [step=usernamePassword;step=usernamePassword]") < (
+        success.index(CAREEN_RUN))
+
+
+def test_archives_and_publishes_junit(success: list[str]) -> None:
+    assert ("archiveArtifacts artifacts=vulnerable.list, reports/**,allowEmptyArchive=true"
+            in success)
+    assert "junit testResults=reports/*.xml,allowEmptyResults=true" in success
+
+
+def test_passwords_never_interpolated_by_groovy() -> None:
+    text = JENKINSFILE.read_text()
+    assert "${CAREEN_HARBOR_PASSWORD" not in text and "${env.CAREEN_" not in text
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (0, "SUCCESS"), (1, "UNSTABLE"), (2, "FAILURE"), (3, "FAILURE"), (4, "FAILURE"),
+])
+def test_exit_codes(runs: dict[int, list[str]], status: int, expected: str) -> None:
+    assert result(runs[status]) == expected
+    assert ("unstable" in " ".join(steps(runs[status]))) == (expected == "UNSTABLE")

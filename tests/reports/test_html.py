@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from careen.plan import Plan, PlanStep, StepReason
+from careen.reports import ReportContext
+from careen.reports.html import HtmlReport, render_html
+from careen.scan import Severity
+from tests.reports.sample import STARTED, ref, sample_result, sample_trend
+
+VOID = {"meta", "br", "img", "hr", "input", "link", "area", "base", "col", "embed", "source",
+        "track", "wbr"}
+
+
+class TreeChecker(HTMLParser):
+    """Checks that every tag is closed in order; records elements and their ancestors."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.elements: list[tuple[str, dict[str, str | None], tuple[str, ...]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs), tuple(self.stack)))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs), tuple(self.stack)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    return HtmlReport().render(sample_result(), ReportContext(trend=sample_trend()))
+
+
+def parse(text: str) -> TreeChecker:
+    checker = TreeChecker()
+    checker.feed(text)
+    checker.close()
+    return checker
+
+
+def test_well_formed(page: str) -> None:
+    checker = parse(page)
+    assert checker.errors == []
+    assert checker.stack == []
+    assert page.startswith("<!DOCTYPE html>")
+
+
+def test_no_external_references_and_no_script(page: str) -> None:
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//", page, re.I)
+    assert "<script" not in page.lower()
+    assert "<link" not in page.lower()
+    tags = {tag for tag, _, _ in parse(page).elements}
+    assert "script" not in tags and "iframe" not in tags and "img" not in tags
+
+
+def test_planted_script_comes_out_escaped_as_text(page: str) -> None:
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    text = "".join(parse(page).text)
+    # In the CVE text (note), the log tail, the skip reason and the unscanned reason.
+    assert text.count("<script>alert('x')</script>") >= 4
+    assert "RUN apk upgrade" in text and "\x1b" not in page
+
+
+def test_trend_chart_has_one_series_per_severity(page: str) -> None:
+    series = [attrs.get("data-severity") for tag, attrs, _ in parse(page).elements
+              if tag == "g" and attrs.get("class") == "series"]
+    assert series == [s.label for s in sorted(Severity, reverse=True)]
+    lines = [attrs for tag, attrs, _ in parse(page).elements if tag == "polyline"]
+    assert all(len((a.get("points") or "").split()) == 5 for a in lines)
+
+
+def test_before_and_after_bars_per_image(page: str) -> None:
+    rows = [a.get("id") for tag, a, _ in parse(page).elements
+            if tag == "tr" and (a.get("id") or "").startswith("image-")]
+    assert len(rows) == 6
+    bars = [a for tag, a, ancestors in parse(page).elements
+            if tag == "svg" and a.get("class") == "bar"]
+    assert len(bars) == 12
+    high = [a for tag, a, _ in parse(page).elements if tag == "rect"
+            and a.get("class") == "sev-high"]
+    assert high  # a coloured segment for the high findings
+
+
+def test_build_order_tree_nests_children_under_parents() -> None:
+    depth_of: dict[str, int] = {}
+    # Each <code> inside ul.tree: its depth is the number of nested <ul> around it.
+    page = render_html(sample_result())
+    tree = page.split('<ul class="tree">', 1)[1].split("</section>", 1)[0]
+    depth = 0
+    for token in re.finditer(r"<ul>|</ul>|<code>([^<]*)</code>", tree):
+        if token.group(0) == "<ul>":
+            depth += 1
+        elif token.group(0) == "</ul>":
+            depth -= 1
+        else:
+            depth_of[token.group(1)] = depth
+    assert depth_of == {"library/base:1.0": 0, "library/httpd:2.4": 0,
+                        "library/nginx:1.13": 0, "library/jre:8u191": 1,
+                        "library/tomcat:8.5": 2}
+
+
+def test_build_order_from_the_plan_when_given() -> None:
+    base, app = ref("library/base:1.0"), ref("library/app:2")
+    plan = Plan(steps=(
+        PlanStep(base, 0, StepReason.SELECTED, "", (), "base/1.0", "base/1.0/Dockerfile"),
+        PlanStep(app, 1, StepReason.CASCADE, "", (base,), "app/2", "app/2/Dockerfile"),
+    ), skipped=(), tree_root="/tree", created_at=STARTED)
+    page = render_html(sample_result(), ReportContext(plan=plan))
+    tree = page.split('<ul class="tree">', 1)[1].split("</section>", 1)[0]
+    assert re.search(r"library/base:1\.0</code>.*<ul><li><code>library/app:2</code>", tree)
+    assert "library/jre" not in tree
+
+
+def test_failures_show_their_log_tail(page: str) -> None:
+    failures = page.split("<h2>Failures</h2>", 1)[1].split("</section>", 1)[0]
+    assert failures.count("<details open>") == 4
+    assert "ERROR: failed to solve: bad byte" in failures
+    assert "full log: <code>/logs/tomcat.log</code>" in failures
+
+
+def test_no_trend_says_so() -> None:
+    page = render_html(sample_result())
+    assert "no earlier runs recorded" in page
+    assert parse(page).errors == []
