@@ -339,11 +339,15 @@ class HarborHttp:
         return self.json_of(response, "GET", path)
 
     def json_of(self, response: httpx.Response, method: str, path: str) -> Any:
-        """The response body as JSON; an empty body is ``None`` (Harbor's nil payload)."""
+        """The response body as JSON; an empty body is ``None`` (Harbor's nil payload).
+
+        Bytes that are not UTF-8 become U+FFFD, as Harbor's own JSON encoder (Go's) writes
+        them: a name holding them is then refused like any other invalid name, instead of one
+        such name failing the whole page and with it the listing."""
         if not response.content.strip():
             return None
         try:
-            return response.json()
+            return json.loads(response.content.decode("utf-8-sig", errors="replace"))
         except ValueError:
             raise ServiceError(
                 SERVICE, self.host,
