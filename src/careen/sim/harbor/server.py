@@ -77,7 +77,7 @@ class SimulatorServer:
         self.app.stats.reset()
 
     def start(self) -> SimulatorServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.options.host, self.options.port))

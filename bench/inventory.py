@@ -1,0 +1,708 @@
+"""Inventory benchmark: Careen's concurrent paged crawl against the seed's one request per image.
+
+    python -m bench.inventory                 # 1,000 / 10,000 / 100,000 artifacts, repeat 3
+    python -m bench.inventory --quick         # 1,000 and 10,000, repeat 1 (a few minutes)
+    python -m bench.inventory --json bench/results/inventory.json --markdown table.md
+
+For each Harbor version (2.14: project-wide artifact listing; 2.11: per-repository listing)
+and fleet size, a Harbor simulator serves a generated fleet (10 artifacts per repository,
+several projects) from its own process, and for each added latency (none, 20 ms per request)
+it measures, in a fresh client process per run:
+
+- Careen: ``open_harbor`` + ``find_vulnerable`` with the default policy, concurrency 16;
+- the baseline (:mod:`bench.seed_client`): the seed's sequential ``harbor list`` + one
+  ``harbor show`` per image against the same server.
+
+Three processes, not threads: the simulator, the client being measured and this driver. The
+simulator is pure Python (uvicorn + asyncio); in the client's process it would share the GIL
+with the client and each would slow the other down, so a figure would say as much about the
+simulator as about the client. In its own process the server stands where Harbor stands: on
+the other side of a socket. Each run gets a fresh ``spawn``-ed process, so its peak RSS
+(``VmHWM``) is the client's alone and no run inherits a warm heap from the one before.
+
+Wall time is measured inside the client process around the work only (open the client, read
+everything, apply the policy, close), not the interpreter start or imports. Figures are the
+median of ``--repeat`` runs. The simulator's caches are warmed by one untimed Careen run before
+any measurement, so the first measured run is not charged for them.
+
+The baseline runs first on a sample (``--sample-images``, whole repositories until that many
+images were shown); its full time is projected from it (the listing phase as measured plus the
+sample's time per request times the requests left, which are known exactly from the fleet).
+When the projection exceeds ``--baseline-budget`` seconds the baseline is not run in full and
+its figures are reported as *projected*, never as measured. Where it is run in full the
+projection is kept beside the measurement, so the projection's accuracy can be checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+# Top-level imports are the standard library only: every client process re-imports this
+# module (``spawn``), and its peak RSS must be the client's, not the simulator's or rich's.
+
+ARTIFACTS_PER_REPOSITORY = 10
+#: Harbor versions benchmarked: the version string the simulator reports for each.
+HARBOR_VERSIONS = {"2.14": "2.14.0", "2.11": "2.11.0"}
+PAGE = 100
+DEFAULT_SIZES = (1_000, 10_000, 100_000)
+QUICK_SIZES = (1_000, 10_000)
+DEFAULT_LATENCIES = (0.0, 0.020)
+DEFAULT_CONCURRENCY = 16
+
+# Targets (issue 3 and 6).
+TARGET_SECONDS_10K_20MS = 3.0
+TARGET_SPEEDUP_20MS = 50.0
+TARGET_SPEEDUP_NO_LATENCY = 5.0
+TARGET_REQUEST_EXCESS = 0.02
+TARGET_RSS_MB_100K = 150.0
+
+
+# -- the fleet ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class FleetShape:
+    """How a fleet of about ``size`` artifacts is laid out: 10 artifacts per repository and
+    more projects for larger fleets (5 up to 1,000 artifacts, 10 up to 10,000, 20 above)."""
+
+    projects: int
+    repositories_per_project: int
+    artifacts_per_repository: int = ARTIFACTS_PER_REPOSITORY
+
+    @classmethod
+    def for_size(cls, size: int) -> FleetShape:
+        if size < ARTIFACTS_PER_REPOSITORY:
+            raise SystemExit(f"--sizes: {size} is fewer than one repository of "
+                             f"{ARTIFACTS_PER_REPOSITORY} artifacts")
+        projects = 5 if size <= 1_000 else 10 if size <= 10_000 else 20
+        projects = min(projects, size // ARTIFACTS_PER_REPOSITORY)
+        repositories = max(1, round(size / (ARTIFACTS_PER_REPOSITORY * projects)))
+        return cls(projects, repositories)
+
+    @property
+    def artifacts(self) -> int:
+        return self.projects * self.repositories_per_project * self.artifacts_per_repository
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFacts:
+    """What the generated fleet holds, and the request counts that follow from it."""
+
+    artifacts: int
+    projects: int
+    repositories: int
+    images: int
+    tagged_images: int
+    #: Fewest requests to list everything with scan overviews where Harbor has the
+    #: project-wide listing (2.12+): project pages + ceil(artifacts/100) per project.
+    minimum_project_wide: int
+    #: Without it: project pages + repository pages + ceil(artifacts/100) per repository.
+    minimum_per_repository: int
+    #: The baseline: listing projects and repositories (phase 1) and in all.
+    seed_list_requests: int
+    seed_requests: int
+
+    def minimum_requests(self, version: str) -> int:
+        project_wide = tuple(int(p) for p in version.split(".")[:2]) >= (2, 12)
+        return self.minimum_project_wide if project_wide else self.minimum_per_repository
+
+
+def pages(count: int) -> int:
+    """Pages of 100 a listing of ``count`` items takes (an empty listing is still asked)."""
+    return max(1, math.ceil(count / PAGE))
+
+
+def fleet_facts(fleet: Any) -> FleetFacts:
+    """Count ``fleet`` (a :class:`careen.sim.harbor.Fleet`)."""
+    project_pages = pages(len(fleet.projects))
+    project_wide = per_repository = project_pages
+    seed_list, seed_images = project_pages, 0
+    artifacts = images = tagged = repositories = 0
+    for project in fleet.projects:
+        in_project = 0
+        seed_list += pages(len(project.repositories))
+        per_repository += pages(len(project.repositories))
+        for repository in project.repositories:
+            repositories += 1
+            count = len(repository.artifacts)
+            in_project += count
+            if count:
+                per_repository += pages(count)
+            tags = sum(len(a.tags) for a in repository.artifacts)
+            tagged += tags
+            images += sum(max(1, len(a.tags)) for a in repository.artifacts)
+            seed_images += pages(count) + tags
+        artifacts += in_project
+        project_wide += pages(in_project)
+    return FleetFacts(artifacts=artifacts, projects=len(fleet.projects),
+                      repositories=repositories, images=images, tagged_images=tagged,
+                      minimum_project_wide=project_wide, minimum_per_repository=per_repository,
+                      seed_list_requests=seed_list, seed_requests=seed_list + seed_images)
+
+
+# -- the simulator process -----------------------------------------------------------------------
+
+def serve_fleet(conn: Connection, shape: FleetShape, version: str, seed: int,
+                stock: bool) -> None:
+    """The simulator process: generate the fleet, serve it, obey the driver's commands
+    (``latency SECONDS``, ``reset``, ``stats``, ``stop``) until told to stop."""
+    from dataclasses import replace
+
+    from careen.sim.harbor import Fleet, SimOptions, SimulatorServer, build_app
+
+    fleet = Fleet.generate(projects=shape.projects,
+                           repos_per_project=shape.repositories_per_project,
+                           artifacts_per_repo=shape.artifacts_per_repository, seed=seed,
+                           harbor_version=HARBOR_VERSIONS[version])
+    facts = fleet_facts(fleet)
+    if stock:
+        server = SimulatorServer(fleet, SimOptions()).start()
+        app, url, stop = server.app, server.url, server.stop
+    else:
+        app = build_app(fleet, SimOptions())
+        url, stop = serve_without_nagle(app)
+    try:
+        conn.send((url, asdict(facts)))  # plain data: no class crosses the pipe
+        while True:
+            command, argument = conn.recv()
+            if command == "latency":
+                # Read on every request, so this takes effect for the next one.
+                app.options = replace(app.options, latency=float(argument))
+                conn.send(None)
+            elif command == "reset":
+                app.stats.reset()
+                conn.send(None)
+            elif command == "stats":
+                conn.send(app.stats.total)
+            else:
+                conn.send(None)
+                return
+    finally:
+        stop()
+
+
+def serve_without_nagle(app: Any) -> tuple[str, Callable[[], None]]:
+    """Serve ``app`` like :class:`careen.sim.harbor.SimulatorServer` does (uvicorn, h11,
+    asyncio, in a thread), but on a socket made with ``IPPROTO_TCP``.
+
+    Why: ``SimulatorServer.start`` makes its listening socket with protocol 0, and asyncio
+    sets ``TCP_NODELAY`` only on sockets whose ``proto`` is ``IPPROTO_TCP``
+    (``asyncio.base_events._set_nodelay``). Its connections therefore keep Nagle's algorithm:
+    uvicorn writes a response's head and body separately, the body waits for the client's
+    delayed ACK, and every request takes about 40 ms more on Linux, whatever the client. Real
+    Harbor (Go's net/http) sets TCP_NODELAY. ``--stock-server`` measures the stock server.
+    """
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            http="h11", loop="asyncio", timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                              name="harbor-sim", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the Harbor simulator did not start")
+        time.sleep(0.005)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+class Simulator:
+    """The driver's handle on a simulator process."""
+
+    def __init__(self, shape: FleetShape, version: str, seed: int, stock: bool) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=serve_fleet,
+                                        args=(child, shape, version, seed, stock),
+                                        name=f"harbor-sim-{version}", daemon=True)
+        self._process.start()
+        child.close()
+        if not self._conn.poll(300):
+            self.stop()
+            raise RuntimeError("the Harbor simulator did not start within 300 s")
+        self.url, facts = self._conn.recv()
+        self.facts = FleetFacts(**facts)
+
+    def ask(self, command: str, argument: float = 0.0) -> Any:
+        self._conn.send((command, argument))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            with contextlib.suppress(EOFError, OSError):
+                self.ask("stop")
+            self._process.join(30)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+
+# -- the client processes ------------------------------------------------------------------------
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set size (``VmHWM``), in KiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def selection_digest(references: Sequence[str]) -> str:
+    """A short fingerprint of a selection, to check two tools selected the same images."""
+    return hashlib.sha256("\n".join(sorted(references)).encode()).hexdigest()[:16]
+
+
+def preload_http_stack() -> None:
+    """Import what httpx imports on first use (httpcore when a transport is made, anyio and
+    its asyncio backend on the first connection), so that neither tool's timed work includes
+    module imports: a fresh process per run would otherwise charge them to each run."""
+    import anyio._backends._asyncio  # noqa: F401
+    import h11  # noqa: F401
+    import httpcore  # noqa: F401
+
+
+def careen_run(url: str, user: str, password: str, concurrency: int) -> dict[str, Any]:
+    """One Careen run (in a client process): open the client, judge every image with the
+    default policy, close. Timed around exactly that."""
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from careen.policy import Policy
+    from careen.registries.harbor import HarborSettings, open_harbor
+    from careen.vulnerable import find_vulnerable
+
+    preload_http_stack()
+    settings = HarborSettings(url, user=user, password=SecretStr(password),
+                              concurrency=concurrency)
+    policy = Policy()
+
+    async def work() -> dict[str, Any]:
+        start, cpu = time.perf_counter(), time.process_time()
+        client = await open_harbor(settings)
+        try:
+            selection = await find_vulnerable(client, policy)
+        finally:
+            await client.aclose()
+        wall, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        tagged = [image.reference.short for image, _ in selection.selected
+                  if image.reference.tag is not None]
+        return {"seconds": wall, "cpu_seconds": cpu_seconds,
+                "requests": client.stats.requests,
+                "retries": client.stats.retries, "images": selection.total,
+                "selected": len(selection.selected), "selected_tagged": len(tagged),
+                "selection": selection_digest(tagged)}
+
+    return asyncio.run(work())
+
+
+def seed_run(url: str, user: str, password: str, max_images: int | None) -> dict[str, Any]:
+    """One baseline run (in a client process), complete or a sample of ``max_images``."""
+    from bench.seed_client import run_seed_client
+    from careen.policy import Policy
+
+    preload_http_stack()
+    cpu = time.process_time()
+    run = run_seed_client(url, user, password, Policy(), max_images=max_images)
+    cpu_seconds = time.process_time() - cpu
+    result = {k: v for k, v in asdict(run).items() if k != "selected"}
+    result.update(seconds=run.seconds, cpu_seconds=cpu_seconds, selected=len(run.selected),
+                  selection=selection_digest(run.selected))
+    return result
+
+
+def _child_main(conn: Connection, function: Callable[..., dict[str, Any]],
+                args: tuple[Any, ...]) -> None:
+    try:
+        result = function(*args)
+    except BaseException as error:  # reported to the driver, which stops the benchmark
+        conn.send({"error": f"{type(error).__name__}: {error}"})
+        raise
+    result["peak_rss_kb"] = peak_rss_kb()
+    conn.send(result)
+
+
+def in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``function(*args)`` in a new ``spawn``-ed process; its result with the process's
+    peak RSS. Arguments travel through a pipe, never the command line."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(sender, function, args),
+                              name=f"bench-{function.__name__}")
+    process.start()
+    sender.close()
+    try:
+        result: dict[str, Any] = receiver.recv()
+    except EOFError:
+        result = {"error": f"the client process ended with code {process.exitcode}"}
+    process.join()
+    receiver.close()
+    if "error" in result:
+        raise RuntimeError(f"{function.__name__} failed: {result['error']}")
+    return result
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    latencies: tuple[float, ...] = DEFAULT_LATENCIES
+    versions: tuple[str, ...] = tuple(HARBOR_VERSIONS)
+    repeat: int = 3
+    concurrency: int = DEFAULT_CONCURRENCY
+    baseline_budget: float = 120.0
+    sample_images: int = 500
+    seed: int = 0
+    stock_server: bool = False
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def measure_careen(sim: Simulator, account: tuple[str, str], config: BenchConfig,
+                   ) -> dict[str, Any]:
+    runs = []
+    for _ in range(config.repeat):
+        sim.ask("reset")
+        run = in_fresh_process(careen_run, sim.url, *account, config.concurrency)
+        run["server_requests"] = sim.ask("stats")
+        runs.append(run)
+    seconds = median([r["seconds"] for r in runs])
+    return {"runs": runs, "seconds": seconds,
+            "cpu_seconds": median([r["cpu_seconds"] for r in runs]),
+            "requests": runs[0]["requests"],
+            "server_requests": runs[0]["server_requests"],
+            "peak_rss_mb": max(r["peak_rss_kb"] for r in runs) / 1024,
+            "images": runs[0]["images"], "selected": runs[0]["selected"],
+            "selected_tagged": runs[0]["selected_tagged"], "selection": runs[0]["selection"]}
+
+
+def measure_baseline(sim: Simulator, account: tuple[str, str], config: BenchConfig,
+                     ) -> dict[str, Any]:
+    facts: FleetFacts = sim.facts
+    sim.ask("reset")
+    sample = in_fresh_process(seed_run, sim.url, *account, config.sample_images)
+    sample["server_requests"] = sim.ask("stats")
+    if sample["complete"]:
+        projected = sample["seconds"]
+    else:
+        per_request = sample["image_seconds"] / max(1, sample["image_requests"])
+        projected = (sample["list_seconds"]
+                     + per_request * (facts.seed_requests - sample["list_requests"]))
+    result: dict[str, Any] = {
+        "sample": sample, "projected_seconds": projected,
+        "requests": facts.seed_requests, "sample_peak_rss_mb": sample["peak_rss_kb"] / 1024}
+    if projected > config.baseline_budget:
+        result.update(status="projected", seconds=projected,
+                      note=f"projected from a measured sample of {sample['images']} images "
+                           f"({sample['requests']} requests, {sample['seconds']:.2f} s): "
+                           f"over the {config.baseline_budget:g} s budget, not run in full")
+        return result
+    runs = []
+    for _ in range(config.repeat):
+        sim.ask("reset")
+        run = in_fresh_process(seed_run, sim.url, *account, None)
+        run["server_requests"] = sim.ask("stats")
+        runs.append(run)
+    seconds = median([r["seconds"] for r in runs])
+    result.update(status="measured", runs=runs, seconds=seconds,
+                  cpu_seconds=median([r["cpu_seconds"] for r in runs]),
+                  requests=runs[0]["requests"], server_requests=runs[0]["server_requests"],
+                  peak_rss_mb=max(r["peak_rss_kb"] for r in runs) / 1024,
+                  images=runs[0]["images"], selected=runs[0]["selected"],
+                  selection=runs[0]["selection"],
+                  projection_error=(projected - seconds) / seconds if seconds else None)
+    return result
+
+
+def measure_case(sim: Simulator, version: str, latency: float, account: tuple[str, str],
+                 config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    facts: FleetFacts = sim.facts
+    sim.ask("latency", latency)
+    label = f"Harbor {version}, {facts.artifacts:,} artifacts, {latency * 1000:g} ms"
+    say(f"{label}: Careen x{config.repeat}")
+    careen = measure_careen(sim, account, config)
+    say(f"{label}: Careen {careen['seconds']:.2f} s; baseline")
+    baseline = measure_baseline(sim, account, config)
+    say(f"{label}: baseline {baseline['seconds']:.2f} s ({baseline['status']})")
+    minimum = facts.minimum_requests(version)
+    bound = careen["requests"] * latency / config.concurrency if latency > 0 else None
+    match = (baseline["selection"] == careen["selection"]
+             if baseline["status"] == "measured" else None)
+    return {
+        "version": version, "artifacts": facts.artifacts, "latency_ms": latency * 1000,
+        "fleet": asdict(facts), "careen": careen, "baseline": baseline,
+        "minimum_requests": minimum, "request_ratio": careen["requests"] / minimum,
+        "artifacts_per_second": facts.artifacts / careen["seconds"],
+        "baseline_artifacts_per_second": facts.artifacts / baseline["seconds"],
+        "latency_bound_seconds": bound,
+        "latency_bound_ratio": careen["seconds"] / bound if bound else None,
+        "speedup": baseline["seconds"] / careen["seconds"],
+        "speedup_basis": baseline["status"], "selection_match": match,
+    }
+
+
+def run_benchmark(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    from careen.sim.harbor import Fleet
+
+    admin = next(u for u in Fleet().users if u.admin)  # the simulator's lab account
+    account = (admin.name, admin.password)
+    cases = []
+    started = time.time()
+    for version in config.versions:
+        for size in config.sizes:
+            shape = FleetShape.for_size(size)
+            say(f"Harbor {version}: starting a simulator with {shape.artifacts:,} artifacts")
+            sim = Simulator(shape, version, config.seed, config.stock_server)
+            try:
+                sim.ask("latency", 0.0)
+                in_fresh_process(careen_run, sim.url, *account, config.concurrency)  # warm-up
+                for latency in config.latencies:
+                    cases.append(measure_case(sim, version, latency, account, config, say))
+            finally:
+                sim.stop()
+    report = {"benchmark": "inventory", "started": time.strftime(
+                  "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+              "duration_seconds": time.time() - started, "machine": machine(),
+              "config": asdict(config), "server": "SimulatorServer (stock)"
+              if config.stock_server else "careen.sim.harbor app, uvicorn, TCP_NODELAY",
+              "cases": cases}
+    report["targets"] = targets(report)
+    return report
+
+
+def machine() -> dict[str, Any]:
+    memory = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    cpu = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "memory_gib": memory, "cpu": cpu,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+# -- targets ---------------------------------------------------------------------------------------
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue, per case it applies to: value, threshold, met or not."""
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, case: dict[str, Any], value: float, threshold: str, met: bool,
+            note: str = "") -> None:
+        out.append({"target": target, "version": case["version"],
+                    "artifacts": case["artifacts"], "latency_ms": case["latency_ms"],
+                    "value": value, "threshold": threshold, "met": met, "note": note})
+
+    for case in report["cases"]:
+        basis = case["speedup_basis"]
+        note = "" if basis == "measured" else "against the projected baseline"
+        if case["latency_ms"] == 20 and case["artifacts"] == 10_000:
+            seconds = case["careen"]["seconds"]
+            add("Careen wall time at 20 ms, 10,000 artifacts", case, seconds,
+                f"< {TARGET_SECONDS_10K_20MS:g} s", seconds < TARGET_SECONDS_10K_20MS)
+            add("speed-up over the baseline at 20 ms, 10,000 artifacts", case,
+                case["speedup"], f">= {TARGET_SPEEDUP_20MS:g}x",
+                case["speedup"] >= TARGET_SPEEDUP_20MS, note)
+        if case["latency_ms"] == 0:
+            add("speed-up over the baseline with no added latency", case, case["speedup"],
+                f">= {TARGET_SPEEDUP_NO_LATENCY:g}x",
+                case["speedup"] >= TARGET_SPEEDUP_NO_LATENCY, note)
+        excess = case["request_ratio"] - 1
+        add("requests within 2% of the minimum", case, case["request_ratio"],
+            f"<= {1 + TARGET_REQUEST_EXCESS:g}x minimum", excess <= TARGET_REQUEST_EXCESS,
+            f"{case['careen']['requests']} sent, minimum {case['minimum_requests']}")
+        if case["artifacts"] >= 100_000:
+            rss = case["careen"]["peak_rss_mb"]
+            add("Careen peak RSS at 100,000 artifacts", case, rss,
+                f"< {TARGET_RSS_MB_100K:g} MB", rss < TARGET_RSS_MB_100K)
+    return out
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+COLUMNS = ("Harbor", "Artifacts", "Latency", "Careen req", "Min req", "Req ratio", "Careen s",
+           "Careen CPU s", "Careen art/s", "Bound s", "Careen RSS MB", "Baseline req", "Baseline s",
+           "Baseline art/s", "Baseline RSS MB", "Speed-up", "Same selection")
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The figures table: one row per case; projected baseline figures are marked ``~``
+    and ``(projected)``."""
+    out: list[tuple[str, ...]] = []
+    for case in report["cases"]:
+        careen, baseline = case["careen"], case["baseline"]
+        projected = baseline["status"] == "projected"
+        mark = "~" if projected else ""
+        bound = case["latency_bound_seconds"]
+        rss = (f"{baseline['peak_rss_mb']:.0f}" if not projected
+               else f"{baseline['sample_peak_rss_mb']:.0f} (sample)")
+        match = case["selection_match"]
+        out.append((
+            case["version"], f"{case['artifacts']:,}", f"{case['latency_ms']:g} ms",
+            f"{careen['requests']:,}", f"{case['minimum_requests']:,}",
+            f"{case['request_ratio']:.3f}", f"{careen['seconds']:.2f}",
+            f"{careen['cpu_seconds']:.2f}", f"{case['artifacts_per_second']:,.0f}",
+            f"{bound:.2f}" if bound is not None else "-", f"{careen['peak_rss_mb']:.0f}",
+            f"{mark}{baseline['requests']:,}",
+            f"{mark}{baseline['seconds']:.1f}" + (" (projected)" if projected else ""),
+            f"{mark}{case['baseline_artifacts_per_second']:,.0f}", rss,
+            f"{mark}{case['speedup']:.1f}x", "-" if match is None else "yes" if match else "NO"))
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
+    lines += ["", "| Target | Harbor | Artifacts | Latency | Value | Threshold | Met | Note |",
+              "|---|---|---|---|---|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {t['version']} | {t['artifacts']:,} | "
+                     f"{t['latency_ms']:g} ms | {t['value']:.3f} | {t['threshold']} | "
+                     f"{'met' if t['met'] else '**not met**'} | {t['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 240)
+    table = Table(title="Inventory: Careen vs the seed's way (median of "
+                        f"{report['config']['repeat']} runs; ~ = projected)")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "Harbor" else "right")
+    for row in rows(report):
+        table.add_row(*row)
+    console.print(table)
+    checks = Table(title="Targets")
+    for column in ("Target", "Harbor", "Artifacts", "Latency", "Value", "Threshold", "Met"):
+        checks.add_column(column)
+    for t in report["targets"]:
+        checks.add_row(t["target"], t["version"], f"{t['artifacts']:,}",
+                       f"{t['latency_ms']:g} ms", f"{t['value']:.3f}", t["threshold"],
+                       "[green]met[/]" if t["met"] else "[red]not met[/]")
+    console.print(checks)
+    m = report["machine"]
+    console.print(f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
+                  f"Python {m['python']}; {report['duration_seconds']:.0f} s in all")
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.inventory",
+        description="Benchmark Careen's Harbor inventory against the seed's one request "
+                    "per image, on the bundled Harbor simulator.")
+    parser.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                        help="fleet sizes in artifacts (default: 1000 10000 100000)")
+    parser.add_argument("--latency", type=float, nargs="+", metavar="SECONDS",
+                        help="seconds the simulator adds to every response "
+                             "(default: 0 0.02)")
+    parser.add_argument("--versions", nargs="+", choices=sorted(HARBOR_VERSIONS),
+                        help="Harbor versions to simulate (default: 2.14 2.11)")
+    parser.add_argument("--repeat", type=int, help="runs per figure; the median is "
+                                                   "reported (default 3, --quick 1)")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help="Careen's concurrent requests (default 16)")
+    parser.add_argument("--baseline-budget", type=float, default=120.0, metavar="SECONDS",
+                        help="run the baseline in full only where its projected time is at "
+                             "most this (default 120); elsewhere report the projection")
+    parser.add_argument("--sample-images", type=int, default=500, metavar="N",
+                        help="images in the baseline's sample run (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="fleet generator seed")
+    parser.add_argument("--stock-server", action="store_true",
+                        help="serve with careen.sim.harbor.SimulatorServer unchanged (its "
+                             "sockets keep Nagle's algorithm: ~40 ms per request, see "
+                             "README)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1,000 and 10,000 artifacts, repeat 1: for developers")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write JSON here")
+    parser.add_argument("--markdown", type=Path, metavar="FILE",
+                        help="also write the tables as Markdown here")
+    args = parser.parse_args(argv)
+    sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else DEFAULT_SIZES
+    repeat = args.repeat if args.repeat is not None else 1 if args.quick else 3
+    for name, ok in (("--repeat", repeat >= 1), ("--concurrency", 1 <= args.concurrency <= 256),
+                     ("--baseline-budget", args.baseline_budget >= 0),
+                     ("--sample-images", args.sample_images >= 1),
+                     ("--latency", all(x >= 0 for x in args.latency or ())),
+                     ("--sizes", all(s >= ARTIFACTS_PER_REPOSITORY for s in sizes))):
+        if not ok:
+            parser.error(f"{name}: out of range")
+    config = BenchConfig(
+        sizes=sizes, latencies=tuple(args.latency) if args.latency else DEFAULT_LATENCIES,
+        versions=tuple(args.versions) if args.versions else tuple(HARBOR_VERSIONS),
+        repeat=repeat, concurrency=args.concurrency, baseline_budget=args.baseline_budget,
+        sample_images=args.sample_images, seed=args.seed, stock_server=args.stock_server)
+    return config, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, args = parse_args(argv)
+
+    def say(text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+    report = run_benchmark(config, say)
+    print_report(report)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(report), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
