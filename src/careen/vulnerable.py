@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from careen.events import NULL_OBSERVER, Observer
 from careen.fileio import write_atomically
 from careen.inventory import Image
-from careen.policy import Judged, Policy, Selection
+from careen.policy import Judged, Policy, Selection, Verdict
 from careen.registries.interface import ScanSource
 from careen.vulnlist import VulnerableEntry, render_vulnerable_list, vulnerable_json
 
@@ -27,14 +27,19 @@ DETAILS_CONCURRENCY = 8
 async def find_vulnerable(
     source: ScanSource, policy: Policy, *, projects: Sequence[str] | None = None,
     observer: Observer = NULL_OBSERVER,
+    on_image: Callable[[Image, Verdict], None] | None = None,
 ) -> Selection:
-    """Judge every image ``source`` holds (all projects, or ``projects``)."""
+    """Judge every image ``source`` holds (all projects, or ``projects``). ``on_image`` sees
+    every judged image, passing ones included (the selection keeps only the others)."""
     selection = Selection()
     judged = 0
     async for artifact in source.artifacts(list(projects) if projects else None):
         for image in artifact.images():
             observer.processing(image.reference.short)
-            selection.add(image, policy.evaluate(image))
+            verdict = policy.evaluate(image)
+            selection.add(image, verdict)
+            if on_image is not None:
+                on_image(image, verdict)
             judged += 1
         observer.progress("images", judged, None)
     if selection.needs_details:
