@@ -33,7 +33,7 @@ SEED_LIST_OF_SAMPLE_FLEET = """\
 
 @pytest.mark.parametrize("command", [
     [], ["vulnerable"], ["images"], ["scan"], ["schedule", "scan-all"], ["schedule", "show"],
-    ["tree"], ["config", "show"], ["sim", "harbor"],
+    ["tree"], ["config", "show"], ["sim", "harbor"], ["update"],
 ])
 def test_every_command_explains_itself_with_an_example(careen: Run, command: list[str]) -> None:
     result = careen(*command, "--help")
@@ -163,3 +163,35 @@ def test_tree_problems_exit_1(careen: Run, tmp_path: Path) -> None:
     result = careen("tree", "--root", str(tmp_path / "t"))
     assert result.code == 1
     assert "problem:" in result.err and "Bad App" in result.err
+
+
+def test_update_images_plans_from_the_list_parents_first(
+    careen: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The seed's update-images with its registry_server variable, as a dry run."""
+    (tmp_path / "vulnerable.list").write_text(
+        "5=2,   library/base:1.0\nlibrary/nosuch:1\nbad;line\n")
+    monkeypatch.setenv("registry_server", "registry.abc.com")
+    result = careen("--root", str(SAMPLES / "tree"), "--dry-run", prog="update-images")
+    assert result.code == 0, result.err
+    assert "vulnerable.list:3" in result.err
+    order = re.findall(r"^plan: level (\d) (\S+)", result.err, re.MULTILINE)
+    assert order[0] == ("0", "library/base:1.0")
+    assert ("2", "library/tomcat:8.5") in order
+    assert "skip library/nosuch:1: no Dockerfile folder" in result.err
+    assert "result: registry.abc.com/library/tomcat:8.5 would_build" in result.err
+
+
+def test_update_strict_fails_on_a_malformed_line(careen: Run, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "vulnerable.list").write_text("bad;line\n")
+    monkeypatch.setenv("registry_server", "registry.abc.com")
+    result = careen("update", "--root", str(SAMPLES / "tree"), "--dry-run", "--strict")
+    assert result.code == 2
+    assert "vulnerable.list:1" in result.err
+
+
+def test_update_without_a_list_says_what_to_do(careen: Run) -> None:
+    result = careen("update", "--root", str(SAMPLES / "tree"))
+    assert result.code == 2
+    assert "--from" in result.err

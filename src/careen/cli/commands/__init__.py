@@ -5,5 +5,6 @@ from careen.cli.commands import (
     harbor_cmd,  # noqa: F401
     sim_cmd,  # noqa: F401
     tree_cmd,  # noqa: F401
+    update_cmd,  # noqa: F401
     vulnerable_cmd,  # noqa: F401
 )
