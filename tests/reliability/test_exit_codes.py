@@ -155,11 +155,15 @@ def test_wrong_password_reads_only_public_projects(
     assert "library/" not in result.out  # library is private: not listed
 
 
-@pytest.mark.skip(reason="no command reads vulnerable.list yet (update is not in the CLI); "
-                  "read_vulnerable_list(strict=True) raises InputFileError (exit 2), tested "
-                  "in test_hostile_registry")
-def test_malformed_vulnerable_list_under_strict() -> None:
-    raise AssertionError("unreachable")
+def test_malformed_vulnerable_list_under_strict(
+        careen: Careen, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "vulnerable.list").write_text("5=6,   library/activemq:5.14.4\n$(id)\n")
+    monkeypatch.setenv("registry_server", "registry.abc.com")
+    tree = Path(__file__).resolve().parents[2] / "samples" / "tree"
+    result = careen("update", "--root", str(tree), "--dry-run", "--strict")
+    assert result.code == 2
+    assert result.err.startswith("careen: error: ")
+    assert "vulnerable.list:2: not an image reference" in result.err
 
 
 # -- TLS --------------------------------------------------------------------------------------
