@@ -11,6 +11,7 @@ does not sit out the ``Retry-After`` seconds (it checks they were asked for inst
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,7 +33,9 @@ from careen.vulnlist import VulnerableEntry, render_vulnerable_list
 from .conftest import Careen, OpenedHarbor
 from .support import Answer, RecordingSleep, free_port, loopback_server
 
-SEEDS = range(20)
+#: The issue's bar is 20 seeded runs out of 20: CI (CI=true) runs all 20; a developer's fast
+#: set runs 4 of them (CAREEN_FLAKY_SEEDS overrides), since each run costs about a second.
+SEEDS = range(int(os.environ.get("CAREEN_FLAKY_SEEDS", "20" if os.environ.get("CI") else "4")))
 #: Listing strategies: 2.12+ lists a project's artifacts at once, older Harbors per repository.
 HARBOR_VERSIONS = ("2.14.0", "2.11.0")
 MAX_REQUEST_RATIO = 1.5
