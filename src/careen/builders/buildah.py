@@ -31,7 +31,12 @@ from careen.builders.interface import (
     build_result,
     push_result,
 )
-from careen.builders.process import retry_transient, run_logged, should_retry
+from careen.builders.process import (
+    read_tool_output,
+    retry_transient,
+    run_logged,
+    should_retry,
+)
 from careen.errors import ServiceError
 
 CHECK_TIMEOUT_SECONDS = 30.0
@@ -150,7 +155,7 @@ class BuildahBuilder:
             iidfile = Path(scratch) / "iid"
             run = run_logged(self.build_argv(request, iidfile=iidfile), env=self.env(),
                              log_path=request.log_path, timeout=request.timeout)
-            image_id = _read_text(iidfile)
+            image_id = read_tool_output(iidfile)
         return build_result(request, run, image_id)
 
     def push(self, request: BuildRequest) -> PushResult:
@@ -165,12 +170,5 @@ class BuildahBuilder:
                 is_transient=should_retry, attempts=self.push_attempts,
                 initial_wait=self.retry_wait, sleep=self.sleep,
             )
-            digest = _read_text(digestfile)
+            digest = read_tool_output(digestfile)
         return push_result(request, run, digest, attempts, time.monotonic() - started)
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None

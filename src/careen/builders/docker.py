@@ -31,7 +31,12 @@ from careen.builders.interface import (
     push_result,
     unsupported_result,
 )
-from careen.builders.process import retry_transient, run_logged, should_retry
+from careen.builders.process import (
+    read_tool_output,
+    retry_transient,
+    run_logged,
+    should_retry,
+)
 from careen.errors import ServiceError
 
 CHECK_TIMEOUT_SECONDS = 30.0
@@ -180,7 +185,7 @@ class DockerBuilder:
                 self.build_argv(request, buildx=buildx, iidfile=iidfile, metadata_file=metadata),
                 env=self.env(), log_path=request.log_path, timeout=request.timeout,
             )
-            image_id = _read_text(iidfile)
+            image_id = read_tool_output(iidfile)
             if run.ok and buildx and len(request.platforms) > 1:
                 digest = _metadata_digest(metadata)
                 if digest is not None:
@@ -202,13 +207,6 @@ class DockerBuilder:
         )
         digest = parse_push_digest(run.tail_text, request.image.tag) if run.ok else None
         return push_result(request, run, digest, attempts, time.monotonic() - started)
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None
 
 
 def _metadata_digest(path: Path) -> str | None:

@@ -235,3 +235,12 @@ def retry_transient(
 
     result: T = retrying(counted)
     return result, count
+
+
+def read_tool_output(path: Path) -> str | None:
+    """The stripped text a build tool wrote to a file it was asked for (``--iidfile``,
+    ``--digestfile``), or ``None`` when it wrote nothing."""
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
