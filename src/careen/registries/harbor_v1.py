@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
@@ -38,9 +37,9 @@ from careen.registries.harbor_v2 import (
 )
 from careen.registries.http import (
     EventHook,
+    HarborClientBase,
     HarborHttp,
     HarborSettings,
-    RequestStats,
     Sleep,
     crawl_pages,
     shown,
@@ -76,7 +75,7 @@ def summary_from_v1(overview: Any) -> ScanSummary:
                        counts_unit="packages", extra=extra)
 
 
-class HarborV1Client:
+class HarborV1Client(HarborClientBase):
     """Harbor 1.x, read only. Implements :class:`careen.registries.interface.ScanSource`;
     :meth:`request_scan` refuses (rescans need Harbor 2.x)."""
 
@@ -91,20 +90,6 @@ class HarborV1Client:
         self.http = HarborHttp(settings, observer=observer, transport=transport,
                                event_hooks=event_hooks, sleep=sleep)
         self.registry = settings.host
-
-    @property
-    def stats(self) -> RequestStats:
-        return self.http.stats
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
     async def systeminfo(self) -> SystemInfo:
         body = await self.http.get_json(f"{API_V1}/systeminfo")

@@ -32,8 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
@@ -45,9 +44,9 @@ from careen.reference import ImageReference
 from careen.registries.http import (
     EventHook,
     HarborApiError,
+    HarborClientBase,
     HarborHttp,
     HarborSettings,
-    RequestStats,
     Sleep,
     crawl_pages,
     shown,
@@ -416,7 +415,7 @@ async def stream(produce: Callable[[Emit], Awaitable[None]],
 
 # -- the client -------------------------------------------------------------------------------
 
-class HarborV2Client:
+class HarborV2Client(HarborClientBase):
     """Harbor 2.x. Implements :class:`careen.registries.interface.ScanSource`, plus scan-all,
     vulnerability lists, system info. ``stats`` counts the requests sent.
 
@@ -442,20 +441,6 @@ class HarborV2Client:
         #: ``False`` when credentials were given but Harbor answered as anonymous.
         self.credentials_accepted: bool | None = None
         self._system: SystemInfo | None = None
-
-    @property
-    def stats(self) -> RequestStats:
-        return self.http.stats
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
     # -- system -----------------------------------------------------------------------------
 

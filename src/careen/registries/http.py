@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import Request
 
@@ -565,3 +566,23 @@ def _tls_verify(settings: HarborSettings) -> ssl.SSLContext | bool:
                           f"{exc.__class__.__name__}", key="harbor.ca_bundle",
                           hint="give a PEM file of the CA that signed Harbor's certificate") \
             from None
+
+
+class HarborClientBase:
+    """What every Harbor client shares: its HTTP layer, the layer's counters, and closing."""
+
+    http: HarborHttp
+
+    @property
+    def stats(self) -> RequestStats:
+        return self.http.stats
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
