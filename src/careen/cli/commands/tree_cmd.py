@@ -54,10 +54,11 @@ def tree(
     )
     graph = BuildGraph.from_tree(found)
     problems = [str(p) for p in found.problems] + list(graph.problems)
+    document = tree_document(found, graph, problems)
     if fmt == "json":
-        emit(json.dumps(tree_document(found, graph, problems), indent=2))
+        emit(json.dumps(document, indent=2))
     else:
-        _print_table(found, graph)
+        _print_table(document)
     console = Console(stderr=True, highlight=False)
     for problem in problems:
         console.print(f"problem: {problem}", markup=False)
@@ -100,22 +101,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _print_table(found: DockerfileTree, graph: BuildGraph) -> None:
+def _print_table(document: dict[str, Any]) -> None:
+    """The table people read, from the same document ``--format json`` prints."""
     console = Console(highlight=False, soft_wrap=False,
                       width=None if sys.stdout.isatty() else 240)
-    table = Table(title=f"Dockerfile tree {found.root}", title_justify="left")
+    table = Table(title=f"Dockerfile tree {document['root']}", title_justify="left")
     for column in ("image", "folder", "built FROM", "level"):
         table.add_column(column)
-    levels = graph.levels()
-    level_of = {image: n for n, images in enumerate(levels) for image in images}
-    for reference, item in sorted(found.images.items(), key=lambda kv: kv[0].short):
-        parents = [p.short for p in graph.parents(reference)]
-        external = [str(p) for p in item.parents if found.resolve_parent(p) is None]
-        level = level_of.get(reference)
-        table.add_row(reference.short, _relative(item.folder, found.root),
-                      ", ".join(parents + [f"{e} (external)" for e in external]) or "-",
-                      "-" if level is None else str(level))
+    for item in document["images"]:
+        built_from = item["parents"] + [f"{e} (external)" for e in item["external_parents"]]
+        table.add_row(item["image"], item["folder"], ", ".join(built_from) or "-",
+                      "-" if item["level"] is None else str(item["level"]))
     console.print(table)
     console.print("Build order (parents first; images on one line can build at once):")
-    for number, images in enumerate(levels):
-        console.print(f"  {number}: " + "  ".join(image.short for image in images), markup=False)
+    for number, images in enumerate(document["build_order"]):
+        console.print(f"  {number}: " + "  ".join(images), markup=False)
