@@ -75,13 +75,18 @@ def _sort(selection: Selection) -> None:
         items.sort(key=_by_reference)
 
 
+def vulnerable_list_text(selection: Selection) -> str:
+    """vulnerable.list's text for the selected images, in the seed's format."""
+    return render_vulnerable_list(
+        VulnerableEntry.from_image(image) for image, _ in selection.selected)
+
+
 def write_outputs(selection: Selection, policy: Policy, *, list_path: Path | None,
                   json_path: Path | None) -> None:
     """Write vulnerable.list (the seed's format) and its JSON form, each atomically: a
     killed run never leaves half a file in place of a good one."""
     if list_path is not None:
-        entries = [VulnerableEntry.from_image(image) for image, _ in selection.selected]
-        write_atomically(list_path, render_vulnerable_list(entries))
+        write_atomically(list_path, vulnerable_list_text(selection))
     if json_path is not None:
         document = vulnerable_json(selection, policy)
         write_atomically(json_path, json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -14,8 +14,7 @@ from careen.cli.output import ConsoleObserver
 from careen.errors import ExitCode
 from careen.policy import Policy, Selection
 from careen.registries.harbor import open_harbor
-from careen.vulnerable import find_vulnerable, write_outputs
-from careen.vulnlist import VulnerableEntry, render_vulnerable_list
+from careen.vulnerable import find_vulnerable, vulnerable_list_text, write_outputs
 
 ProjectOption = Annotated[
     list[str] | None,
@@ -94,8 +93,7 @@ def vulnerable(
     write_outputs(selection, policy, list_path=None if to_stdout else list_path,
                   json_path=json_file or config.output.json_file)
     if to_stdout:
-        print(render_vulnerable_list(
-            [VulnerableEntry.from_image(image) for image, _ in selection.selected]), end="")
+        print(vulnerable_list_text(selection), end="")
     _summarise(selection, policy, observer, None if to_stdout else list_path)
     if selection.selected and not exit_zero:
         return int(ExitCode.FAILED)
