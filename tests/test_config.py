@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from careen.config import (
     MASK,
+    SECRET_KEYS,
     SECTIONS,
     Config,
     environment_variable_for,
@@ -336,10 +337,36 @@ def test_registry_server_with_a_scheme_is_rejected_with_a_hint(tmp_path: Path, w
     assert error.source == expected_source
 
 
-@pytest.mark.parametrize("server", ["registry.abc.com/path", "user@host", "two words", ""])
+@pytest.mark.parametrize("server", ["registry.abc.com/path", "user@host", "two words", "",
+                                    "evil;$(id)", "host:port", "-leading.dash", "a..b",
+                                    "host:123456"])
 def test_registry_server_must_be_host_and_port(tmp_path: Path, server: str) -> None:
     write(tmp_path, f'[registry]\nserver = "{server}"\n')
     assert "expected host[:port]" in str(error_of(tmp_path))
+
+
+@pytest.mark.parametrize("server", ["localhost:5000", "127.0.0.1:41234", "[::1]:5000",
+                                    "registry.abc.com", "r-1.example.com:443"])
+def test_registry_server_accepts_real_hosts(tmp_path: Path, server: str) -> None:
+    write(tmp_path, f'[registry]\nserver = "{server}"\n')
+    assert load(tmp_path).registry.server == server
+
+
+def test_webhook_is_a_secret_read_from_environment_or_file(tmp_path: Path) -> None:
+    url = "https://hooks.slack.test/services/T0/B0/" + SECRET
+    write(tmp_path, f'[notify]\nwebhook = "{url}"\n')
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path)
+    assert SECRET not in str(refused.value) and "CAREEN_NOTIFY_WEBHOOK" in str(refused.value)
+
+    (tmp_path / "hook").write_text(url + "\n", encoding="utf-8")
+    write(tmp_path, '[notify]\nwebhook_file = "hook"\n')
+    config = load(tmp_path)
+    assert config.notify.webhook is not None
+    assert config.notify.webhook.get_secret_value() == url
+    assert SECRET not in config.show() and SECRET not in repr(config)
+    assert load(tmp_path, {"CAREEN_NOTIFY_WEBHOOK": "https://x.test/h"}).notify.webhook \
+        is not None
 
 
 def test_registry_server_defaults_to_harbors_host_with_harbors_account(tmp_path: Path) -> None:
@@ -608,7 +635,7 @@ def test_example_file_is_a_valid_config(tmp_path: Path) -> None:
     for section, model in SECTIONS.items():
         assert f"[{section}]" in text
         for name, info in model.model_fields.items():
-            if name == "password":  # documented as "never here"
+            if f"{section}.{name}" in SECRET_KEYS:  # documented as "never here"
                 continue
             key = info.alias or name
             documented = f"{key} =" in text or f"[{section}.{key}]" in text

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 import types
 import typing
@@ -56,9 +57,12 @@ __all__ = [
     "BuildConfig",
     "Config",
     "HarborConfig",
+    "JenkinsConfig",
+    "NotifyConfig",
     "OutputConfig",
     "PolicyConfig",
     "RegistryConfig",
+    "RunConfig",
     "StateConfig",
     "TreeConfig",
     "environment_variable_for",
@@ -163,10 +167,20 @@ class RegistryConfig(_Section):
             bare = server.split("://", 1)[1].split("/", 1)[0]
             raise ValueError(f"expected host[:port] without a scheme; write {bare!r}, "
                              "not the URL")
-        if not server or "/" in server or any(c.isspace() for c in server) or "@" in server:
+        if not _HOST_PORT.fullmatch(server):
+            # The server becomes part of image names handed to the builder: only what a
+            # registry host can be passes (``evil;$(id)`` is a mistake or an attack).
             raise ValueError("expected host[:port], e.g. registry.example.com or "
                              f"registry.example.com:5000, got {_describe(server)}")
         return server
+
+
+#: ``host[:port]`` as the distribution reference grammar allows it (DNS labels, an IPv4
+#: address, or a bracketed IPv6 address).
+_HOST_PORT = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
 
 
 class PolicyConfig(_Section):
@@ -219,6 +233,34 @@ class OutputConfig(_Section):
     reports_dir: Path = Path("careen-reports")
 
 
+class RunConfig(_Section):
+    """``[run]``: the nightly job (``careen run``) beyond the build itself."""
+
+    #: Ask Harbor to rescan every pushed image and compare before/after.
+    rescan: Flag = True
+    #: How long to wait for all rescans, and how often to ask.
+    rescan_timeout: Seconds = 1800.0
+    rescan_interval: Seconds = 10.0
+    #: Report formats written to ``[output] reports_dir`` (empty: all of them).
+    reports: TextList = ()
+
+
+class NotifyConfig(_Section):
+    """``[notify]``: a webhook told the summary at the end of a run."""
+
+    #: Only from ``CAREEN_NOTIFY_WEBHOOK`` or ``webhook_file``: a Slack URL holds its token.
+    webhook: SecretStr | None = None
+    webhook_file: Path | None = None
+    title: Text = "Careen nightly run"
+
+
+class JenkinsConfig(_Section):
+    """``[jenkins]``: what ``careen export jenkins`` writes into a pipeline."""
+
+    #: The agent label the parallel build branches run on.
+    agent_label: Text = "docker"
+
+
 class StateConfig(_Section):
     """``[state]``: where Careen remembers runs (None: the XDG state folder, decided there)."""
 
@@ -233,10 +275,18 @@ SECTIONS: Mapping[str, type[_Section]] = MappingProxyType({
     "build": BuildConfig,
     "output": OutputConfig,
     "state": StateConfig,
+    "run": RunConfig,
+    "notify": NotifyConfig,
+    "jenkins": JenkinsConfig,
 })
 
 #: Keys that hold secrets: never from the file or flags, never shown.
-SECRET_KEYS = frozenset({"harbor.password", "registry.password"})
+SECRET_KEYS = frozenset({"harbor.password", "registry.password", "notify.webhook"})
+#: The file each secret may be read from instead.
+SECRET_FILES: Mapping[str, str] = MappingProxyType({
+    "harbor.password": "password_file", "registry.password": "password_file",
+    "notify.webhook": "webhook_file",
+})
 
 #: What to do when a required key is missing (:meth:`Config.require`).
 _REQUIRE_HINTS: Mapping[str, str] = MappingProxyType({
@@ -356,6 +406,9 @@ class Config:
     build: BuildConfig = field(default_factory=BuildConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    jenkins: JenkinsConfig = field(default_factory=JenkinsConfig)
     #: The config file read, if any.
     file: Path | None = None
     #: Things a person should know (TLS verification off...); the CLI prints them.
@@ -557,9 +610,9 @@ class _Loader:
                         f"[{section}]: {', '.join(_KEYS[section])}", source=shown, key=dotted)
                 if dotted in SECRET_KEYS:
                     raise ConfigError(
-                        "passwords are not read from the config file (it may be shared or "
+                        "secrets are not read from the config file (it may be shared or "
                         f"committed); set {environment_variable_for(dotted)} or "
-                        f"[{section}] password_file", source=shown, key=dotted)
+                        f"[{section}] {SECRET_FILES[dotted]}", source=shown, key=dotted)
                 self._set(dotted, value, origin)
 
     def read_seed_environment(self) -> None:
@@ -600,8 +653,9 @@ class _Loader:
                                   source="command line")
             if dotted in SECRET_KEYS:
                 raise ConfigError(
-                    "passwords are not taken from the command line (other users can see it); "
-                    f"set {environment_variable_for(dotted)} or [{section}] password_file",
+                    "secrets are not taken from the command line (other users can see it); "
+                    f"set {environment_variable_for(dotted)} or [{section}] "
+                    f"{SECRET_FILES[dotted]}",
                     source="command line", key=dotted)
             origin = _Origin("command line", "command line", self.cwd,
                              textual=isinstance(value, str))
@@ -679,6 +733,10 @@ class _Loader:
             build=typing.cast(BuildConfig, sections["build"]),
             output=typing.cast(OutputConfig, sections["output"]),
             state=typing.cast(StateConfig, sections["state"]),
+            run=typing.cast(RunConfig, sections["run"]),
+            notify=_with_webhook_file(typing.cast(NotifyConfig, sections["notify"]), sources,
+                                      self.origins),
+            jenkins=typing.cast(JenkinsConfig, sections["jenkins"]),
             file=file,
             warnings=tuple(warnings),
             sources=MappingProxyType(sources),
@@ -708,26 +766,40 @@ def _with_password_file(
     """Fill ``password`` from ``password_file`` unless a password was given directly."""
     if section.password is not None or section.password_file is None:
         return section
-    path = section.password_file
+    secret = _read_secret_file(section.password_file, "password", f"{name}.password_file",
+                               origins)
+    sources[f"{name}.password"] = "password_file"
+    return section.model_copy(update={"password": secret})
+
+
+def _with_webhook_file(section: NotifyConfig, sources: dict[str, str],
+                       origins: Mapping[str, _Origin]) -> NotifyConfig:
+    if section.webhook is not None or section.webhook_file is None:
+        return section
+    secret = _read_secret_file(section.webhook_file, "webhook", "notify.webhook_file", origins)
+    sources["notify.webhook"] = "webhook_file"
+    return section.model_copy(update={"webhook": secret})
+
+
+def _read_secret_file(path: Path, what: str, dotted: str,
+                      origins: Mapping[str, _Origin]) -> SecretStr:
+    """The secret a file holds, without the newline editors end it with."""
     try:
         text = path.read_bytes().decode("utf-8")
     except (OSError, ValueError) as error:  # ValueError: not UTF-8, NUL in the path
         reason = error.strerror if isinstance(error, OSError) and error.strerror else (
             "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "unreadable")
-        raise ConfigError(f"cannot read the password file {str(path)!r}: {reason}",
-                          source=origins[f"{name}.password_file"].error_label,
-                          key=f"{name}.password_file") from None
+        raise ConfigError(f"cannot read the {what} file {str(path)!r}: {reason}",
+                          source=origins[dotted].error_label, key=dotted) from None
     # Editors and ``echo`` end files with a newline that is not part of the password.
     if text.endswith("\n"):
         text = text[:-1]
         if text.endswith("\r"):
             text = text[:-1]
     if not text:
-        raise ConfigError(f"the password file {str(path)!r} is empty",
-                          source=origins[f"{name}.password_file"].error_label,
-                          key=f"{name}.password_file")
-    sources[f"{name}.password"] = "password_file"
-    return section.model_copy(update={"password": SecretStr(text)})
+        raise ConfigError(f"the {what} file {str(path)!r} is empty",
+                          source=origins[dotted].error_label, key=dotted)
+    return SecretStr(text)
 
 
 # --------------------------------------------------------------------------------------------
