@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,13 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: lab tests must run)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _private_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Commands keep their state under $XDG_STATE_HOME: a test never touches the state of
+    the person (or CI job) running it."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -156,7 +156,7 @@ async def test_every_outcome_is_recorded_with_labels(plan: Plan, tmp_path: Path)
     requests: list[BuildRequest] = []
 
     class Recorder:
-        def step_started(self, step: object, image: ImageReference) -> None:
+        def step_started(self, step: object, image: ImageReference, log_path: Path) -> None:
             pass
 
         def step_finished(self, outcome: StepOutcome) -> None:

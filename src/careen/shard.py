@@ -24,6 +24,7 @@ from dataclasses import replace
 
 from careen.errors import UsageError
 from careen.plan import Plan
+from careen.reference import ImageReference
 from careen.results import RunResult, sort_results
 
 _SHARD_SPEC = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*\Z")
@@ -55,6 +56,22 @@ def shard(plan: Plan, k: int, n: int) -> Plan:
     kept.sort(key=lambda step: (step.level, step.image.short))
     return replace(plan, steps=tuple(kept), skipped=plan.skipped if k == 1 else (),
                    extra={**plan.extra, "shard": (k, n)})
+
+
+def only_images(plan: Plan, images: Sequence[ImageReference]) -> Plan:
+    """The steps of ``plan`` for ``images`` only (``careen update --plan ID --only IMAGE``):
+    their parents are taken as built by an earlier stage (another agent, another level), as
+    for a shard. An image the plan does not build is an error naming the plan's images."""
+    wanted = {image.short for image in images}
+    known = {step.image.short for step in plan.steps}
+    unknown = sorted(wanted - known)
+    if unknown:
+        some = ", ".join(sorted(known)[:8]) + (" ..." if len(known) > 8 else "")
+        raise UsageError(f"--only {unknown[0]}: plan {plan.id} does not rebuild it",
+                         hint=f"the plan's images: {some or 'none'}")
+    kept = tuple(step for step in plan.steps if step.image.short in wanted)
+    return replace(plan, steps=kept, skipped=(),
+                   extra={**plan.extra, "only": tuple(sorted(wanted))})
 
 
 def merge_results(results: Sequence[RunResult], *, run_id: str | None = None) -> RunResult:

@@ -70,13 +70,13 @@ class StepOutcome:
 class UpdateRecorder(Protocol):
     """Where the executor reports each state change (the state store implements it)."""
 
-    def step_started(self, step: PlanStep, image: ImageReference) -> None: ...
+    def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None: ...
 
     def step_finished(self, outcome: StepOutcome) -> None: ...
 
 
 class NullRecorder:
-    def step_started(self, step: PlanStep, image: ImageReference) -> None:
+    def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
         pass
 
     def step_finished(self, outcome: StepOutcome) -> None:
@@ -185,9 +185,19 @@ async def execute_plan(
                                       log_path=request.log_path))
         async with limit:
             observer.processing(str(request.image))
-            record.step_started(step, request.image)
+            record.step_started(step, request.image, request.log_path)
             started = time.monotonic()
-            built, pushed = await asyncio.to_thread(_build_and_push, builder, request)
+            work = asyncio.ensure_future(asyncio.to_thread(_build_and_push, builder, request))
+            try:
+                built, pushed = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: wait for the step (Ctrl-C reached the build
+                # tool too, so it ends soon) and record it, so a push that completed is
+                # known to the resume and never made twice.
+                built, pushed = await work
+                finish(_outcome(step, request, built, pushed, time.monotonic() - started,
+                                observer))
+                raise
             duration = time.monotonic() - started
         return finish(_outcome(step, request, built, pushed, duration, observer))
 

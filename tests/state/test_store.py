@@ -428,3 +428,26 @@ def test_records_are_written_before_the_call_returns(store: StateStore) -> None:
         options = reader.execute("SELECT options FROM runs").fetchone()[0]
     assert rows == [("library/a:1", DIGEST, "pushed")]
     assert json.loads(options) == {}
+
+
+# -- a plan attached to a running run --------------------------------------------------------
+
+
+def test_a_plan_attached_to_a_running_run_keys_its_pushes_for_resume(store: StateStore) -> None:
+    run = store.begin_run(RunKind.RUN)
+    plan_id = store.save_plan({"steps": []}, source="harbor", policy=None)
+
+    attached = store.attach_plan(run.id, plan_id)
+    build = store.build_started(run.id, "library/base:1.0", step=0)
+    store.build_pushed(build.id, digest=DIGEST)
+
+    assert attached.plan_id == plan_id
+    assert store.pushed_images(plan_id) == {"library/base:1.0": DIGEST}
+    other = store.save_plan({"steps": [1]}, source="harbor", policy=None)
+    with pytest.raises(ValueError, match="already has plan"):
+        store.attach_plan(run.id, other)
+    store.finish_run(run.id, RunStatus.SUCCEEDED, 0)
+    with pytest.raises(ValueError, match="not running"):
+        store.attach_plan(run.id, plan_id)
+    with pytest.raises(UnknownPlanError):
+        store.attach_plan(run.id, "plan-nope")

@@ -441,6 +441,20 @@ class StateStore:
         self._own_runs.discard(run_id)
         return self._run_record(self._run_row(run_id))
 
+    def attach_plan(self, run_id: str, plan_id: str) -> RunRecord:
+        """Record the plan a running run made (a nightly run is begun before its inventory,
+        so that a run failing there is remembered too, and plans only once it is read).
+        Builds recorded from now on carry the plan, which is what resume looks up."""
+        self._plan_row(plan_id)
+        with self._write():
+            row = self._run_row(run_id)
+            if row["plan_id"] not in (None, plan_id):
+                raise ValueError(f"run {run_id} already has plan {row['plan_id']}")
+            if RunStatus(row["status"]) is not RunStatus.RUNNING:
+                raise ValueError(f"run {run_id} is {row['status']}, not running")
+            self._db.execute("UPDATE runs SET plan_id = ? WHERE id = ?", (plan_id, run_id))
+        return self._run_record(self._run_row(run_id))
+
     def mark_interrupted_runs(self) -> list[str]:
         """Mark as ``interrupted`` every ``running`` run whose process is gone, and their
         unfinished builds as failed; return the run ids marked.

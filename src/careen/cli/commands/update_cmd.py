@@ -1,43 +1,47 @@
-"""``careen update`` (the seed's ``update-images``): rebuild and push the images of a list."""
+"""``careen update`` (the seed's ``update-images``): rebuild and push listed or planned images."""
 
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from careen import assemble
-from careen.builders.buildah import BuildahBuilder
-from careen.builders.credentials import LoginTool, RegistryLogin, private_auth
-from careen.builders.docker import DockerBuilder
-from careen.builders.interface import Builder
+from careen import assemble, nightly
+from careen.cli.commands.plan_cmd import StateOption, state_option
+from careen.cli.commands.run_cmd import print_summary
 from careen.cli.common import command, load, run_async
 from careen.cli.main import app, globals_of
-from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
-from careen.inventory import Image
-from careen.plan import Plan, candidates_from_list, make_plan
-from careen.scan import ScanSummary
-from careen.tree.discover import discover_tree
+from careen.errors import ExitCode, UsageError
+from careen.listsource import read_list
+from careen.plan import Plan, make_plan
+from careen.reference import ImageReference
+from careen.shard import only_images, parse_shard, shard
+from careen.state.store import StateStore
 from careen.tree.graph import BuildGraph
-from careen.tree.scm import describe_tree, require_clean
-from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
-from careen.vulnlist import read_vulnerable_list
 
 
 @command(app, "update")
 def update(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
-        "--from", help="vulnerable.list to read ('-' for stdin). Default: \\[output] "
-        "vulnerable_list.")] = None,
+        "--from", help="vulnerable.list to read: a path, '-' for stdin, or an http(s):// URL. "
+        "Default: \\[output] vulnerable_list.", show_default=False)] = None,
+    plan_id: Annotated[str | None, typer.Option(
+        "--plan", help="Run this stored plan (from 'careen plan'; 'latest' for the newest) "
+        "instead of reading a list.", show_default=False)] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", metavar="IMAGE", help="Only this image of the plan (repeatable); its "
+        "parents are taken as pushed by an earlier stage.", show_default=False)] = None,
+    shard_spec: Annotated[str | None, typer.Option(
+        "--shard", metavar="K/N", help="Only the K-th of N shares of each level of the plan "
+        "(for a CI matrix; run the levels in order).", show_default=False)] = None,
     root: Annotated[Path | None, typer.Option(
         "--root", "-r", help="The Dockerfile tree (default: \\[tree] root).")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Builds at once.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1,
+                                             help="Builds at once.")] = None,
     cascade: Annotated[bool, typer.Option(
         "--cascade/--no-cascade", help="Also rebuild the children of rebuilt base images.")
     ] = True,
@@ -48,95 +52,76 @@ def update(
         "skipped).")] = False,
     allow_dirty: Annotated[bool, typer.Option(
         "--allow-dirty", help="Build from a git tree with uncommitted changes.")] = False,
+    reports_dir: Annotated[Path | None, typer.Option(
+        "--reports-dir", help="Where reports and build logs go (default: \\[output] "
+        "reports_dir).")] = None,
+    state: StateOption = None,
 ) -> int:
-    """Rebuild and push every image of vulnerable.list, as the old update-images did.
+    """Rebuild and push every image of vulnerable.list (or of a stored plan), as the old
+    update-images did.
 
     Each image is mapped to its Dockerfile folder (library/mysql:5.7.18 -> mysql/5.7.18),
     rebuilt without cache from a freshly pulled base, and pushed to \\[registry] server with
     the registry user's credentials (a private, temporary login; the password goes to the
     builder on stdin). Parents are built before their children, and children of a rebuilt
     base are rebuilt too (--no-cascade to turn off). A failed image never stops the others;
-    its children are skipped.
+    its children are skipped. Images an earlier run of the same plan pushed are not built
+    again (resume).
 
-    Example (the seed's Jenkins shell step, unchanged):
+    Examples:
 
+        # the seed's Jenkins shell step, unchanged
         export registry_server=registry.abc.com registry_user=jenkins registry_password=...
         update-images
 
-    Exit code 1 when a build or push failed, 2 for a bad list or tree, 3 when the builder or
-    the registry cannot be used.
+        careen update --plan latest --shard 2/4        # one of four CI matrix jobs
+        careen update --plan plan-20261127-0100-ab12 --only library/tomcat:8.5
+
+    Exit code 1 when a build or push failed, 2 for a bad list, plan or tree, 3 when the
+    builder or the registry cannot be used.
     """
     observer = globals_of(ctx).observer()
-    config = load(ctx, {"tree.root": root, "build.jobs": jobs}, observer)
-    list_source = source or str(config.output.vulnerable_list)
-    if list_source == "-":
-        text, shown = sys.stdin.read(), "stdin"
-    else:
-        path = Path(list_source)
-        if not path.is_file():
-            raise InputFileError(list_source, "no such file; give --from PATH (or - for stdin)")
-        text, shown = path.read_text(encoding="utf-8", errors="replace"), list_source
-    listing = read_vulnerable_list(text, source=shown, strict=strict)
-    for problem in listing.problems:
-        observer.warning(f"{shown}:{problem.line}: {problem.reason} (line skipped)")
-
-    revision = describe_tree(config.tree.root)
-    if revision.is_git:
-        require_clean(revision, allow_dirty=allow_dirty)
-    registry: str | None = config.registry.server
-    if registry is None:
-        raise UsageError("no registry to push to",
-                         hint="set [registry] server, CAREEN_REGISTRY_SERVER or registry_server")
-    tree = discover_tree(config.tree.root, project=config.tree.project, registry=registry,
-                         mapping=config.tree.mapping, build_args=config.build.build_args,
-                         layout=config.tree.layout)
-    policy = assemble.policy(config)
-    plan = make_plan(
-        candidates_from_list([entry.image for entry in listing.entries]), tree,
-        BuildGraph.from_tree(tree), cascade=cascade,
-        ignored_by=lambda ref: policy.ignored_by(Image(ref, None, ScanSummary.not_scanned())),
-        multi_platform=False, source=f"file:{shown}", tree_commit=revision.commit,
-    )
-    _print_plan(plan, observer.info)
-    run_id = f"update-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-    options = UpdateOptions(
-        registry=registry, run_id=run_id, log_dir=config.output.reports_dir / run_id / "logs",
-        jobs=config.build.jobs, build_args=config.build.build_args,
-        labels=config.build.labels, no_cache=config.build.no_cache, pull=config.build.pull,
-        timeout=config.build.timeout, revision=revision.commit,
-        source=revision.remote_url, dry_run=dry_run,
-    )
-    with observer, private_auth() as auth:
-        builder: Builder
-        tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
-        if not dry_run and plan.steps and config.registry.user and config.registry.password:
-            result = auth.login(RegistryLogin(registry, config.registry.user,
-                                              config.registry.password,
-                                              insecure=not config.registry.tls_verify),
-                                tool=tool)
-            if not result.ok:
-                raise ServiceError("registry", registry,
-                                   "login rejected" if result.auth_rejected else "login failed",
-                                   hint="check [registry] user and CAREEN_REGISTRY_PASSWORD "
-                                   "(or registry_user and registry_password)")
-        if tool is LoginTool.BUILDAH:
-            builder = BuildahBuilder(auth=auth, insecure_registries=auth.insecure_registries)
+    config = load(ctx, {"tree.root": root, "build.jobs": jobs,
+                        "output.reports_dir": reports_dir}, observer)
+    if plan_id is not None and source is not None:
+        raise UsageError("--plan and --from both given", hint="choose one")
+    options = nightly.NightlyOptions(
+        jobs=config.build.jobs, cascade=cascade, dry_run=dry_run, allow_dirty=allow_dirty,
+        reports_dir=config.output.reports_dir, report_formats=config.run.reports,
+        rescan=False)
+    problems = False
+    with StateStore.open(nightly.state_path(config, state_option(state))) as store, observer:
+        if plan_id is not None:
+            plan = nightly.load_plan(store, plan_id)
+            nightly.open_tree(config, allow_dirty=allow_dirty, observer=observer)
         else:
-            builder = DockerBuilder(auth=auth)
-        outcomes = run_async(execute_plan(plan, builder, options, observer=observer))
-    _print_outcomes(outcomes, observer.info)
-    failed = [o for o in outcomes if o.status is StepStatus.FAILED]
-    return int(ExitCode.FAILED if failed or (listing.problems and strict) else ExitCode.OK)
+            tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty,
+                                               observer=observer)
+            listed = read_list(source or str(config.output.vulnerable_list), stdin=sys.stdin,
+                               strict=strict)
+            for problem in listed.listing.problems:
+                observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} "
+                                 "(line skipped)")
+            problems = bool(listed.listing.problems)
+            policy = assemble.policy(config)
+            plan = nightly.store_plan(store, make_plan(
+                listed.candidates(), tree, BuildGraph.from_tree(tree), cascade=cascade,
+                ignored_by=nightly.ignore_matcher(policy), source=listed.source,
+                policy=str(policy.rule), tree_commit=revision.commit))
+        if only:
+            plan = only_images(plan, [ImageReference.parse_short(image) for image in only])
+        if shard_spec is not None:
+            plan = shard(plan, *parse_shard(shard_spec))
+        _print_plan(plan, observer.info)
+        outcome = run_async(nightly.run_update(config, plan, options, store=store,
+                                               observer=observer))
+    print_summary(outcome.result, observer.info)
+    return int(ExitCode.FAILED if outcome.exit_code or (problems and strict) else ExitCode.OK)
 
 
 def _print_plan(plan: Plan, say: Callable[[str], None]) -> None:
+    say(f"plan {plan.id}: {len(plan.steps)} to rebuild")
     for step in plan.steps:
         say(f"plan: level {step.level} {step.image.short} ({step.reason.value}: {step.detail})")
     for skipped in plan.skipped:
         say(f"plan: skip {skipped.image.short}: {skipped.detail}")
-
-
-def _print_outcomes(outcomes: list[StepOutcome], say: Callable[[str], None]) -> None:
-    for outcome in outcomes:
-        extra = f": {outcome.reason}" if outcome.reason else ""
-        say(f"result: {outcome.image} {outcome.status.value}{extra}")

@@ -1,0 +1,136 @@
+"""``careen plan``: decide what to rebuild, show why, and store the plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from careen import assemble, nightly
+from careen.cli.common import command, emit, load, run_async
+from careen.cli.main import app, globals_of
+from careen.cli.output import ConsoleObserver
+from careen.config import Config
+from careen.errors import ExitCode
+from careen.listsource import read_list
+from careen.plan import Plan, make_plan
+from careen.registries.harbor import open_harbor
+from careen.state.store import StateStore
+from careen.tree.discover import DockerfileTree
+from careen.tree.graph import BuildGraph
+from careen.tree.scm import TreeRevision
+
+StateOption = Annotated[
+    str | None, typer.Option("--state", help="State database (default: \\[state] path, else "
+                             "$XDG_STATE_HOME/careen/state.sqlite).", show_default=False)]
+
+
+@command(app, "plan")
+def plan(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Plan from a vulnerable.list instead of Harbor: a path, '-' for stdin, "
+        "or an http(s):// URL (another job's artifact).", show_default=False)] = None,
+    root: Annotated[str | None, typer.Option(
+        "--root", "-r", help="The Dockerfile tree (default: \\[tree] root).")] = None,
+    cascade: Annotated[bool, typer.Option(
+        "--cascade/--no-cascade", help="Also rebuild the children of rebuilt base images.")
+    ] = True,
+    output_format: Annotated[Literal["table", "json"], typer.Option(
+        "--format", "-f", help="table for people, json for machines.")] = "table",
+    state: StateOption = None,
+    allow_dirty: Annotated[bool, typer.Option(
+        "--allow-dirty", help="Plan from a git tree with uncommitted changes.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="A malformed line of the list is an error (default: skipped).")
+    ] = False,
+) -> int:
+    """Decide what to rebuild and in which order, say why, and store the plan.
+
+    Reads the images that break the policy (live from Harbor, or --from a vulnerable.list),
+    maps each to its Dockerfile folder and adds the children of every rebuilt base image
+    (the cascade). Parents come before children; the images of one level are independent.
+    Images that will not be rebuilt are listed with the reason: no Dockerfile folder (the
+    old script's "directory does not exist"), ignored by \\[policy] ignore, tag immutable in
+    Harbor, a FROM cycle.
+
+    The plan is stored with an id; 'careen update --plan ID' runs exactly this plan, and
+    'careen export bake|jenkins --plan ID' hands it to BuildKit or Jenkins.
+
+    Examples:
+
+        careen plan                                   # from Harbor
+        careen plan --from vulnerable.list -f json
+        curl -s https://jenkins/job/scan/lastSuccessfulBuild/artifact/vulnerable.list \\
+          | careen plan --from -
+    """
+    observer = globals_of(ctx).observer()
+    config = load(ctx, {"tree.root": root}, observer)
+    tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
+                                       observer=observer)
+    policy = assemble.policy(config)
+    with observer:
+        if source is None:
+            made = run_async(_plan_from_harbor(config, tree, revision, cascade, observer))
+        else:
+            listed = read_list(source, stdin=sys.stdin, strict=strict)
+            for problem in listed.listing.problems:
+                observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} "
+                                 "(line skipped)")
+            made = make_plan(listed.candidates(), tree, BuildGraph.from_tree(tree),
+                             cascade=cascade, ignored_by=nightly.ignore_matcher(policy),
+                             source=listed.source, policy=str(policy.rule),
+                             tree_commit=revision.commit)
+    with StateStore.open(nightly.state_path(config, state_option(state))) as store:
+        stored = nightly.store_plan(store, made)
+    if output_format == "json":
+        emit(json.dumps(stored.to_dict(), indent=2))
+    else:
+        print_plan(stored.to_dict(), Console(soft_wrap=False, width=max(100, _width())))
+    observer.info(f"plan {stored.id} stored; run it with: careen update --plan {stored.id}")
+    return int(ExitCode.OK)
+
+
+async def _plan_from_harbor(config: Config, tree: DockerfileTree, revision: TreeRevision,
+                            cascade: bool,
+                            observer: ConsoleObserver) -> Plan:
+    policy = assemble.policy(config)
+    async with await open_harbor(assemble.harbor_settings(config), observer=observer) as harbor:
+        inventory = await nightly.read_inventory(harbor, policy, tree,
+                                                 projects=config.harbor.projects,
+                                                 observer=observer)
+    return nightly.plan_from_inventory(inventory, tree, policy, cascade=cascade,
+                                       revision=revision)
+
+
+def print_plan(document: dict[str, Any], console: Console) -> None:
+    """The plan as a table: steps in the order they run, then the skipped images."""
+    table = Table(title=f"plan {document['id']} ({len(document['steps'])} to rebuild)",
+                  title_justify="left")
+    for column in ("level", "image", "why", "parents", "folder"):
+        table.add_column(column, overflow="fold")
+    for step in document["steps"]:
+        table.add_row(str(step["level"]), step["image"], f"{step['reason']}: {step['detail']}",
+                      ", ".join(step["parents"]) or "-", step["folder"])
+    console.print(table)
+    if document["skipped"]:
+        skipped = Table(title="not rebuilt", title_justify="left")
+        for column in ("image", "reason", "detail"):
+            skipped.add_column(column, overflow="fold")
+        for item in document["skipped"]:
+            skipped.add_row(item["image"], item["reason"], item["detail"])
+        console.print(skipped)
+
+
+def state_option(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _width() -> int:
+    return shutil.get_terminal_size((120, 24)).columns

@@ -1,0 +1,709 @@
+"""The nightly job — ``careen run`` — and the halves other commands share.
+
+The seed's Jenkins job was two scripts: ``list-vulnerable-images`` (Harbor -> vulnerable.list)
+and ``update-images`` (vulnerable.list -> build, push). ``careen run`` is one job that does
+both and what they never did:
+
+1. read the Dockerfile tree (clone or fast-forward it first with ``[tree] git``), refuse a
+   tree with uncommitted changes unless allowed, and remember the commit it builds from;
+2. read every image's scan summary from Harbor and judge it (:func:`read_inventory`), writing
+   vulnerable.list in the seed's format;
+3. plan (:func:`plan_from_inventory`): what to rebuild, in which order, and why — stored, so
+   ``careen update --plan ID`` can run exactly that plan later;
+4. build and push each step (:func:`careen.update.execute_plan`), recording each state change
+   in the state database as it happens (:class:`StateRecorder`);
+5. ask Harbor to rescan every pushed digest, wait for the results, and judge each rebuild
+   before/after (:func:`rescan_and_judge`);
+6. write the reports and tell the webhook.
+
+A run is recorded from its start, so a run that fails reading Harbor is remembered too. A run
+that dies (killed, rebooted) is resumed with ``careen run --resume``: the same plan, without
+building or pushing again what it already pushed.
+
+Nothing here prints: progress goes to the :class:`~careen.events.Observer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from careen import assemble
+from careen.builders.buildah import BuildahBuilder
+from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
+from careen.builders.docker import DockerBuilder
+from careen.builders.interface import Builder
+from careen.config import Config
+from careen.errors import ExitCode, ServiceError, UsageError
+from careen.events import NULL_OBSERVER, Observer
+from careen.inventory import Image
+from careen.plan import Candidate, Plan, PlanStep, StepReason, make_plan
+from careen.policy import Policy, Selection, Verdict
+from careen.reference import ImageReference
+from careen.registries.harbor import HarborClient, open_harbor
+from careen.registries.http import HarborApiError
+from careen.registries.interface import ScanSource
+from careen.reports import write_reports
+from careen.reports.interface import ReportContext
+from careen.reports.notify import send_webhook_async
+from careen.results import ImageResult, Outcome, RunResult, judge_rebuild, sort_results
+from careen.scan import ScanSummary
+from careen.state.store import (
+    BuildRecord,
+    RunKind,
+    RunRecord,
+    RunStatus,
+    ScanPhase,
+    StateStore,
+    default_state_path,
+)
+from careen.tree.discover import DockerfileTree, discover_tree, image_key
+from careen.tree.graph import BuildGraph
+from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
+from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+from careen.vulnerable import find_vulnerable, write_outputs
+
+#: Judged images written to the state database per transaction while the inventory streams.
+RECORD_BATCH = 2000
+#: Rescan requests sent to Harbor at once.
+RESCAN_CONCURRENCY = 8
+#: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+INTERRUPTED_EXIT = 130
+
+
+# -- what a job needs ------------------------------------------------------------------------
+
+
+def state_path(config: Config, override: Path | None = None) -> Path:
+    """``--state`` > ``[state] path`` > the XDG state folder."""
+    if override is not None:
+        return override
+    if config.state.path is not None:
+        return config.state.path
+    return default_state_path(os.environ, Path.home())
+
+
+def open_tree(config: Config, *, allow_dirty: bool, sync: bool = True,
+              observer: Observer = NULL_OBSERVER) -> tuple[DockerfileTree, TreeRevision]:
+    """The Dockerfile tree, brought up to date from ``[tree] git`` first if set, and its
+    revision. A git tree with uncommitted changes is refused unless ``allow_dirty``: an image
+    must be rebuildable from the commit its label names."""
+    root = config.tree.root
+    if sync and config.tree.git:
+        revision = sync_tree(root, url=config.tree.git, branch=config.tree.branch,
+                             observer=observer)
+    else:
+        revision = describe_tree(root)
+    if revision.is_git:
+        require_clean(revision, allow_dirty=allow_dirty)
+    tree = discover_tree(root, project=config.tree.project, registry=config.registry.server,
+                         mapping=config.tree.mapping, build_args=config.build.build_args,
+                         layout=config.tree.layout)
+    return tree, revision
+
+
+def push_registry(config: Config) -> str:
+    if config.registry.server is None:
+        raise UsageError("no registry to push to",
+                         hint="set [registry] server, CAREEN_REGISTRY_SERVER or registry_server")
+    return config.registry.server
+
+
+@contextmanager
+def logged_in_builder(config: Config, *, login: bool,
+                      parent: Path | None = None) -> Iterator[Builder]:
+    """The configured builder, logged in to ``[registry] server`` in a private, temporary
+    auth folder removed afterwards (the user's own ``~/.docker/config.json`` is never read
+    nor written). The password goes to the login tool on stdin, never in argv."""
+    registry = push_registry(config)
+    tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
+    with private_auth(parent) as auth:
+        if login:
+            _login(config, auth, registry, tool)
+        if tool is LoginTool.BUILDAH:
+            yield BuildahBuilder(auth=auth, insecure_registries=auth.insecure_registries)
+        else:
+            yield DockerBuilder(auth=auth)
+
+
+def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) -> None:
+    user, password = config.registry.user, config.registry.password
+    if user is None or password is None:
+        return  # an open registry (or one the builder is already allowed to push to)
+    result = auth.login(RegistryLogin(registry, user, password,
+                                      insecure=not config.registry.tls_verify), tool=tool)
+    if not result.ok:
+        raise ServiceError("registry", registry,
+                           "login rejected" if result.auth_rejected else "login failed: "
+                           + " | ".join(result.log_tail[-2:]),
+                           hint="check [registry] user and CAREEN_REGISTRY_PASSWORD "
+                                "(or registry_user and registry_password)")
+
+
+# -- inventory and plan ----------------------------------------------------------------------
+
+
+@dataclass
+class Inventory:
+    """What one read of Harbor found: the policy's selection, and the scan of every image
+    the Dockerfile tree can build (the "before" of a rebuild, and what the cascade needs to
+    know of children: immutable tags, multi-arch)."""
+
+    selection: Selection
+    in_tree: dict[ImageReference, Image] = field(default_factory=dict)
+    judged: int = 0
+
+    @property
+    def unscanned(self) -> tuple[tuple[str, str], ...]:
+        pairs = [(image.reference.short, verdict.reason)
+                 for items in (self.selection.not_scanned, self.selection.scan_failed,
+                               self.selection.scan_in_progress)
+                 for image, verdict in items]
+        return tuple(pairs)
+
+
+async def read_inventory(
+    source: ScanSource, policy: Policy, tree: DockerfileTree, *,
+    projects: Iterable[str] = (), observer: Observer = NULL_OBSERVER,
+    on_batch: Callable[[list[tuple[Image, Verdict]]], None] | None = None,
+) -> Inventory:
+    """Judge every image of Harbor; keep what the plan needs. ``on_batch`` receives the
+    judged images in batches as they stream (the state database records them)."""
+    inventory = Inventory(Selection())
+    batch: list[tuple[Image, Verdict]] = []
+
+    def seen(image: Image, verdict: Verdict) -> None:
+        key = image_key(image.reference)
+        if key is not None and key in tree.images:
+            inventory.in_tree[key] = image
+        inventory.judged += 1
+        if on_batch is not None:
+            batch.append((image, verdict))
+            if len(batch) >= RECORD_BATCH:
+                on_batch(batch[:])
+                batch.clear()
+
+    inventory.selection = await find_vulnerable(source, policy, projects=list(projects) or None,
+                                                observer=observer, on_image=seen)
+    if on_batch is not None and batch:
+        on_batch(batch)
+    return inventory
+
+
+def _candidate_of(image: Image, detail: str = "") -> Candidate:
+    return Candidate(image=image.reference, detail=detail, counts=image.scan.counts,
+                     digest=image.digest, immutable=image.immutable, is_index=image.is_index,
+                     platforms=tuple(str(p) for p in image.platforms))
+
+
+def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Policy, *,
+                        cascade: bool, revision: TreeRevision,
+                        source: str = "harbor") -> Plan:
+    candidates = [Candidate.from_judged(image, verdict)
+                  for image, verdict in inventory.selection.selected]
+    known = {key: _candidate_of(image) for key, image in inventory.in_tree.items()}
+    return make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
+                     ignored_by=ignore_matcher(policy), known=known, source=source,
+                     policy=str(policy.rule), tree_commit=revision.commit)
+
+
+def ignore_matcher(policy: Policy) -> Callable[[ImageReference], str | None]:
+    return lambda ref: policy.ignored_by(Image(ref, None, ScanSummary.not_scanned()))
+
+
+def store_plan(store: StateStore, plan: Plan) -> Plan:
+    """Save ``plan``; the stored plan, with its id."""
+    plan_id = store.save_plan(plan.to_dict(), source=plan.source, policy=plan.policy)
+    return plan.with_id(plan_id)
+
+
+def load_plan(store: StateStore, plan_id: str) -> Plan:
+    """A stored plan (``latest`` for the newest)."""
+    if plan_id == "latest":
+        record = store.latest_plan()
+        if record is None:
+            raise UsageError(f"no plan stored in {store.path}",
+                             hint="make one with 'careen plan' (or 'careen run')")
+    else:
+        record = store.load_plan(plan_id)
+    return Plan.from_dict(record.body, plan_id=record.id)
+
+
+# -- recording builds ------------------------------------------------------------------------
+
+
+class StateRecorder:
+    """The executor's recorder writing to the state database: a push is committed before the
+    next step starts, which is what a resume trusts."""
+
+    def __init__(self, store: StateStore, run_id: str, plan: Plan) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.position = {step.image: index for index, step in enumerate(plan.steps)}
+        self.builds: dict[ImageReference, BuildRecord] = {}
+
+    def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
+        self.builds[step.image] = self.store.build_started(
+            self.run_id, step.image, step=self.position[step.image], log_path=log_path)
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        step = outcome.step
+        started = self.builds.get(step.image)
+        if outcome.status is StepStatus.PUSHED and started is not None:
+            if outcome.digest:
+                self.store.build_pushed(started.id, digest=outcome.digest,
+                                        duration=outcome.duration)
+            else:  # not trusted as pushed: a resume builds it again rather than skip it
+                self.store.build_failed(started.id, error="pushed, but the builder reported "
+                                        "no digest", duration=outcome.duration)
+        elif outcome.status is StepStatus.FAILED and started is not None:
+            self.store.build_failed(started.id, error=outcome.reason or "failed",
+                                    duration=outcome.duration)
+        elif outcome.status in (StepStatus.SKIPPED, StepStatus.ALREADY_PUSHED):
+            reason = outcome.reason or (
+                f"pushed by an earlier run of this plan as {outcome.digest}")
+            self.store.build_skipped(self.run_id, step.image, step=self.position[step.image],
+                                     reason=reason)
+
+
+# -- rescan and judge ------------------------------------------------------------------------
+
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def rescan(source: ScanSource, images: Iterable[ImageReference], *, timeout: float,
+                 interval: float, observer: Observer = NULL_OBSERVER,
+                 clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> dict[ImageReference, ScanSummary]:
+    """Ask Harbor to scan each image (by digest) and wait until every scan is final or
+    ``timeout`` seconds passed; the latest summary of each.
+
+    Harbor learns of a pushed digest from the registry's notification, which may come a
+    moment after the push: an artifact Harbor does not know yet (404) is asked again until
+    the deadline."""
+    wanted = list(dict.fromkeys(images))
+    deadline = clock() + timeout
+    limit = asyncio.Semaphore(RESCAN_CONCURRENCY)
+    requested: set[ImageReference] = set()
+    results: dict[ImageReference, ScanSummary] = {}
+
+    async def ask(image: ImageReference) -> None:
+        async with limit:
+            try:
+                await source.request_scan(image)
+            except HarborApiError as error:
+                if error.status != 404:
+                    raise
+                return
+            requested.add(image)
+
+    async def look(image: ImageReference) -> None:
+        async with limit:
+            try:
+                results[image] = await source.scan_summary(image)
+            except HarborApiError as error:
+                if error.status != 404:
+                    raise
+
+    while True:
+        await asyncio.gather(*(ask(i) for i in wanted if i not in requested))
+        await asyncio.gather(*(look(i) for i in wanted if i in requested))
+        done = [i for i in wanted if i in results and results[i].status.is_final
+                and i in requested]
+        observer.progress("rescans", len(done), len(wanted))
+        if len(done) == len(wanted) or clock() >= deadline:
+            break
+        await sleep(min(interval, max(0.0, deadline - clock())))
+    missing = [i.short for i in wanted if i not in requested]
+    if missing:
+        observer.warning(f"Harbor does not know {len(missing)} pushed image(s) after "
+                         f"{timeout:.0f} s: {', '.join(missing[:5])}")
+    return results
+
+
+def results_of(plan: Plan, outcomes: Iterable[StepOutcome], *, policy: Policy,
+               before: Mapping[ImageReference, Image],
+               after: Mapping[ImageReference, ScanSummary] | None) -> tuple[ImageResult, ...]:
+    """Every image of the plan, judged. ``after`` maps each pushed image (by digest) to its
+    rescan; ``None`` means no rescan was asked (``[run] rescan = false``, ``update``)."""
+    results: list[ImageResult] = []
+    for outcome in outcomes:
+        step = outcome.step
+        old = before.get(step.image)
+        base = ImageResult(
+            image=step.image, outcome=Outcome.SKIPPED, reason=step.detail, level=step.level,
+            parents=step.parents, selected=step.reason is StepReason.SELECTED,
+            before=old.scan if old is not None else None,
+            before_digest=old.digest if old is not None else step.digest,
+            after_digest=outcome.digest, duration=outcome.duration or None,
+            log_path=str(outcome.log_path) if outcome.log_path else None,
+            log_tail=outcome.log_tail,
+        )
+        if outcome.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED):
+            if after is None or outcome.digest is None:
+                results.append(replace(base, outcome=Outcome.REBUILT,
+                                       note="pushed; not rescanned"))
+                continue
+            reference = _digest_reference(step.image, outcome.digest)
+            verdict, note = judge_rebuild(policy, step.image, base.before,
+                                          after.get(reference),
+                                          before_digest=base.before_digest,
+                                          after_digest=outcome.digest)
+            results.append(replace(base, outcome=verdict, note=note,
+                                   after=after.get(reference)))
+        elif outcome.status is StepStatus.FAILED:
+            results.append(replace(base, outcome=Outcome.FAILED,
+                                   note=f"{outcome.reason or 'failed'}; see {outcome.log_path}"))
+        elif outcome.status is StepStatus.WOULD_BUILD:
+            results.append(replace(base, outcome=Outcome.PLANNED, note="dry run"))
+        else:
+            results.append(replace(base, note=outcome.reason or "skipped"))
+    for skipped in plan.skipped:
+        old = before.get(skipped.image)
+        results.append(ImageResult(
+            image=skipped.image, outcome=Outcome.SKIPPED, reason=skipped.detail,
+            note=skipped.reason.value, selected=True,
+            before=old.scan if old is not None else None,
+            before_digest=old.digest if old is not None else None,
+        ))
+    return sort_results(results)
+
+
+def _digest_reference(image: ImageReference, digest: str) -> ImageReference:
+    """The pushed image as Harbor knows it: by digest, so the rescan judged is the new one's
+    even if the tag moves again."""
+    return ImageReference(image.repository, None, digest)
+
+
+def pushed_references(outcomes: Iterable[StepOutcome]) -> list[ImageReference]:
+    return [_digest_reference(o.step.image, o.digest) for o in outcomes
+            if o.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED) and o.digest]
+
+
+# -- the nightly run -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NightlyOptions:
+    jobs: int = 1
+    cascade: bool = True
+    dry_run: bool = False
+    allow_dirty: bool = False
+    #: Resume the latest interrupted run (its plan, without rebuilding what it pushed).
+    resume: bool = False
+    reports_dir: Path = Path("careen-reports")
+    report_formats: tuple[str, ...] = ()
+    rescan: bool = True
+    rescan_timeout: float = 1800.0
+    rescan_interval: float = 10.0
+    notify: bool = True
+
+    def recorded(self) -> dict[str, Any]:
+        """What the state database keeps of these options (nothing secret is here)."""
+        return {"jobs": self.jobs, "cascade": self.cascade, "dry_run": self.dry_run,
+                "allow_dirty": self.allow_dirty, "resume": self.resume,
+                "rescan": self.rescan, "reports_dir": str(self.reports_dir)}
+
+
+@dataclass(frozen=True)
+class NightlyOutcome:
+    run_id: str | None
+    plan: Plan
+    result: RunResult
+    reports: tuple[Path, ...]
+    exit_code: ExitCode | int
+
+
+#: Opens the Harbor client (tests hand in one bound to a simulator's transport).
+HarborOpener = Callable[[], Awaitable[HarborClient]]
+#: Gives a logged-in builder for the length of the ``with``.
+BuilderOpener = Callable[[], Any]
+
+
+async def run_nightly(
+    config: Config, options: NightlyOptions, *, store: StateStore,
+    observer: Observer = NULL_OBSERVER, open_source: HarborOpener | None = None,
+    open_builder: BuilderOpener | None = None,
+) -> NightlyOutcome:
+    """The whole nightly job; see the module's docstring. Takes the state's run lock for its
+    whole length (a second run on the same state is refused at once)."""
+    policy = assemble.policy(config)
+    registry = push_registry(config)
+    opener = open_source or (lambda: open_harbor(assemble.harbor_settings(config),
+                                                 observer=observer))
+    builder_opener = open_builder or (lambda: logged_in_builder(config, login=True))
+    with store.run_lock():
+        store.mark_interrupted_runs()
+        resumed = _resumable(store) if options.resume else None
+        tree, revision = open_tree(config, allow_dirty=options.allow_dirty,
+                                   observer=observer)
+        if options.dry_run:
+            return await _dry_run(config, options, store, tree, revision, policy, opener,
+                                  observer)
+        run = store.begin_run(
+            RunKind.RUN, plan_id=resumed[1].id if resumed else None,
+            tree_commit=revision.commit, options=options.recorded(),
+            resumed_from=resumed[0].id if resumed else None)
+        started = run.started_at
+        async with _stoppable(), _finishing(store, run.id) as finish:
+            async with _harbor(opener) as harbor:
+                if resumed is not None:
+                    interrupted, plan = resumed
+                    observer.info(f"resuming {interrupted.id} (plan {plan.id})")
+                    before = _recorded_before(store, interrupted.id, plan)
+                    unscanned: tuple[tuple[str, str], ...] = ()
+                    judged = 0
+                    if plan.tree_commit and revision.commit and plan.tree_commit != \
+                            revision.commit:
+                        observer.warning(f"the tree moved since plan {plan.id} was made "
+                                         f"({plan.tree_commit[:12]} -> {revision.commit[:12]});"
+                                         " building from the tree as it is now")
+                else:
+                    inventory = await read_inventory(
+                        harbor, policy, tree, projects=config.harbor.projects,
+                        observer=observer, on_batch=_recording(store, run.id))
+                    write_outputs(inventory.selection, policy,
+                                  list_path=config.output.vulnerable_list,
+                                  json_path=config.output.json_file)
+                    plan = store_plan(store, plan_from_inventory(
+                        inventory, tree, policy, cascade=options.cascade, revision=revision))
+                    store.attach_plan(run.id, str(plan.id))
+                    before, unscanned, judged = inventory.in_tree, inventory.unscanned, \
+                        inventory.judged
+                observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
+                              f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
+                outcomes = await _build(plan, options, store, run.id, registry, revision,
+                                        config, builder_opener, observer)
+                after = None
+                if options.rescan and any(o.ok for o in outcomes):
+                    observer.info("asking Harbor to rescan the pushed images")
+                    after = await rescan(harbor, pushed_references(outcomes),
+                                         timeout=options.rescan_timeout,
+                                         interval=options.rescan_interval, observer=observer)
+                    _record_after(store, run.id, outcomes, after)
+                elif options.rescan:
+                    after = {}
+            result = RunResult(
+                run_id=run.id, started_at=started, finished_at=datetime.now(UTC),
+                policy=str(policy.rule),
+                images=results_of(plan, outcomes, policy=policy, before=before, after=after),
+                plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
+                registry=registry, unscanned=unscanned, judged=judged,
+            )
+            reports = _report(result, plan, store, config, options, observer)
+            if options.notify and config.notify.webhook is not None:
+                await send_webhook_async(config.notify.webhook.get_secret_value(), result,
+                                         observer, title=config.notify.title)
+            code = ExitCode.FAILED if result.failed else ExitCode.OK
+            finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
+                   {"result": result.to_dict(), "reports": [str(p) for p in reports]})
+    return NightlyOutcome(run.id, plan, result, tuple(reports), code)
+
+
+async def run_update(
+    config: Config, plan: Plan, options: NightlyOptions, *, store: StateStore,
+    observer: Observer = NULL_OBSERVER, open_builder: BuilderOpener | None = None,
+) -> NightlyOutcome:
+    """``careen update``: execute a stored plan (or a shard of it) as a run of its own — the
+    builds recorded, pushes already made by earlier runs of the plan not repeated, reports
+    written (a shard's JSON result merges with the others' by ``careen report --merge``).
+    No rescan: that is ``careen run``'s verify step."""
+    policy = assemble.policy(config)
+    registry = push_registry(config)
+    builder_opener = open_builder or (lambda: logged_in_builder(config, login=True))
+    revision = describe_tree(Path(plan.tree_root))
+    if options.dry_run:
+        outcomes = [StepOutcome(step, StepStatus.WOULD_BUILD, step.image) for step in plan.steps]
+        now = datetime.now(UTC)
+        result = RunResult(run_id=f"dry-run-{plan.id}", started_at=now, finished_at=now,
+                           policy=str(policy.rule), images=results_of(
+                               plan, outcomes, policy=policy, before={}, after=None),
+                           plan_id=plan.id, tree_commit=revision.commit, registry=registry,
+                           dry_run=True)
+        return NightlyOutcome(None, plan, result, (), ExitCode.OK)
+    with store.run_lock():
+        store.mark_interrupted_runs()
+        run = store.begin_run(RunKind.UPDATE, plan_id=plan.id, tree_commit=revision.commit,
+                              options={**options.recorded(), **_restriction(plan)})
+        async with _stoppable(), _finishing(store, run.id) as finish:
+            outcomes = await _build(plan, options, store, run.id, registry, revision, config,
+                                    builder_opener, observer)
+            result = RunResult(
+                run_id=run.id, started_at=run.started_at, finished_at=datetime.now(UTC),
+                policy=str(policy.rule),
+                images=results_of(plan, outcomes, policy=policy, before={}, after=None),
+                plan_id=plan.id, tree_commit=revision.commit, registry=registry,
+                extra=_restriction(plan),
+            )
+            reports = _report(result, plan, store, config, options, observer)
+            code = ExitCode.FAILED if result.failed else ExitCode.OK
+            finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
+                   {"result": result.to_dict(), "reports": [str(p) for p in reports]})
+    return NightlyOutcome(run.id, plan, result, tuple(reports), code)
+
+
+def _restriction(plan: Plan) -> dict[str, Any]:
+    """The part of the plan a run of ``--only``/``--shard`` was limited to."""
+    return {key: list(plan.extra[key]) for key in ("shard", "only") if key in plan.extra}
+
+
+async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
+                   tree: DockerfileTree, revision: TreeRevision, policy: Policy,
+                   opener: HarborOpener, observer: Observer) -> NightlyOutcome:
+    """Inventory and plan (stored, so ``careen update --plan ID`` can run it); no run is
+    recorded and nothing is written but the plan."""
+    started = datetime.now(UTC)
+    async with _harbor(opener) as harbor:
+        inventory = await read_inventory(harbor, policy, tree,
+                                         projects=config.harbor.projects, observer=observer)
+    plan = store_plan(store, plan_from_inventory(inventory, tree, policy,
+                                                 cascade=options.cascade, revision=revision))
+    outcomes = [StepOutcome(step, StepStatus.WOULD_BUILD, step.image) for step in plan.steps]
+    result = RunResult(
+        run_id=f"dry-run-{plan.id}", started_at=started, finished_at=datetime.now(UTC),
+        policy=str(policy.rule),
+        images=results_of(plan, outcomes, policy=policy, before=inventory.in_tree, after=None),
+        plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
+        registry=config.registry.server, unscanned=inventory.unscanned,
+        judged=inventory.judged, dry_run=True)
+    return NightlyOutcome(None, plan, result, (), ExitCode.OK)
+
+
+def _resumable(store: StateStore) -> tuple[RunRecord, Plan] | None:
+    unfinished = store.unfinished_run(RunKind.RUN)
+    if unfinished is None:
+        last = store.last_run(RunKind.RUN)
+        raise UsageError(
+            "no interrupted run to resume" + (f" (the last run, {last.id}, {last.status.value})"
+                                              if last else ""),
+            hint="run 'careen run' without --resume")
+    if unfinished.plan_id is None:
+        return None  # it died before planning: a fresh run is the resume
+    return unfinished, load_plan(store, unfinished.plan_id)
+
+
+def _recorded_before(store: StateStore, run_id: str,
+                     plan: Plan) -> dict[ImageReference, Image]:
+    wanted = {step.image.short: step.image for step in plan.steps}
+    wanted.update({s.image.short: s.image for s in plan.skipped})
+    before: dict[ImageReference, Image] = {}
+    for scan in store.run(run_id).scans:
+        if scan.phase is ScanPhase.BEFORE and scan.image in wanted:
+            image = wanted[scan.image]
+            before[image] = Image(image, scan.digest, scan.summary)
+    return before
+
+
+def _recording(store: StateStore,
+               run_id: str) -> Callable[[list[tuple[Image, Verdict]]], None]:
+    def record(batch: list[tuple[Image, Verdict]]) -> None:
+        store.record_scans(run_id, (image for image, _ in batch), phase=ScanPhase.BEFORE)
+        store.record_verdicts(run_id, batch)
+    return record
+
+
+def _record_after(store: StateStore, run_id: str, outcomes: Iterable[StepOutcome],
+                  after: Mapping[ImageReference, ScanSummary]) -> None:
+    for outcome in outcomes:
+        if outcome.digest is None:
+            continue
+        summary = after.get(_digest_reference(outcome.step.image, outcome.digest))
+        if summary is not None:
+            store.record_scan(run_id, outcome.step.image, phase=ScanPhase.AFTER,
+                              summary=summary, digest=outcome.digest)
+
+
+async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id: str,
+                 registry: str, revision: TreeRevision, config: Config,
+                 builder_opener: BuilderOpener, observer: Observer) -> list[StepOutcome]:
+    if not plan.steps:
+        return []
+    update = UpdateOptions(
+        registry=registry, run_id=run_id,
+        log_dir=options.reports_dir / "logs" / run_id, jobs=options.jobs,
+        build_args=config.build.build_args, labels=config.build.labels,
+        no_cache=config.build.no_cache, pull=config.build.pull, timeout=config.build.timeout,
+        revision=revision.commit, source=revision.remote_url or str(config.tree.root),
+    )
+    already = store.pushed_images(str(plan.id)) if plan.id else {}
+    with builder_opener() as builder:
+        return await execute_plan(plan, builder, update,
+                                  recorder=StateRecorder(store, run_id, plan),
+                                  already_pushed=already, observer=observer)
+
+
+def _report(result: RunResult, plan: Plan, store: StateStore, config: Config,
+            options: NightlyOptions, observer: Observer) -> list[Path]:
+    context = ReportContext(trend=store.trend(), plan=plan, title=config.notify.title)
+    written = write_reports(result, context, options.reports_dir,
+                            formats=options.report_formats or None)
+    observer.info("reports: " + ", ".join(str(p) for p in written))
+    return written
+
+
+@asynccontextmanager
+async def _harbor(opener: HarborOpener) -> AsyncIterator[HarborClient]:
+    client = await opener()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def _stoppable() -> AsyncIterator[None]:
+    """SIGTERM (Jenkins' abort, ``kill``) stops the run like Ctrl-C does: the running task is
+    cancelled, what finished stays recorded, and the run is marked interrupted."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed = False
+    if task is not None:
+        try:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+Finish = Callable[[RunStatus, int, Mapping[str, Any]], None]
+
+
+@asynccontextmanager
+async def _finishing(store: StateStore, run_id: str) -> AsyncIterator[Finish]:
+    """Whatever happens, the run ends recorded: interrupted on cancellation, failed with the
+    error's exit code on an error (the error still propagates)."""
+    finished = False
+
+    def finish(status: RunStatus, code: int, summary: Mapping[str, Any]) -> None:
+        nonlocal finished
+        store.finish_run(run_id, status, int(code), summary)
+        finished = True
+
+    try:
+        yield finish
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if not finished:
+            store.finish_run(run_id, RunStatus.INTERRUPTED, INTERRUPTED_EXIT,
+                             {"error": "interrupted"})
+        raise
+    except BaseException as error:
+        if not finished:
+            code = int(getattr(error, "exit_code", ExitCode.INTERNAL))
+            store.finish_run(run_id, RunStatus.FAILED, code,
+                             {"error": f"{type(error).__name__}: {error}"[:2000]})
+        raise

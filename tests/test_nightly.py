@@ -1,0 +1,248 @@
+"""The nightly job against the Harbor simulator, with a builder that "pushes" into it.
+
+No lab here (the end-to-end runs with real builds are in ``tests/test_nightly_lab.py``): the
+fake builder registers each pushed digest in the simulator as a registry notification would,
+so the rescan, the before/after judgement, state, resume and reports are the real code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from careen.builders.interface import (
+    Builder,
+    BuildRequest,
+    BuildResult,
+    Failure,
+    PushResult,
+    Status,
+)
+from careen.config import Config, load_config
+from careen.errors import UsageError
+from careen.nightly import NightlyOptions, run_nightly
+from careen.results import Outcome
+from careen.sim.harbor import Fleet, SimOptions, SimulatorServer
+from careen.sim.harbor.options import ScanDelays
+from careen.state.store import BuildStatus, RunStatus, StateLockedError, StateStore
+
+FLEET: dict[str, Any] = {
+    "harbor_version": "2.14.0",
+    "users": {"admin": "Harbor12345"},
+    "projects": [{"name": "library", "repositories": [
+        {"name": "base", "artifacts": [{"tags": ["1.0"], "scan": {"high": 2, "fixable": 2}}]},
+        {"name": "app", "artifacts": [{"tags": ["1"], "scan": {}}]},
+        {"name": "web", "artifacts": [{"tags": ["2"], "scan": {"medium": 4}}]},
+        {"name": "lone", "artifacts": [{"tags": ["1"], "scan": {"high": 1}}]},
+        {"name": "other", "artifacts": [{"tags": ["1"], "scan": {}}]},
+    ]}],
+}
+
+
+@pytest.fixture(scope="module")
+def harbor() -> Iterator[SimulatorServer]:
+    options = SimOptions(scan_delay=ScanDelays(pending=0.02, running=0.02))
+    with SimulatorServer(Fleet.from_dict(FLEET), options) as server:
+        yield server
+
+
+def write_tree(root: Path) -> None:
+    for folder, text in {
+        "base/1.0": "FROM scratch\n",
+        "app/1": "FROM library/base:1.0\n",
+        "web/2": "FROM library/base:1.0\n",
+        "other/1": "FROM scratch\n",
+    }.items():
+        (root / folder).mkdir(parents=True)
+        (root / folder / "Dockerfile").write_text(text)
+
+
+def make_config(tmp_path: Path, harbor: SimulatorServer) -> Config:
+    write_tree(tmp_path / "tree")
+    return load_config(None, cwd=tmp_path, environ={
+        "CAREEN_HARBOR_URL": harbor.url, "CAREEN_HARBOR_USER": "admin",
+        "CAREEN_HARBOR_PASSWORD": "Harbor12345", "CAREEN_REGISTRY_SERVER": "registry.test",
+        "CAREEN_TREE_ROOT": str(tmp_path / "tree"),
+        "CAREEN_OUTPUT_REPORTS_DIR": str(tmp_path / "reports"),
+    }, overrides={})
+
+
+class PushingBuilder:
+    """Builds nothing; a push registers a new digest for the tag in the simulator."""
+
+    name = "fake"
+
+    def __init__(self, harbor: SimulatorServer, *, fail: set[str] | None = None,
+                 after_push: Callable[[str], None] | None = None) -> None:
+        self.harbor = harbor
+        self.fail = fail or set()
+        self.after_push = after_push
+        self.pushed: list[str] = []
+        self.lock = threading.Lock()
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        failed = request.image.repository in self.fail
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        request.log_path.write_text("STEP 1/1: FROM scratch\n")
+        return BuildResult(request.image, Status.FAILED if failed else Status.SUCCEEDED, 0.01,
+                           request.log_path, ("RUN exit 1",) if failed else (),
+                           error=Failure.BUILD_FAILED if failed else None)
+
+    def push(self, request: BuildRequest) -> PushResult:
+        name = request.image.short
+        digest = "sha256:" + hashlib.sha256(f"{name}-{len(self.pushed)}".encode()).hexdigest()
+        self.harbor.state.push(request.image.repository, request.image.tag or "latest", digest)
+        with self.lock:
+            self.pushed.append(name)
+        if self.after_push is not None:
+            self.after_push(name)
+        return PushResult(request.image, Status.SUCCEEDED, 0.01, request.log_path,
+                          digest=digest)
+
+
+def opener(builder: Builder) -> Callable[[], Any]:
+    @contextmanager
+    def open_builder() -> Iterator[Builder]:
+        yield builder
+    return open_builder
+
+
+def options(tmp_path: Path, **changes: Any) -> NightlyOptions:
+    return NightlyOptions(reports_dir=tmp_path / "reports", rescan_timeout=10,
+                          rescan_interval=0.05, **changes)
+
+
+def run(config: Config, store: StateStore, builder: Builder, tmp_path: Path,
+        **changes: Any) -> Any:
+    return asyncio.run(run_nightly(config, options(tmp_path, **changes), store=store,
+                                   open_builder=opener(builder)))
+
+
+def test_a_night_rebuilds_parents_first_verifies_and_remembers(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = make_config(tmp_path, harbor)
+    builder = PushingBuilder(harbor)
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, builder, tmp_path)
+        detail = store.run(str(outcome.run_id))
+
+    # base breaks the policy; web too; app is rebuilt as base's child; lone has no folder.
+    assert builder.pushed[0] == "library/base:1.0"
+    assert sorted(builder.pushed[1:]) == ["library/app:1", "library/web:2"]
+    by_image = {r.image.short: r for r in outcome.result.images}
+    # The simulator scans a new digest clean (the fleet's default): the counts went down.
+    assert by_image["library/base:1.0"].outcome is Outcome.FIXED
+    assert by_image["library/web:2"].outcome is Outcome.FIXED
+    assert by_image["library/app:1"].outcome is Outcome.REBUILT
+    assert by_image["library/app:1"].selected is False
+    assert by_image["library/lone:1"].outcome is Outcome.SKIPPED
+    assert "library/other:1" not in by_image
+    assert outcome.exit_code == 0
+    # vulnerable.list in the seed's format, reports, state.
+    listed = (tmp_path / "vulnerable.list").read_text()
+    assert "library/base:1.0" in listed and "library/other" not in listed
+    assert {p.name for p in outcome.reports} == {"careen.json", "careen.xml", "careen.md",
+                                                 "careen.html"}
+    document = json.loads((tmp_path / "reports" / "careen.json").read_text())
+    assert document["run_id"] == outcome.run_id
+    assert detail.run.status is RunStatus.SUCCEEDED and detail.run.plan_id == outcome.plan.id
+    assert [b.status for b in detail.builds] == [BuildStatus.PUSHED] * 3
+    assert {s.phase.value for s in detail.scans} == {"before", "after"}
+    assert detail.run.summary is not None and detail.run.summary["result"]["counts"]["fixed"] == 2
+
+
+def test_a_failed_base_skips_its_children_and_the_run_exits_1(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = make_config(tmp_path, harbor)
+    builder = PushingBuilder(harbor, fail={"library/base"})
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, builder, tmp_path)
+    by_image = {r.image.short: r for r in outcome.result.images}
+    assert by_image["library/base:1.0"].outcome is Outcome.FAILED
+    assert by_image["library/app:1"].outcome is Outcome.SKIPPED
+    assert "parent library/base:1.0 failed" in by_image["library/app:1"].note
+    assert builder.pushed == []
+    assert outcome.exit_code == 1
+
+
+def test_an_interrupted_night_is_resumed_without_pushing_twice(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = make_config(tmp_path, harbor)
+    stop: dict[str, Callable[[], None]] = {}
+
+    def interrupt(name: str) -> None:
+        if name == "library/base:1.0":
+            stop["cancel"]()
+
+    async def first_night(store: StateStore, builder: Builder) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stop["cancel"] = lambda: loop.call_soon_threadsafe(task.cancel)
+        await run_nightly(config, options(tmp_path), store=store, open_builder=opener(builder))
+
+    first = PushingBuilder(harbor, after_push=interrupt)
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(first_night(store, first))
+        interrupted = store.last_run()
+        assert interrupted is not None and interrupted.status is RunStatus.INTERRUPTED
+        assert first.pushed == ["library/base:1.0"]
+
+        second = PushingBuilder(harbor)
+        outcome = run(config, store, second, tmp_path, resume=True)
+        resumed = store.run(str(outcome.run_id)).run
+
+    assert "library/base:1.0" not in second.pushed
+    assert sorted(second.pushed) == ["library/app:1", "library/web:2"]
+    assert resumed.resumed_from == interrupted.id and resumed.plan_id == interrupted.plan_id
+    by_image = {r.image.short: r for r in outcome.result.images}
+    assert by_image["library/base:1.0"].outcome is Outcome.FIXED  # rescanned all the same
+    assert outcome.exit_code == 0
+
+
+def test_resume_without_an_interrupted_run_says_so(tmp_path: Path,
+                                                   harbor: SimulatorServer) -> None:
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = make_config(tmp_path, harbor)
+    with StateStore.open(tmp_path / "state.sqlite") as store, \
+            pytest.raises(UsageError, match="no interrupted run to resume"):
+        run(config, store, PushingBuilder(harbor), tmp_path, resume=True)
+
+
+def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path,
+                                                   harbor: SimulatorServer) -> None:
+    config = make_config(tmp_path, harbor)
+    with StateStore.open(tmp_path / "state.sqlite") as holder, holder.run_lock(), \
+            StateStore.open(tmp_path / "state.sqlite") as store, \
+            pytest.raises(StateLockedError):
+        run(config, store, PushingBuilder(harbor), tmp_path)
+
+
+def test_a_dry_run_plans_and_stores_the_plan_but_builds_nothing(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = make_config(tmp_path, harbor)
+    builder = PushingBuilder(harbor)
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, builder, tmp_path, dry_run=True)
+        assert store.latest_plan() is not None
+        assert store.runs() == []
+    assert builder.pushed == []
+    assert outcome.plan.id is not None
+    assert {r.outcome for r in outcome.result.images} == {Outcome.PLANNED, Outcome.SKIPPED}
