@@ -360,10 +360,13 @@ class HarborApp:
                               lambda: self._tags(call, project_name, repository, reference))
         if n == 7 and seg[6] == "scan":
             parse_query(call, {})
+            # Pushes go through Harbor, so a just-pushed digest can be scanned at once.
+            await self._refresh()
             return self._only(call, "POST", base + "/{reference}/scan",
                               lambda: self._scan(call, project_name, repository, reference, body))
         if n == 8 and seg[6:] == ["additions", "vulnerabilities"]:
             parse_query(call, {})
+            await self._refresh()
             return self._only(call, "GET", base + "/{reference}/additions/vulnerabilities",
                               lambda: self._vulnerabilities(call, project_name, repository,
                                                             reference))
