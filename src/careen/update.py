@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from careen.builders.interface import (
     Builder,
@@ -193,8 +193,10 @@ async def execute_plan(
             except asyncio.CancelledError:
                 # A thread cannot be stopped: wait for the step (Ctrl-C reached the build
                 # tool too, so it ends soon) and record it, so a push that completed is
-                # known to the resume and never made twice.
-                built, pushed = await work
+                # known to the resume and never made twice. Further cancellations (a second
+                # Ctrl-C, the event loop's shutdown) do not stop that wait.
+                await _uncancellable(work)
+                built, pushed = work.result()
                 finish(_outcome(step, request, built, pushed, time.monotonic() - started,
                                 observer))
                 raise
@@ -207,7 +209,18 @@ async def execute_plan(
     except asyncio.CancelledError:
         for task in tasks:
             task.cancel()
+        # Let every step record how it ended (a build in flight finishes first).
+        await _uncancellable(asyncio.gather(*tasks, return_exceptions=True))
         raise
+
+
+async def _uncancellable(future: asyncio.Future[Any]) -> None:
+    """Wait for ``future`` even if the waiting task is cancelled meanwhile."""
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            continue
 
 
 def _build_and_push(builder: Builder,
