@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from careen.cli.main import Globals, globals_of
 from careen.cli.output import ConsoleObserver, unwrap
 from careen.config import Config, load_config
+from careen.errors import UsageError
+from careen.state.store import StateStore
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,3 +55,20 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run one coroutine of the core to its end (each command is one event loop)."""
     return asyncio.run(coroutine)
+
+
+StateOption = Annotated[Path | None, typer.Option(
+    "--state", help="The state database (default: \\[state] path, else "
+    "$XDG_STATE_HOME/careen/state.sqlite).", show_default=False)]
+
+
+@contextlib.contextmanager
+def open_state(path: Path) -> Iterator[StateStore]:
+    """Open an existing state to read it (``path``: :func:`careen.nightly.state_path` of the
+    config, where ``--state`` is the ``state.path`` override). Never creates one (a mistyped
+    --state would leave an empty database behind) and never takes the run lock."""
+    if not path.is_file():
+        raise UsageError(f"no state at {path}: Careen has recorded no runs or plans there",
+                         hint="give the state file with --state, or set [state] path")
+    with StateStore.open(path) as store:
+        yield store

@@ -2,9 +2,11 @@
 
 from careen.cli.commands import (
     config_cmd,  # noqa: F401
+    export_cmd,  # noqa: F401
     harbor_cmd,  # noqa: F401
     history_cmd,  # noqa: F401
     plan_cmd,  # noqa: F401
+    report_cmd,  # noqa: F401
     run_cmd,  # noqa: F401
     sim_cmd,  # noqa: F401
     tree_cmd,  # noqa: F401

@@ -10,11 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from careen import nightly
-from careen.cli.commands.plan_cmd import StateOption, state_option
-from careen.cli.common import command, emit, load
+from careen.cli.common import StateOption, command, emit, load, open_state
 from careen.cli.main import app, globals_of
 from careen.errors import ExitCode, UsageError
-from careen.state.store import BuildRecord, RunRecord, StateStore
+from careen.state.store import BuildRecord, RunRecord
 
 FormatOption = Annotated[Literal["table", "json"], typer.Option(
     "--format", "-f", help="table for people, json for machines.")]
@@ -35,8 +34,8 @@ def history(
         careen show latest           # the newest one in detail
     """
     observer = globals_of(ctx).observer()
-    config = load(ctx, None, observer)
-    with StateStore.open(nightly.state_path(config, state_option(state))) as store:
+    config = load(ctx, {"state.path": state}, observer)
+    with open_state(nightly.state_path(config)) as store:
         store.mark_interrupted_runs()
         runs = store.runs(limit)
     if output_format == "json":
@@ -67,8 +66,8 @@ def show(
         careen show run-20261127-010003-4f2a
     """
     observer = globals_of(ctx).observer()
-    config = load(ctx, None, observer)
-    with StateStore.open(nightly.state_path(config, state_option(state))) as store:
+    config = load(ctx, {"state.path": state}, observer)
+    with open_state(nightly.state_path(config)) as store:
         store.mark_interrupted_runs()
         if run_id == "latest":
             last = store.last_run()

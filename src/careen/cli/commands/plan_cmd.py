@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -13,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from careen import assemble, nightly
-from careen.cli.common import command, emit, load, run_async
+from careen.cli.common import StateOption, command, emit, load, run_async
 from careen.cli.main import app, globals_of
 from careen.cli.output import ConsoleObserver
 from careen.config import Config
@@ -25,10 +24,6 @@ from careen.state.store import StateStore
 from careen.tree.discover import DockerfileTree
 from careen.tree.graph import BuildGraph
 from careen.tree.scm import TreeRevision
-
-StateOption = Annotated[
-    str | None, typer.Option("--state", help="State database (default: \\[state] path, else "
-                             "$XDG_STATE_HOME/careen/state.sqlite).", show_default=False)]
 
 
 @command(app, "plan")
@@ -71,7 +66,7 @@ def plan(
           | careen plan --from -
     """
     observer = globals_of(ctx).observer()
-    config = load(ctx, {"tree.root": root}, observer)
+    config = load(ctx, {"tree.root": root, "state.path": state}, observer)
     tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
                                        observer=observer)
     policy = assemble.policy(config)
@@ -87,7 +82,7 @@ def plan(
                              cascade=cascade, ignored_by=nightly.ignore_matcher(policy),
                              source=listed.source, policy=str(policy.rule),
                              tree_commit=revision.commit)
-    with StateStore.open(nightly.state_path(config, state_option(state))) as store:
+    with StateStore.open(nightly.state_path(config)) as store:
         stored = nightly.store_plan(store, made)
     if output_format == "json":
         emit(json.dumps(stored.to_dict(), indent=2))
@@ -126,10 +121,6 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
         for item in document["skipped"]:
             skipped.add_row(item["image"], item["reason"], item["detail"])
         console.print(skipped)
-
-
-def state_option(text: str | None) -> Path | None:
-    return Path(text) if text else None
 
 
 def _width() -> int:

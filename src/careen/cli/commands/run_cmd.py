@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from careen import nightly
-from careen.cli.commands.plan_cmd import StateOption, print_plan, state_option
-from careen.cli.common import command, load, run_async
+from careen.cli.commands.plan_cmd import print_plan
+from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
 from careen.results import RunResult
 from careen.state.store import StateStore
@@ -65,14 +65,15 @@ def run(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "build.jobs": jobs,
-                        "output.reports_dir": reports_dir, "run.rescan": rescan}, observer)
+                        "output.reports_dir": reports_dir, "run.rescan": rescan,
+                        "state.path": state}, observer)
     options = nightly.NightlyOptions(
         jobs=config.build.jobs, cascade=cascade, dry_run=dry_run, allow_dirty=allow_dirty,
         resume=resume, reports_dir=config.output.reports_dir,
         report_formats=config.run.reports, rescan=config.run.rescan,
         rescan_timeout=config.run.rescan_timeout, rescan_interval=config.run.rescan_interval,
     )
-    with StateStore.open(nightly.state_path(config, state_option(state))) as store, observer:
+    with StateStore.open(nightly.state_path(config)) as store, observer:
         outcome = run_async(nightly.run_nightly(config, options, store=store,
                                                 observer=observer))
     if dry_run:

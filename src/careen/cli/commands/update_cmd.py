@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 
 from careen import assemble, nightly
-from careen.cli.commands.plan_cmd import StateOption, state_option
 from careen.cli.commands.run_cmd import print_summary
-from careen.cli.common import command, load, run_async
+from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
 from careen.errors import ExitCode, UsageError
 from careen.listsource import read_list
@@ -82,7 +81,7 @@ def update(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "build.jobs": jobs,
-                        "output.reports_dir": reports_dir}, observer)
+                        "output.reports_dir": reports_dir, "state.path": state}, observer)
     if plan_id is not None and source is not None:
         raise UsageError("--plan and --from both given", hint="choose one")
     options = nightly.NightlyOptions(
@@ -90,7 +89,7 @@ def update(
         reports_dir=config.output.reports_dir, report_formats=config.run.reports,
         rescan=False)
     problems = False
-    with StateStore.open(nightly.state_path(config, state_option(state))) as store, observer:
+    with StateStore.open(nightly.state_path(config)) as store, observer:
         if plan_id is not None:
             plan = nightly.load_plan(store, plan_id)
             nightly.open_tree(config, allow_dirty=allow_dirty, observer=observer)
