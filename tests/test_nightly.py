@@ -246,3 +246,26 @@ def test_a_dry_run_plans_and_stores_the_plan_but_builds_nothing(
     assert builder.pushed == []
     assert outcome.plan.id is not None
     assert {r.outcome for r in outcome.result.images} == {Outcome.PLANNED, Outcome.SKIPPED}
+
+
+def test_history_and_show_tell_what_a_night_did(
+    tmp_path: Path, harbor: SimulatorServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from careen.cli.main import _run
+
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = make_config(tmp_path, harbor)
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, PushingBuilder(harbor, fail={"library/web"}), tmp_path)
+    capsys.readouterr()
+
+    assert _run(["history", "--state", str(tmp_path / "state.sqlite"), "-f", "json"],
+                "careen") == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["id"] == outcome.run_id and listed["status"] == "failed"
+    assert listed["counts"]["failed"] == 1 and listed["counts"]["fixed"] == 1
+
+    assert _run(["show", "latest", "--state", str(tmp_path / "state.sqlite")], "careen") == 0
+    shown = capsys.readouterr().out
+    assert "library/web:2" in shown and "build failed" in shown
+    assert "fixed" in shown and "library/base:1.0" in shown

@@ -26,6 +26,7 @@ Nothing here prints: progress goes to the :class:`~careen.events.Observer`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -42,7 +43,7 @@ from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, p
 from careen.builders.docker import DockerBuilder
 from careen.builders.interface import Builder
 from careen.config import Config
-from careen.errors import ExitCode, ServiceError, UsageError
+from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Image
 from careen.plan import Candidate, Plan, PlanStep, StepReason, make_plan
@@ -235,6 +236,22 @@ def load_plan(store: StateStore, plan_id: str) -> Plan:
     else:
         record = store.load_plan(plan_id)
     return Plan.from_dict(record.body, plan_id=record.id)
+
+
+def read_plan_file(path: Path, store: StateStore, tree_root: Path) -> Plan:
+    """A plan exported as JSON (``careen plan -f json``) on another machine — a CI agent
+    building part of it: stored here under its own id (so this run's builds count for it),
+    its tree the checkout found at ``tree_root``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputFileError(str(path), f"not a plan file ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise InputFileError(str(path), "not a plan file: no plan id; write one with "
+                             "'careen plan -f json'")
+    plan = Plan.from_dict(data, plan_id=data["id"])
+    store.import_plan(data["id"], data, source=f"file:{path}", policy=plan.policy)
+    return replace(plan, tree_root=str(tree_root.resolve()))
 
 
 # -- recording builds ------------------------------------------------------------------------

@@ -30,8 +30,13 @@ def test_one_sequential_stage_per_level_with_parallel_branches(plan: Plan) -> No
     levels = text.split("stage('level ")[1:]
     assert [chunk.count("careen update") for chunk in levels] == [3, 1, 1]
     assert "agent { label 'docker && linux' }" in text
-    assert ("sh(script: 'careen update --plan plan-20171208-020001-beef --only "
-            "library/jre:8u191', returnStatus: true)") in text
+    assert ("sh(script: 'careen update --plan careen-plan.json --only library/jre:8u191 "
+            "--reports-dir reports/library_jre_8u191', returnStatus: true)") in text
+    # Agents share no state: each branch gets the tree and the plan file the planning
+    # stage stashed, and stashes its result for 'careen report --merge'.
+    assert text.count("checkout scm") == text.count("careen update") == 5
+    assert text.count("unstash 'careen-plan'") == 5
+    assert "includes: 'reports/library_jre_8u191/careen.json'" in text
 
 
 def test_the_stage_parses_and_runs_each_image_once_in_level_order(
@@ -44,7 +49,9 @@ def test_the_stage_parses_and_runs_each_image_once_in_level_order(
     runs = run_pipeline(plain, [0, 1, 3])
     commands = [shlex.split(line.split("script=", 1)[1].rsplit(",returnStatus", 1)[0])
                 for line in steps(runs[0]) if line.startswith("sh ")]
-    assert commands == [["careen", "update", "--plan", PLAN_ID, "--only", s.image.short]
+    assert commands == [["careen", "update", "--plan", "careen-plan.json", "--only",
+                         s.image.short, "--reports-dir",
+                         "reports/" + s.image.short.replace("/", "_").replace(":", "_")]
                         for s in plan.steps]
     assert [result(runs[status]) for status in (0, 1, 3)] == ["SUCCESS", "UNSTABLE", "FAILURE"]
     hostile_steps = steps(run_pipeline(hostile, [0])[0])

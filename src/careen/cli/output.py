@@ -83,6 +83,18 @@ class ConsoleObserver:
             print(text, file=self.stream, flush=True)
 
 
+#: Width of tables written to a file or a pipe (a Jenkins log): wide enough that image names
+#: are never folded across lines.
+PIPE_WIDTH = 240
+
+
+def table_console(*, stderr: bool = False) -> Console:
+    """A console for tables: the terminal's width on a terminal, :data:`PIPE_WIDTH` else."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, highlight=False, soft_wrap=False,
+                   width=None if stream.isatty() else PIPE_WIDTH)
+
+
 def unwrap(text: str) -> str:
     """Join the hard-wrapped lines of each paragraph of a help text, so rich can wrap it to
     the terminal. Indented lines (examples) stay as they are."""

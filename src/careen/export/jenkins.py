@@ -1,5 +1,12 @@
 """A plan as a Jenkinsfile stage: one sequential stage per level, each level's images as
-``parallel`` branches, each branch ``careen update --plan ID --only IMAGE`` on an agent.
+``parallel`` branches, each branch ``careen update --plan careen-plan.json --only IMAGE`` on
+an agent.
+
+Agents do not share Careen's state, so the plan travels as a file: the stage that plans runs
+``careen plan -f json > careen-plan.json`` and ``stash name: 'careen-plan', includes:
+'careen-plan.json'``; each branch checks the Dockerfile tree out, unstashes the plan and runs
+its image of it (the plan keeps its id, so the branches' JSON results merge with ``careen
+report --merge``).
 
 Paste the text into the ``stages { }`` of a declarative Jenkinsfile (``careen export jenkins
 --plan ID``). Levels run one after the other, so a child is built after its parents were
@@ -21,6 +28,9 @@ from careen.plan import Plan
 
 #: What ``careen update`` is called as on the agents.
 DEFAULT_COMMAND = "careen"
+#: The stash and file the plan travels in to the agents.
+PLAN_STASH = "careen-plan"
+PLAN_FILE = "careen-plan.json"
 _PLAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _INDENT = "    "
 
@@ -57,11 +67,14 @@ def jenkins_stage(plan: Plan, *, plan_id: str, agent_label: str,
         out.append(f"{_INDENT * 3}parallel {{")
         for step in level:
             image = step.image.short
-            script = shlex.join([command, "update", "--plan", plan_id, "--only", image])
+            script = shlex.join([command, "update", "--plan", PLAN_FILE, "--only", image,
+                                 "--reports-dir", f"reports/{_file_safe(image)}"])
             out += [
                 f"{_INDENT * 4}stage({groovy_string(image)}) {{",
                 f"{_INDENT * 5}agent {{ label {label} }}",
                 f"{_INDENT * 5}steps {{",
+                f"{_INDENT * 6}checkout scm",
+                f"{_INDENT * 6}unstash {groovy_string(PLAN_STASH)}",
                 f"{_INDENT * 6}script {{",
                 f"{_INDENT * 7}def status = sh(script: {groovy_string(script)}, "
                 "returnStatus: true)",
@@ -71,9 +84,17 @@ def jenkins_stage(plan: Plan, *, plan_id: str, agent_label: str,
                 f"{_INDENT * 8}error({groovy_string(f'{image}: careen exited ')} + status)",
                 f"{_INDENT * 7}}}",
                 f"{_INDENT * 6}}}",
+                f"{_INDENT * 6}stash(name: {groovy_string('result-' + _file_safe(image))}, "
+                f"includes: {groovy_string('reports/' + _file_safe(image) + '/careen.json')}, "
+                "allowEmpty: true)",
                 f"{_INDENT * 5}}}",
                 f"{_INDENT * 4}}}",
             ]
         out += [f"{_INDENT * 3}}}", f"{_INDENT * 2}}}"]
     out += [f"{_INDENT}}}", "}"]
     return "\n".join(out) + "\n"
+
+
+def _file_safe(image: str) -> str:
+    """An image name as one path segment / stash name (``library/jre:8`` -> ``library_jre_8``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", image)

@@ -560,6 +560,21 @@ class StateStore:
             (_time_text(now), _plan_source(source), policy, body_text),
         )
 
+    def import_plan(self, plan_id: str, body: Mapping[str, Any], *, source: str,
+                    policy: str | None) -> PlanRecord:
+        """Store a plan made elsewhere under its own id (a CI agent running one image of a
+        plan another machine made); an id already stored is kept as it is."""
+        if not isinstance(body, Mapping):
+            raise TypeError(f"a plan body is a JSON object (dict), not {type(body).__name__}")
+        body_text = _json_text(dict(body), "plan body", refuse_secrets=False)
+        with self._write():
+            self._db.execute(
+                "INSERT OR IGNORE INTO plans (id, created_at, source, policy, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (plan_id, _time_text(self._clock()), _plan_source(source), policy, body_text),
+            )
+        return self.load_plan(plan_id)
+
     def load_plan(self, plan_id: str) -> PlanRecord:
         """The plan ``plan_id``; :class:`UnknownPlanError` (listing the latest ids) if none."""
         return _plan_record(self._plan_row(plan_id))

@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from careen import assemble
 from careen.cli.commands.vulnerable_cmd import HarborUrlOption, ProjectOption
 from careen.cli.common import command, emit, load, run_async
 from careen.cli.main import app, globals_of
-from careen.cli.output import ConsoleObserver
+from careen.cli.output import ConsoleObserver, table_console
 from careen.config import Config
 from careen.errors import ExitCode, UsageError
 from careen.inventory import Image
@@ -114,7 +113,7 @@ def images(
             table.add_row(*(("-" if row[c] is None else str(row[c]))
                             for c in ("image", "status", *SEVERITY_COLUMNS, "fixable")))
         # Piped output keeps whole names rather than fitting 80 columns.
-        Console(highlight=False, width=None if sys.stdout.isatty() else 240).print(table)
+        table_console().print(table)
 
 
 @command(app, "scan")

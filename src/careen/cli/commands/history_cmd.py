@@ -6,12 +6,12 @@ import json
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from careen import nightly
 from careen.cli.common import StateOption, command, emit, load, open_state
 from careen.cli.main import app, globals_of
+from careen.cli.output import table_console
 from careen.errors import ExitCode, UsageError
 from careen.state.store import BuildRecord, RunRecord
 
@@ -48,7 +48,7 @@ def history(
         table.add_row(run.id, run.kind.value, run.status.value,
                       "" if run.exit_code is None else str(run.exit_code),
                       f"{run.started_at:%Y-%m-%d %H:%M}", run.plan_id or "-", _outcome(run))
-    Console(soft_wrap=False).print(table)
+    table_console().print(table)
     return int(ExitCode.OK)
 
 
@@ -84,7 +84,7 @@ def show(
         }, indent=2))
         return int(ExitCode.OK)
     run = detail.run
-    console = Console(soft_wrap=False)
+    console = table_console()
     console.print(f"run {run.id} ({run.kind.value}): {run.status.value}, exit "
                   f"{run.exit_code}, started {run.started_at:%Y-%m-%d %H:%M:%S}"
                   + (f", resumed from {run.resumed_from}" if run.resumed_from else ""),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from typing import Annotated, Any, Literal
 
@@ -14,7 +13,7 @@ from rich.table import Table
 from careen import assemble, nightly
 from careen.cli.common import StateOption, command, emit, load, run_async
 from careen.cli.main import app, globals_of
-from careen.cli.output import ConsoleObserver
+from careen.cli.output import ConsoleObserver, table_console
 from careen.config import Config
 from careen.errors import ExitCode
 from careen.listsource import read_list
@@ -87,7 +86,7 @@ def plan(
     if output_format == "json":
         emit(json.dumps(stored.to_dict(), indent=2))
     else:
-        print_plan(stored.to_dict(), Console(soft_wrap=False, width=max(100, _width())))
+        print_plan(stored.to_dict(), table_console())
     observer.info(f"plan {stored.id} stored; run it with: careen update --plan {stored.id}")
     return int(ExitCode.OK)
 
@@ -121,7 +120,3 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
         for item in document["skipped"]:
             skipped.add_row(item["image"], item["reason"], item["detail"])
         console.print(skipped)
-
-
-def _width() -> int:
-    return shutil.get_terminal_size((120, 24)).columns

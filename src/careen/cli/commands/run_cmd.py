@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from careen import nightly
 from careen.cli.commands.plan_cmd import print_plan
 from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
+from careen.cli.output import table_console
 from careen.results import RunResult
 from careen.state.store import StateStore
 
@@ -77,7 +77,7 @@ def run(
         outcome = run_async(nightly.run_nightly(config, options, store=store,
                                                 observer=observer))
     if dry_run:
-        print_plan(outcome.plan.to_dict(), Console(stderr=True, soft_wrap=False))
+        print_plan(outcome.plan.to_dict(), table_console(stderr=True))
         observer.info(f"dry run: plan {outcome.plan.id} stored; run it with "
                       f"'careen update --plan {outcome.plan.id}'")
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from careen.cli.common import command, emit, load
 from careen.cli.main import app
+from careen.cli.output import table_console
 from careen.errors import ExitCode, UsageError
 from careen.tree.discover import DockerfileTree, discover_tree
 from careen.tree.graph import BuildGraph
@@ -103,8 +103,7 @@ def _relative(path: Path, root: Path) -> str:
 
 def _print_table(document: dict[str, Any]) -> None:
     """The table people read, from the same document ``--format json`` prints."""
-    console = Console(highlight=False, soft_wrap=False,
-                      width=None if sys.stdout.isatty() else 240)
+    console = table_console()
     table = Table(title=f"Dockerfile tree {document['root']}", title_justify="left")
     for column in ("image", "folder", "built FROM", "level"):
         table.add_column(column)

@@ -29,8 +29,9 @@ def update(
         "--from", help="vulnerable.list to read: a path, '-' for stdin, or an http(s):// URL. "
         "Default: \\[output] vulnerable_list.", show_default=False)] = None,
     plan_id: Annotated[str | None, typer.Option(
-        "--plan", help="Run this stored plan (from 'careen plan'; 'latest' for the newest) "
-        "instead of reading a list.", show_default=False)] = None,
+        "--plan", help="Run this stored plan (from 'careen plan'; 'latest' for the newest), "
+        "or a plan file written by 'careen plan -f json' on another machine, instead of "
+        "reading a list.", show_default=False)] = None,
     only: Annotated[list[str] | None, typer.Option(
         "--only", metavar="IMAGE", help="Only this image of the plan (repeatable); its "
         "parents are taken as pushed by an earlier stage.", show_default=False)] = None,
@@ -91,8 +92,11 @@ def update(
     problems = False
     with StateStore.open(nightly.state_path(config)) as store, observer:
         if plan_id is not None:
-            plan = nightly.load_plan(store, plan_id)
             nightly.open_tree(config, allow_dirty=allow_dirty, observer=observer)
+            if plan_id.endswith(".json") or Path(plan_id).is_file():
+                plan = nightly.read_plan_file(Path(plan_id), store, config.tree.root)
+            else:
+                plan = nightly.load_plan(store, plan_id)
         else:
             tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty,
                                                observer=observer)
