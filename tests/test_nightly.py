@@ -65,9 +65,9 @@ def write_tree(root: Path) -> None:
         (root / folder / "Dockerfile").write_text(text)
 
 
-def make_config(tmp_path: Path, harbor: SimulatorServer) -> Config:
+def make_config(tmp_path: Path, harbor: SimulatorServer, **extra: str) -> Config:
     write_tree(tmp_path / "tree")
-    return load_config(None, cwd=tmp_path, environ={
+    return load_config(None, cwd=tmp_path, environ={**extra,
         "CAREEN_HARBOR_URL": harbor.url, "CAREEN_HARBOR_USER": "admin",
         "CAREEN_HARBOR_PASSWORD": "Harbor12345", "CAREEN_REGISTRY_SERVER": "registry.test",
         "CAREEN_TREE_ROOT": str(tmp_path / "tree"),
@@ -269,3 +269,44 @@ def test_history_and_show_tell_what_a_night_did(
     shown = capsys.readouterr().out
     assert "library/web:2" in shown and "build failed" in shown
     assert "fixed" in shown and "library/base:1.0" in shown
+
+
+def test_the_webhook_hears_the_summary_and_a_dead_one_fails_nothing(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    import http.server
+
+    heard: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            heard.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        harbor.reset(Fleet.from_dict(FLEET))
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0/secret-token"
+        config = make_config(tmp_path, harbor, CAREEN_NOTIFY_WEBHOOK=url)
+        with StateStore.open(tmp_path / "state.sqlite") as store:
+            outcome = run(config, store, PushingBuilder(harbor), tmp_path)
+    finally:
+        server.shutdown()
+        thread.join()
+    [message] = heard
+    assert "2 fixed" in json.dumps(message)
+    assert outcome.exit_code == 0
+
+    dead = make_config(tmp_path / "again", harbor,
+                       CAREEN_NOTIFY_WEBHOOK="http://127.0.0.1:9/hooks/T0/secret-token")
+    harbor.reset(Fleet.from_dict(FLEET))
+    with StateStore.open(tmp_path / "again" / "state.sqlite") as store:
+        assert run(dead, store, PushingBuilder(harbor), tmp_path / "again").exit_code == 0
+        summary = store.last_run()
+    assert summary is not None and "secret-token" not in json.dumps(summary.summary)
