@@ -279,7 +279,7 @@ def test_the_webhook_hears_the_summary_and_a_dead_one_fails_nothing(
     heard: list[dict[str, Any]] = []
 
     class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             heard.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()

@@ -571,7 +571,8 @@ async def run_update(
 
 def _restriction(plan: Plan) -> dict[str, Any]:
     """The part of the plan a run of ``--only``/``--shard`` was limited to."""
-    return {key: list(plan.extra[key]) for key in ("shard", "only") if key in plan.extra}
+    return {key: list(plan.extra[key]) for key in ("shard", "only", "level")
+            if key in plan.extra}
 
 
 async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,

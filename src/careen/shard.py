@@ -74,6 +74,18 @@ def only_images(plan: Plan, images: Sequence[ImageReference]) -> Plan:
                    extra={**plan.extra, "only": tuple(sorted(wanted))})
 
 
+def at_level(plan: Plan, level: int) -> Plan:
+    """The steps of one level of ``plan`` (``--level L``): a CI matrix builds level 0 in
+    parallel jobs, then level 1, ... so no child is built before its parents are pushed."""
+    levels = sorted({step.level for step in plan.steps})
+    if level not in levels:
+        raise UsageError(f"--level {level}: plan {plan.id} has levels "
+                         f"{', '.join(map(str, levels)) or 'none'}")
+    return replace(plan, steps=tuple(s for s in plan.steps if s.level == level),
+                   skipped=plan.skipped if level == levels[0] else (),
+                   extra={**plan.extra, "level": (level,)})
+
+
 def merge_results(results: Sequence[RunResult], *, run_id: str | None = None) -> RunResult:
     """One run made of the shards' runs: their images together, the earliest start and the
     latest end. The shards must have run the same plan under the same policy; an image in

@@ -105,3 +105,11 @@ def test_history_and_show_read_an_empty_or_missing_state(careen: Run, tmp_path: 
     assert not (tmp_path / "none.sqlite").exists()
     plan = careen("show", "run-nope", "--state", str(tmp_path / "none.sqlite"))
     assert plan.code == 2
+
+
+def test_a_level_of_the_plan_and_its_shards(careen: Run, listed: Path) -> None:
+    plan_id = json.loads(careen("plan", "--from", str(listed), "-f", "json").out)["id"]
+    result = careen("update", "--plan", plan_id, "--level", "1", "--shard", "1/1", "--dry-run")
+    assert result.code == 0, result.err
+    assert set(re.findall(r"^plan: level (\d) ", result.err, re.MULTILINE)) == {"1"}
+    assert careen("update", "--plan", plan_id, "--level", "9", "--dry-run").code == 2

@@ -17,7 +17,7 @@ from careen.errors import ExitCode, UsageError
 from careen.listsource import read_list
 from careen.plan import Plan, make_plan
 from careen.reference import ImageReference
-from careen.shard import only_images, parse_shard, shard
+from careen.shard import at_level, only_images, parse_shard, shard
 from careen.state.store import StateStore
 from careen.tree.graph import BuildGraph
 
@@ -38,6 +38,9 @@ def update(
     shard_spec: Annotated[str | None, typer.Option(
         "--shard", metavar="K/N", help="Only the K-th of N shares of each level of the plan "
         "(for a CI matrix; run the levels in order).", show_default=False)] = None,
+    level: Annotated[int | None, typer.Option(
+        "--level", min=0, help="Only this level of the plan (0: the bases); with --shard, "
+        "a CI matrix per level.", show_default=False)] = None,
     root: Annotated[Path | None, typer.Option(
         "--root", "-r", help="The Dockerfile tree (default: \\[tree] root).")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1,
@@ -74,7 +77,7 @@ def update(
         export registry_server=registry.abc.com registry_user=jenkins registry_password=...
         update-images
 
-        careen update --plan latest --shard 2/4        # one of four CI matrix jobs
+        careen update --plan careen-plan.json --level 0 --shard 2/4   # a CI matrix job
         careen update --plan plan-20261127-0100-ab12 --only library/tomcat:8.5
 
     Exit code 1 when a build or push failed, 2 for a bad list, plan or tree, 3 when the
@@ -113,6 +116,8 @@ def update(
                 policy=str(policy.rule), tree_commit=revision.commit))
         if only:
             plan = only_images(plan, [ImageReference.parse_short(image) for image in only])
+        if level is not None:
+            plan = at_level(plan, level)
         if shard_spec is not None:
             plan = shard(plan, *parse_shard(shard_spec))
         _print_plan(plan, observer.info)
