@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +111,22 @@ class Site:
     def report(self) -> dict[str, dict[str, object]]:
         document = json.loads((self.work / "reports" / "careen.json").read_text())
         return {item["image"].split("/", 1)[1]: item for item in document["images"]}
+
+
+def manifest_puts(lab: Lab, project: str) -> Counter[str]:
+    """Completed manifest uploads per ``repository:tag`` of ``project``, from the registry's
+    log (the registry's own record of what was pushed)."""
+    pattern = re.compile(r'http\.request\.method=PUT .*http\.request\.uri=/v2/'
+                         rf'{re.escape(project)}/([^ ]+)/manifests/([^ ]+) .*'
+                         r'http\.response\.status=201')
+    puts: Counter[str] = Counter()
+    for log in (lab.dir / "logs").glob("registry-auth*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if 'msg="response completed"' in line:
+                found = pattern.search(line)
+                if found:
+                    puts[f"{found[1]}:{found[2]}"] += 1
+    return puts
 
 
 ACCEPT = ", ".join([
@@ -274,6 +292,7 @@ def test_a_failed_build_skips_its_children_and_not_the_other_branch(
 
 def test_a_killed_run_resumes_without_pushing_anything_twice(buildah_site: Site) -> None:
     site = buildah_site
+    puts_before = manifest_puts(site.lab, site.project)
     process = site.spawn("run")
     state = site.work / "state.sqlite"
     deadline = time.monotonic() + 300
@@ -304,3 +323,6 @@ def test_a_killed_run_resumes_without_pushing_anything_twice(buildah_site: Site)
         name = image.split("/", 1)[1]
         assert site.digest(name) == first[name]
     assert set(site.report()) == set(REBUILT)
+    # The registry's own record: one manifest upload per image since the old fleet's.
+    pushes = manifest_puts(site.lab, site.project) - puts_before
+    assert {name: pushes[name] for name in REBUILT} == dict.fromkeys(REBUILT, 1)
