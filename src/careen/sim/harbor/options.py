@@ -22,7 +22,10 @@ class SimOptions:
     ``latency``: seconds added to every response (``asyncio.sleep``, never blocking).
     ``overview_latency``: extra seconds on ``with_scan_overview=true`` list calls (NOTES §12.3).
     ``faults``: seeded fault injection. ``registry_url``/``registry_auth``: read artifacts from
-    a real OCI registry (refreshed at most every ``registry_refresh`` seconds).
+    a real OCI registry (refreshed at most every ``registry_refresh`` seconds when listed,
+    and, with ``registry_watch`` > 0, every ``registry_watch`` seconds in the background:
+    Harbor hears of a push from the registry's notification, so a scan asked for a digest
+    just pushed finds it; :class:`~careen.sim.harbor.server.SimulatorServer` only).
     ``session_cookie``: send ``Set-Cookie: sid=…`` like Harbor does (NOTES §3).
     ``scanner``: replaces the fleet's table scanner.
     """
@@ -35,6 +38,7 @@ class SimOptions:
     registry_url: str | None = None
     registry_auth: tuple[str, str] | None = field(default=None, repr=False)
     registry_refresh: float = 1.0
+    registry_watch: float = 0.0
     session_cookie: bool = True
     scanner: Scanner | None = None
     host: str = "127.0.0.1"

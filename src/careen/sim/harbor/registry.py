@@ -5,6 +5,10 @@ On list requests (at most every ``refresh`` seconds) it reads ``/v2/_catalog``,
 and fetches the manifest only for digests it has not seen. A tag that moved to a new digest
 becomes a new artifact with no scan overview until it is scanned (NOTES §11.8). The first
 path component of a repository is its project.
+
+An ``inspector`` (a :class:`~careen.sim.harbor.scanner.ContentScanner`) is handed each new
+manifest before its artifact is added, so an artifact is only ever listed once its content
+was read; reading it is awaited here, in the refresh, never in a scan.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from careen.sim.harbor.fleet import DOCKER_MANIFEST, ArtifactSpec, PlatformSpec
+from careen.sim.harbor.scanner import ContentScanner
 from careen.sim.harbor.state import SimState
 
 MANIFEST_ACCEPT = ", ".join((
@@ -37,8 +42,9 @@ class ManifestInfo:
 
 class RegistryMirror:
     def __init__(self, url: str, auth: tuple[str, str] | None = None,
-                 refresh: float = 1.0) -> None:
+                 refresh: float = 1.0, inspector: ContentScanner | None = None) -> None:
         self.url = url.rstrip("/")
+        self.inspector = inspector
         self.auth = auth
         self.refresh_interval = refresh
         self._last = float("-inf")
@@ -124,6 +130,8 @@ class RegistryMirror:
                 int(layer.get("size", 0)) for layer in body.get("layers") or [])
             config_type = config.get("mediaType", "")
         info = ManifestInfo(digest, media_type, size, config_type, platforms)
+        if self.inspector is not None:
+            await self.inspector.inspect_manifest(client, repo, digest, body)
         self._manifests[digest] = info
         return info
 

@@ -18,6 +18,7 @@ from careen.sim.harbor.app import HarborApp
 from careen.sim.harbor.fleet import Fleet
 from careen.sim.harbor.options import SimOptions, SimStats
 from careen.sim.harbor.registry import RegistryMirror
+from careen.sim.harbor.scanner import ContentScanner
 from careen.sim.harbor.state import SimState
 
 
@@ -25,8 +26,10 @@ def build_app(fleet: Fleet, options: SimOptions | None = None) -> HarborApp:
     """The ASGI app for ``fleet`` (also usable with ``httpx.ASGITransport``)."""
     options = options or SimOptions()
     state = SimState(fleet, scanner=options.scanner, scan_delays=options.delays)
+    inspector = options.scanner if isinstance(options.scanner, ContentScanner) else None
     mirror = (RegistryMirror(options.registry_url, options.registry_auth,
-                             options.registry_refresh) if options.registry_url else None)
+                             options.registry_refresh, inspector)
+              if options.registry_url else None)
     return HarborApp(state, options, SimStats(), mirror)
 
 
@@ -103,7 +106,25 @@ class SimulatorServer:
 
     def _run(self) -> None:
         assert self._server is not None and self._socket is not None  # noqa: S101
-        asyncio.run(self._server.serve(sockets=[self._socket]))
+        asyncio.run(self._serve(self._server, self._socket))
+
+    async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        watch = (asyncio.create_task(self._watch_registry())
+                 if self.options.registry_watch > 0 and self.app.registry is not None else None)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    async def _watch_registry(self) -> None:
+        """Re-read the registry now and then, as Harbor hears of pushes (its registry's
+        notifications) without anyone listing. A failed read keeps the last view."""
+        while True:
+            await asyncio.sleep(self.options.registry_watch)
+            mirror = self.app.registry
+            if mirror is not None:
+                await mirror.refresh(self.app.state, force=True)
 
     def stop(self) -> None:
         if self._server is not None:

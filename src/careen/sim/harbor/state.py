@@ -30,7 +30,7 @@ from careen.sim.harbor.fleet import (
     ScanSpec,
     UserSpec,
 )
-from careen.sim.harbor.scanner import Scanner, ScanTarget, TableScanner
+from careen.sim.harbor.scanner import ScanError, Scanner, ScanTarget, TableScanner
 
 INDEX_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 FINAL_STATUSES = frozenset({"Success", "Error", "Stopped"})
@@ -463,8 +463,11 @@ class SimState:
         if record.fail or self.scanner is None:
             record.status, record.result = "Error", None
         else:
-            record.status = "Success"
-            record.result = self._scan_result(artifact)
+            try:
+                record.result = self._scan_result(artifact)
+                record.status = "Success"
+            except ScanError:  # the scanner could not read the image: Harbor shows Error
+                record.status, record.result = "Error", None
         record.end = when
         artifact.touch()
 
