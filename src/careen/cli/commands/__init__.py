@@ -2,6 +2,7 @@
 
 from careen.cli.commands import (
     config_cmd,  # noqa: F401
+    demo_cmd,  # noqa: F401
     export_cmd,  # noqa: F401
     harbor_cmd,  # noqa: F401
     history_cmd,  # noqa: F401
