@@ -10,6 +10,7 @@ import typer
 from careen.cli.common import command
 from careen.cli.main import app, globals_of
 from careen.sim.harbor import FaultPlan, SimOptions, serve
+from careen.sim.harbor.package_scanner import package_scanner_from_file
 
 sim_app = typer.Typer(help="Simulators for trying Careen without the real services.",
                       no_args_is_help=True, rich_markup_mode="rich")
@@ -34,6 +35,10 @@ def harbor(
     error_rate: Annotated[float, typer.Option(
         "--error-rate", help="Share of requests answered 500 (fault injection).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fault injection.")] = 0,
+    advisories: Annotated[Path | None, typer.Option(
+        "--advisories", help="Scan what images contain: package lists read from their layers "
+        "in --registry, matched against this advisory file (see careen/demo/data/"
+        "advisories.toml).")] = None,
 ) -> None:
     """Serve a Harbor v2 API on loopback from a fleet file and/or a real registry.
 
@@ -50,5 +55,7 @@ def harbor(
     """
     globals_of(ctx)
     faults = FaultPlan(error_rate=error_rate, seed=seed) if error_rate else None
-    options = SimOptions(scan_delay=scan_delay, latency=latency, faults=faults)
+    scanner = package_scanner_from_file(advisories) if advisories is not None else None
+    options = SimOptions(scan_delay=scan_delay, latency=latency, faults=faults,
+                         scanner=scanner)
     serve(fleet, host=host, port=port, options=options, registry_url=registry)
