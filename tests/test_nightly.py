@@ -310,3 +310,26 @@ def test_the_webhook_hears_the_summary_and_a_dead_one_fails_nothing(
         assert run(dead, store, PushingBuilder(harbor), tmp_path / "again").exit_code == 0
         summary = store.last_run()
     assert summary is not None and "secret-token" not in json.dumps(summary.summary)
+
+
+def test_a_second_careen_run_on_the_same_state_refuses_with_a_clear_message(
+    tmp_path: Path, harbor: SimulatorServer, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 7, point 4: through the command line, as a second Jenkins build would."""
+    from careen.cli.main import _run
+
+    write_tree(tmp_path / "tree")
+    for name, value in {"CAREEN_HARBOR_URL": harbor.url, "CAREEN_HARBOR_USER": "admin",
+                        "CAREEN_HARBOR_PASSWORD": "Harbor12345",
+                        "CAREEN_REGISTRY_SERVER": "registry.test",
+                        "CAREEN_TREE_ROOT": str(tmp_path / "tree")}.items():
+        monkeypatch.setenv(name, value)
+    state = tmp_path / "state.sqlite"
+    with StateStore.open(state) as first, first.run_lock():
+        code = _run(["run", "--state", str(state)], "careen")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "another careen run (pid" in err and str(state) in err
+    with StateStore.open(state) as store:
+        assert store.runs() == []  # nothing was begun, nothing built
