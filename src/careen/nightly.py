@@ -50,6 +50,7 @@ from careen.plan import Candidate, Plan, PlanStep, StepReason, make_plan
 from careen.policy import Policy, Selection, Verdict
 from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
+from careen.registries.harbor_v1 import HarborV1Client
 from careen.registries.http import HarborApiError
 from careen.registries.interface import ScanSource
 from careen.reports import write_reports
@@ -351,8 +352,8 @@ async def rescan(source: ScanSource, images: Iterable[ImageReference], *, timeou
 def results_of(plan: Plan, outcomes: Iterable[StepOutcome], *, policy: Policy,
                before: Mapping[ImageReference, Image],
                after: Mapping[ImageReference, ScanSummary] | None) -> tuple[ImageResult, ...]:
-    """Every image of the plan, judged. ``after`` maps each pushed image (by digest) to its
-    rescan; ``None`` means no rescan was asked (``[run] rescan = false``, ``update``)."""
+    """Every image of the plan, judged. ``after`` maps each pushed image to its rescan;
+    ``None`` means no rescan was asked (``[run] rescan = false``, ``update``)."""
     results: list[ImageResult] = []
     for outcome in outcomes:
         step = outcome.step
@@ -371,13 +372,12 @@ def results_of(plan: Plan, outcomes: Iterable[StepOutcome], *, policy: Policy,
                 results.append(replace(base, outcome=Outcome.REBUILT,
                                        note="pushed; not rescanned"))
                 continue
-            reference = _digest_reference(step.image, outcome.digest)
             verdict, note = judge_rebuild(policy, step.image, base.before,
-                                          after.get(reference),
+                                          after.get(step.image),
                                           before_digest=base.before_digest,
                                           after_digest=outcome.digest)
             results.append(replace(base, outcome=verdict, note=note,
-                                   after=after.get(reference)))
+                                   after=after.get(step.image)))
         elif outcome.status is StepStatus.FAILED:
             results.append(replace(base, outcome=Outcome.FAILED,
                                    note=f"{outcome.reason or 'failed'}; see {outcome.log_path}"))
@@ -396,15 +396,17 @@ def results_of(plan: Plan, outcomes: Iterable[StepOutcome], *, policy: Policy,
     return sort_results(results)
 
 
-def _digest_reference(image: ImageReference, digest: str) -> ImageReference:
-    """The pushed image as Harbor knows it: by digest, so the rescan judged is the new one's
-    even if the tag moves again."""
-    return ImageReference(image.repository, None, digest)
-
-
-def pushed_references(outcomes: Iterable[StepOutcome]) -> list[ImageReference]:
-    return [_digest_reference(o.step.image, o.digest) for o in outcomes
-            if o.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED) and o.digest]
+def scan_targets(outcomes: Iterable[StepOutcome], *,
+                 by_digest: bool = True) -> dict[ImageReference, ImageReference]:
+    """Each pushed image -> the reference to rescan: its pushed digest, so the scan judged
+    is the new image's even if the tag moves again; by tag for Harbor 1.x, whose scan API
+    names tags only."""
+    return {
+        o.step.image: ImageReference(o.step.image.repository, None, o.digest) if by_digest
+        else o.step.image
+        for o in outcomes
+        if o.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED) and o.digest
+    }
 
 
 # -- the nightly run -------------------------------------------------------------------------
@@ -504,9 +506,13 @@ async def run_nightly(
                 after = None
                 if options.rescan and any(o.ok for o in outcomes):
                     observer.info("asking Harbor to rescan the pushed images")
-                    after = await rescan(harbor, pushed_references(outcomes),
-                                         timeout=options.rescan_timeout,
-                                         interval=options.rescan_interval, observer=observer)
+                    targets = scan_targets(outcomes,
+                                           by_digest=not isinstance(harbor, HarborV1Client))
+                    scanned = await rescan(harbor, targets.values(),
+                                           timeout=options.rescan_timeout,
+                                           interval=options.rescan_interval, observer=observer)
+                    after = {image: scanned[ref] for image, ref in targets.items()
+                             if ref in scanned}
                     _record_after(store, run.id, outcomes, after)
                 elif options.rescan:
                     after = {}
@@ -635,7 +641,7 @@ def _record_after(store: StateStore, run_id: str, outcomes: Iterable[StepOutcome
     for outcome in outcomes:
         if outcome.digest is None:
             continue
-        summary = after.get(_digest_reference(outcome.step.image, outcome.digest))
+        summary = after.get(outcome.step.image)
         if summary is not None:
             store.record_scan(run_id, outcome.step.image, phase=ScanPhase.AFTER,
                               summary=summary, digest=outcome.digest)
