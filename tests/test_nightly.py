@@ -33,8 +33,7 @@ from careen.reference import ImageReference
 from careen.registries.http import HarborApiError
 from careen.results import Outcome
 from careen.scan import ScanStatus, ScanSummary, SeverityCounts
-from careen.sim.harbor import Fleet, SimOptions, SimulatorServer
-from careen.sim.harbor.options import ScanDelays
+from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
 from careen.state.store import BuildStatus, RunStatus, StateLockedError, StateStore
 
 FLEET: dict[str, Any] = {
@@ -195,7 +194,9 @@ def test_an_interrupted_night_is_resumed_without_pushing_twice(
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        stop["cancel"] = lambda: loop.call_soon_threadsafe(task.cancel)
+        def cancel() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+        stop["cancel"] = cancel
         await run_nightly(config, options(tmp_path), store=store, open_builder=opener(builder))
 
     first = PushingBuilder(harbor, after_push=interrupt)
