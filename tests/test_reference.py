@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from careen.errors import ExitCode, InvalidReferenceError
-from careen.reference import ImageReference, is_valid_reference
+from careen.reference import ImageReference, is_valid_reference, reads_as_host
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -132,3 +132,122 @@ def test_arbitrary_text_parses_or_raises_invalid_reference(text: str) -> None:
     assert not any(c in rendered for c in " ;$`'\"\\|&<>(){}*?!\n")
     assert ".." not in rendered.split("/")
     assert is_valid_reference(rendered)
+
+
+# -- the constructor checks every part ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parts", "fragment"),
+    [
+        (("library/app", "1", None, "evil;host"), "registry host"),
+        (("library/app", "1", None, "harbor"), "would read as a repository path"),
+        (("library/app", "1", None, "h.io/x"), "registry host"),
+        (("library/app;id", "1", None, None), "path component"),
+        (("../etc/passwd", "1", None, None), "'..'"),
+        (("Library/app", "1", None, None), "lower-case"),
+        (("", "1", None, None), "no repository name"),
+        ((None, "1", None, None), "repository is not a string"),
+        (("library/app", "1;id", None, None), "tag"),
+        (("library/app", "-rf", None, None), "must not start"),
+        (("library/app", "t" * 129, None, None), "128"),
+        (("library/app", "", None, None), "tag"),
+        (("library/app", None, "sha256:abc", None), "digest"),
+        (("library/app", None, None, None), "neither a tag nor a digest"),
+        (("library/" + "a" * 250, "1", None, "harbor.example.com"), "longer than 255"),
+        ((b"library/app", "1", None, None), "not a string"),
+        (("library/app", 1, None, None), "tag is not a string"),
+    ],
+)
+def test_the_constructor_refuses_bad_parts(parts: tuple[object, ...], fragment: str) -> None:
+    with pytest.raises(InvalidReferenceError) as excinfo:
+        ImageReference(*parts)  # type: ignore[arg-type]
+    assert fragment in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_derived_references_are_checked_too() -> None:
+    ref = ImageReference.parse("h.io/library/app:1")
+    with pytest.raises(InvalidReferenceError):
+        ref.with_registry("evil host")
+    with pytest.raises(InvalidReferenceError):
+        ref.with_digest("sha256:short")
+    with pytest.raises(InvalidReferenceError):
+        ref.with_tag("1 2")
+    assert ref.with_registry(None) == ImageReference("library/app", "1")
+
+
+def test_a_registry_less_key_may_start_with_a_host_like_project() -> None:
+    # The key of an image in Harbor project 'team.a' (as the tree and the plan use it).
+    key = ImageReference("team.a/app", "1")
+    assert key.project == "team.a" and key.registry is None
+    # ...but parse reads that text Docker's way, and of() refuses the ambiguity.
+    assert ImageReference.parse(key.short) == ImageReference("app", "1", None, "team.a")
+    with pytest.raises(InvalidReferenceError, match="looks like a registry host"):
+        ImageReference.of("team.a/app", tag="1")
+    assert ImageReference.of("team.a/app", tag="1", registry="h.io").registry == "h.io"
+    assert key.with_tag("2") == ImageReference("team.a/app", "2")
+
+
+@pytest.mark.parametrize(
+    ("text", "repository", "tag"),
+    [
+        ("team.a/app:1", "team.a/app", "1"),
+        ("localhost/app", "localhost/app", "latest"),
+        ("cdn.example.com/team/app:2", "cdn.example.com/team/app", "2"),
+        ("library/activemq:5.14.4", "library/activemq", "5.14.4"),
+    ],
+)
+def test_parse_short_takes_the_whole_name_for_the_repository(
+        text: str, repository: str, tag: str) -> None:
+    ref = ImageReference.parse_short(text)
+    assert (ref.registry, ref.repository, ref.tag) == (None, repository, tag)
+    assert ref.short == (text if ":" in text else f"{text}:latest")
+
+
+def test_parse_short_refuses_what_parse_refuses() -> None:
+    for text in ("h.io:5000/app:1", "library/app;id", "library/app:", "a b"):
+        with pytest.raises(InvalidReferenceError):
+            ImageReference.parse_short(text)
+
+
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [("team.a/app", True), ("localhost/app", True), ("h:5000/app", True),
+     ("library/app", False), ("team.a", False), ("localhost", False), ("a-b/c.d", False)],
+)
+def test_reads_as_host(repository: str, expected: bool) -> None:
+    assert reads_as_host(repository) is expected
+
+
+#: Hosts as the grammar reads them: a dot, a port, or localhost.
+_host = st.one_of(
+    st.from_regex(r"[a-z0-9]{1,6}(\.[a-z0-9]{1,6}){1,2}(:[0-9]{1,5})?", fullmatch=True),
+    st.from_regex(r"[a-z0-9]{1,6}:[0-9]{1,5}", fullmatch=True),
+    st.just("localhost"),
+)
+_any_part = st.one_of(st.none(), st.text(max_size=40), _component, _tag)
+
+
+@given(_any_part, _any_part, _any_part, st.one_of(_any_part, _host))
+def test_the_constructor_builds_only_references_that_read_back(
+        repository: str | None, tag: str | None, digest: str | None,
+        registry: str | None) -> None:
+    try:
+        ref = ImageReference(repository, tag, digest, registry)  # type: ignore[arg-type]
+    except InvalidReferenceError:
+        return
+    rendered = str(ref)
+    assert rendered.isascii() and rendered.isprintable()
+    assert not any(c in rendered for c in " ;$`'\"\\|&<>(){}*?!\n")
+    if registry is not None or not reads_as_host(ref.repository):
+        assert ImageReference.parse(rendered) == ref
+    assert ImageReference.parse_short(ref.short).repository == ref.repository
+
+
+@given(st.lists(_component, min_size=1, max_size=4), _tag, _host)
+def test_generated_parts_build_what_the_text_parses_to(
+        components: list[str], tag: str, host: str) -> None:
+    repository = "/".join(components)
+    built = ImageReference(repository, tag, None, host)
+    assert ImageReference.parse(f"{host}/{repository}:{tag}") == built

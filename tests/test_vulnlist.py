@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from careen.errors import InputFileError
+from careen.errors import InputFileError, InvalidReferenceError
 from careen.inventory import Image
 from careen.policy import Policy, VerdictKind, select_vulnerable
 from careen.reference import ImageReference
@@ -333,3 +333,56 @@ def test_json_form_lists_every_group_with_counts_and_verdicts() -> None:
         "ignored by policy.ignore 'library/debug-*'"
     )
     assert document["needs_details"] == []
+
+
+# -- projects named like a host --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("project", ["team.a", "localhost", "cdn.example.com"])
+@pytest.mark.parametrize("below", ["app", "team/app"])
+def test_a_project_that_reads_as_a_host_is_written_with_its_registry(
+        project: str, below: str) -> None:
+    image = ImageReference.of(f"{project}/{below}", tag="1.0", registry="harbor.example.com")
+    entry = VulnerableEntry(image, Severity.HIGH, 3)
+    line = format_entry(entry)
+    assert line == f"5=3,   harbor.example.com/{project}/{below}:1.0"
+    [read] = read_vulnerable_list(line + "\n", source="vulnerable.list", strict=True).entries
+    assert read == entry
+    assert (read.image.registry, read.image.repository) == ("harbor.example.com",
+                                                            f"{project}/{below}")
+
+
+def test_other_projects_are_written_as_the_seed_wrote_them() -> None:
+    image = ImageReference.of("library/app", tag="1", registry="harbor.example.com")
+    assert format_entry(VulnerableEntry(image, Severity.MEDIUM, 4)) == "4=4,   library/app:1"
+    # A project whose name has '-' or '_' but no '.' is no host.
+    image = ImageReference.of("team-a_b/app", tag="1", registry="harbor.example.com")
+    assert format_entry(VulnerableEntry(image)) == "team-a_b/app:1"
+
+
+def test_a_line_with_a_registry_keeps_it() -> None:
+    text = "5=6, harbor.example.com/library/app:1\nregistry.abc.com:5000/team.a/x:2\n"
+    result = read_vulnerable_list(text, source="vulnerable.list", strict=True)
+    assert [(e.image.registry, e.image.repository) for e in result.entries] == [
+        ("harbor.example.com", "library/app"), ("registry.abc.com:5000", "team.a/x")]
+
+
+def test_an_ambiguous_image_without_a_registry_cannot_be_listed() -> None:
+    key = ImageReference("team.a/app", "1")  # no registry: 'team.a' would read as the host
+    with pytest.raises(InvalidReferenceError, match="reads as a registry host"):
+        VulnerableEntry(key)
+
+
+_hostlike_projects = st.from_regex(r"[a-z0-9]{1,6}\.[a-z0-9]{1,6}|localhost", fullmatch=True)
+
+
+@given(st.lists(st.one_of(_repos, st.builds(lambda p, r: f"{p}/{r}", _hostlike_projects,
+                                            _repos)),
+                max_size=10, unique=True), _tags)
+def test_any_harbor_listing_reads_back_to_the_same_repositories(
+        repositories: list[str], tag: str) -> None:
+    entries = [VulnerableEntry(ImageReference.of(r, tag=tag, registry="harbor.example.com"))
+               for r in repositories]
+    result = read_vulnerable_list(render_vulnerable_list(entries), source="x", strict=True)
+    assert [e.image.repository for e in result.entries] == repositories
+    assert all(e.image.registry in (None, "harbor.example.com") for e in result.entries)

@@ -5,7 +5,14 @@ lower-case path components separated by ``/`` (Harbor v2 allows several: ``proj/
 a tag ``[\\w][\\w.-]{0,127}``, a digest ``algorithm:hex``. A reference without tag or digest
 means the tag ``latest``. Image names come from a registry and are untrusted: they are parsed
 into this type at the edge and only ever handled as data (argument-list items, URL path
-segments after quoting), never as shell text.
+segments after quoting), never as shell text. Every way of making one checks it (the
+constructor too), so no unchecked reference exists.
+
+A name's first component is a registry host when it has a dot or a port or is ``localhost``
+(Docker's rule). Harbor accepts such project names (``team.a``), so a registry-less text form
+of their images is ambiguous: :meth:`ImageReference.parse` reads it Docker's way,
+:meth:`ImageReference.parse_short` reads it as a repository path, and writers of registry-less
+text (vulnerable.list) use :func:`reads_as_host` to put the registry in front when needed.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ NAME_MAX_LENGTH = 255
 #: Docker Hub's hosts; a reference there names the same image without them.
 DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
-_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_PATH_COMPONENT_PATTERN = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_COMPONENT = re.compile(rf"{_PATH_COMPONENT_PATTERN}\Z")
+#: A whole repository path at once: one regex call on the hot path instead of one per component.
+_REPOSITORY = re.compile(rf"{_PATH_COMPONENT_PATTERN}(?:/{_PATH_COMPONENT_PATTERN})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
     rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?\Z"
@@ -29,21 +39,39 @@ _DOMAIN = re.compile(
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
 _SHA256_HEX = re.compile(r"[a-f0-9]{64}\Z")
+_WHITE_SPACE = re.compile(r"\s")
 
 
-def _looks_like_domain(component: str) -> bool:
-    """Docker's rule: the first component is a registry host if it has a dot or a port, or is
-    ``localhost``. (Docker also takes an upper-case first component for a host; Careen calls
-    that a mistyped repository name instead, which is the likelier reading.)"""
+def looks_like_host(component: str) -> bool:
+    """Docker's rule: the first component of a name is a registry host if it has a dot or a
+    port, or is ``localhost``. (Docker also takes an upper-case first component for a host;
+    Careen calls that a mistyped repository name instead, which is the likelier reading.)
+
+    Harbor accepts project names that pass this test (``team.a``, ``localhost``): written
+    without a registry in front, such a project reads back as a host (see
+    :func:`reads_as_host`)."""
     return "." in component or ":" in component or component == "localhost"
+
+
+def reads_as_host(repository: str) -> bool:
+    """Whether ``repository`` written without a registry host (``repository:tag``) would be
+    read back with its first component taken for a registry host."""
+    head, sep, _ = repository.partition("/")
+    return bool(sep) and looks_like_host(head)
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class ImageReference:
-    """A parsed image reference.
+    """A parsed image reference; every field is checked when it is built, however it is
+    built (:meth:`parse`, :meth:`of`, or the constructor): an :class:`ImageReference` that
+    exists is safe to hand to a subprocess as one argument and to put in a URL path.
 
     ``repository`` is the full path inside the registry, project first (``library/team/app``).
-    ``tag`` is ``None`` only for a digest-only reference (an untagged artifact).
+    ``tag`` is ``None`` only for a digest-only reference (an untagged artifact). ``registry``
+    is ``host[:port]`` and must read as a host (a dot, a port or ``localhost``), so that
+    :func:`str` reads back as the same reference. A reference without a registry may have a
+    first component that reads as a host (the key of an image in a Harbor project named
+    ``team.a``); :meth:`parse` never makes one, :meth:`parse_short` does.
     """
 
     repository: str
@@ -51,14 +79,47 @@ class ImageReference:
     digest: str | None = None
     registry: str | None = None
 
+    def __post_init__(self) -> None:
+        # The hot path (100,000 artifacts listed): one regex per field, no per-component loop.
+        # Only when something fails does _problem_with work out which part and why.
+        repository, tag, digest, registry = self.repository, self.tag, self.digest, self.registry
+        if (
+            isinstance(repository, str)
+            and (registry is None or isinstance(registry, str))
+            and len(repository) + (0 if registry is None else len(registry) + 1)
+            <= NAME_MAX_LENGTH
+            and _REPOSITORY.match(repository) is not None
+            and (tag is None or (isinstance(tag, str) and _TAG.match(tag) is not None))
+            and (digest is None or (isinstance(digest, str) and _digest_problem(digest) is None))
+            and (registry is None or (_DOMAIN.match(registry) is not None
+                                      and looks_like_host(registry)))
+            and (tag is not None or digest is not None)
+        ):
+            return
+        raise InvalidReferenceError(_display(repository, tag, digest, registry),
+                                    _problem_with(repository, tag, digest, registry))
+
     @classmethod
     def parse(cls, text: str) -> ImageReference:
-        """Parse ``text``; raise :class:`InvalidReferenceError` saying what is wrong."""
+        """Parse ``text`` (``[host[:port]/]path[:tag][@digest]``); raise
+        :class:`InvalidReferenceError` saying what is wrong."""
+        return cls._parse(text, registry_allowed=True)
+
+    @classmethod
+    def parse_short(cls, text: str) -> ImageReference:
+        """Parse the registry-less form :attr:`short` writes (``path[:tag][@digest]``): the
+        whole name is the repository, even when its first component looks like a host
+        (``team.a/app:1`` is project ``team.a``), so ``parse_short(ref.short)`` gives ``ref``
+        back without its registry (and without its digest when it has a tag)."""
+        return cls._parse(text, registry_allowed=False)
+
+    @classmethod
+    def _parse(cls, text: str, *, registry_allowed: bool) -> ImageReference:
         if not isinstance(text, str):
             raise InvalidReferenceError(repr(text), "not a string")
         if not text:
             raise InvalidReferenceError(text, "empty")
-        if text != text.strip() or any(c.isspace() for c in text):
+        if _WHITE_SPACE.search(text) is not None:
             raise InvalidReferenceError(text, "contains white space")
         if not text.isprintable() or not text.isascii():
             raise InvalidReferenceError(text, "contains characters outside printable ASCII")
@@ -66,7 +127,6 @@ class ImageReference:
         remainder, digest = text, None
         if "@" in remainder:
             remainder, digest = remainder.split("@", 1)
-            _check_digest(text, digest)
 
         tag: str | None = None
         # A ':' after the last '/' separates the tag; one before it belongs to host:port.
@@ -76,56 +136,34 @@ class ImageReference:
             remainder, tag = remainder[:colon], remainder[colon + 1 :]
             if not tag:
                 raise InvalidReferenceError(text, "empty tag after ':' (omit ':' for 'latest')")
-            if not _TAG.match(tag):
-                if len(tag) > 128:
-                    raise InvalidReferenceError(text, "tag longer than 128 characters")
-                raise InvalidReferenceError(
-                    text, f"tag {tag!r} may hold only letters, digits, '_', '.' and '-', "
-                    "and must not start with '.' or '-'"
-                )
         if not remainder:
             raise InvalidReferenceError(text, "no repository name")
-        if len(remainder) > NAME_MAX_LENGTH:
-            raise InvalidReferenceError(
-                text, f"name longer than {NAME_MAX_LENGTH} characters"
-            )
 
-        components = remainder.split("/")
         registry: str | None = None
-        if len(components) > 1 and _looks_like_domain(components[0]):
-            registry = components[0]
-            if not _DOMAIN.match(registry):
-                raise InvalidReferenceError(text, f"registry host {registry!r} is not valid")
-            components = components[1:]
-        for component in components:
-            if component in ("", ".", ".."):
-                raise InvalidReferenceError(
-                    text, "empty, '.' or '..' path component in the repository name"
-                )
-            if component != component.lower():
-                raise InvalidReferenceError(text, "repository names must be lower-case")
-            if not _PATH_COMPONENT.match(component):
-                raise InvalidReferenceError(
-                    text, f"path component {component!r} may hold only a-z, 0-9 and "
-                    "single separators ('.', '_', '__', '-') between them"
-                )
+        repository = remainder
+        if registry_allowed:
+            head, sep, rest = remainder.partition("/")
+            if sep and looks_like_host(head):
+                registry, repository = head, rest
         if tag is None and digest is None:
             tag = DEFAULT_TAG
-        return cls(repository="/".join(components), tag=tag, digest=digest, registry=registry)
+        try:
+            # The constructor checks every part (once: nothing is checked twice here).
+            return cls(repository, tag, digest, registry)
+        except InvalidReferenceError as error:
+            raise InvalidReferenceError(text, error.reason) from None
 
     @classmethod
     def of(cls, repository: str, *, tag: str | None = DEFAULT_TAG, digest: str | None = None,
            registry: str | None = None) -> ImageReference:
-        """Build a reference from parts, validating them like :meth:`parse`."""
-        text = repository if registry is None else f"{registry}/{repository}"
-        if tag is not None:
-            text += f":{tag}"
-        if digest is not None:
-            text += f"@{digest}"
-        parsed = cls.parse(text)
-        if parsed.repository != repository or parsed.registry != registry:
-            raise InvalidReferenceError(text, "repository name looks like a registry host")
-        return parsed
+        """Build a reference from parts, validating them like :meth:`parse`; without a
+        registry, a repository whose first component reads as a host is refused (it names a
+        registry where a repository was expected)."""
+        reference = cls(repository, tag, digest, registry)
+        if registry is None and reads_as_host(repository):
+            raise InvalidReferenceError(str(reference),
+                                        "repository name looks like a registry host")
+        return reference
 
     # -- views -------------------------------------------------------------------------------
 
@@ -167,11 +205,9 @@ class ImageReference:
         return ImageReference(self.repository, self.tag, self.digest, registry)
 
     def with_tag(self, tag: str) -> ImageReference:
-        return ImageReference.of(self.repository, tag=tag, registry=self.registry)
+        return ImageReference(self.repository, tag, None, self.registry)
 
     def with_digest(self, digest: str | None) -> ImageReference:
-        if digest is not None:
-            _check_digest(digest, digest)
         return ImageReference(self.repository, self.tag, digest, self.registry)
 
     def without_digest(self) -> ImageReference:
@@ -188,12 +224,66 @@ class ImageReference:
         return ImageReference(repository, self.tag, self.digest, registry)
 
 
-def _check_digest(text: str, digest: str) -> None:
+def _digest_problem(digest: str) -> str | None:
     if not _DIGEST.match(digest):
-        raise InvalidReferenceError(text, "digest must look like 'sha256:<64 hex digits>'")
+        return "digest must look like 'sha256:<64 hex digits>'"
     algorithm, _, hex_part = digest.partition(":")
     if algorithm == "sha256" and not _SHA256_HEX.match(hex_part):
-        raise InvalidReferenceError(text, "a sha256 digest has exactly 64 lower-case hex digits")
+        return "a sha256 digest has exactly 64 lower-case hex digits"
+    return None
+
+
+def _display(repository: object, tag: object, digest: object, registry: object) -> str:
+    """The parts as one text for an error message (escaped and shortened by the error)."""
+    def part(value: object) -> str:
+        return value if isinstance(value, str) else repr(value)
+
+    text = part(repository) if registry is None else f"{part(registry)}/{part(repository)}"
+    if tag is not None:
+        text += f":{part(tag)}"
+    if digest is not None:
+        text += f"@{part(digest)}"
+    return text
+
+
+def _problem_with(repository: object, tag: object, digest: object, registry: object) -> str:
+    """Why these parts do not make a reference (the slow path, after a check failed)."""
+    if not isinstance(repository, str):
+        return f"repository is not a string but {type(repository).__name__}"
+    for what, value in (("tag", tag), ("digest", digest), ("registry", registry)):
+        if value is not None and not isinstance(value, str):
+            return f"{what} is not a string but {type(value).__name__}"
+    if isinstance(registry, str):
+        if not _DOMAIN.match(registry):
+            return f"registry host {registry!r} is not valid"
+        if not looks_like_host(registry):
+            return (f"registry host {registry!r} would read as a repository path: give it a "
+                    "'.', a port or use 'localhost'")
+    name_length = len(repository) + (0 if registry is None else len(str(registry)) + 1)
+    if name_length > NAME_MAX_LENGTH:
+        return f"name longer than {NAME_MAX_LENGTH} characters"
+    if not repository:
+        return "no repository name"
+    for component in repository.split("/"):
+        if component in ("", ".", ".."):
+            return "empty, '.' or '..' path component in the repository name"
+        if component != component.lower():
+            return "repository names must be lower-case"
+        if not _PATH_COMPONENT.match(component):
+            return (f"path component {component!r} may hold only a-z, 0-9 and single "
+                    "separators ('.', '_', '__', '-') between them")
+    if isinstance(tag, str) and not _TAG.match(tag):
+        if len(tag) > 128:
+            return "tag longer than 128 characters"
+        return (f"tag {tag!r} may hold only letters, digits, '_', '.' and '-', and must not "
+                "start with '.' or '-'")
+    if isinstance(digest, str):
+        problem = _digest_problem(digest)
+        if problem is not None:
+            return problem
+    if tag is None and digest is None:
+        return "neither a tag nor a digest"
+    return "not a valid reference"  # pragma: no cover - every failed check is named above
 
 
 def is_valid_reference(text: str) -> bool:

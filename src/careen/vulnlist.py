@@ -7,6 +7,15 @@ One image per line, as the 2017 script ``list-vulnerable-images`` wrote it::
 
 ``SEVERITY=COUNT,`` (the highest severity present, by its seed number, and how many findings
 it has), padded to six characters, a space, then ``repository:tag`` without the registry host.
+
+One exception keeps every line readable one way only: Harbor accepts project names that read as
+a registry host (``team.a``, ``localhost``, ``cdn.example.com``), so ``team.a/app:1`` would read
+back as image ``app:1`` on host ``team.a``. Such an image is written with its registry in front
+(``harbor.example.com/team.a/app:1``), which reads back as what it is. Lines are read by the
+distribution reference grammar (Docker's reading), so the seed's own lines, which never start
+with a host, mean what they always meant, and a line another tool wrote with a registry keeps
+its registry. An image of such a project with no registry known cannot be written unambiguously
+and is refused when its entry is made.
 Reading is tolerant, because people edit this file by hand and other tools produce it: plain
 image lines (``library/x:1``; ``library/x`` and ``library/x:`` mean ``latest``, as in the
 ``harbor list | awk`` output), blank lines, ``#`` comments, tabs, CRLF and a UTF-8 BOM are
@@ -24,7 +33,7 @@ from typing import IO, Any, Final
 from careen.errors import InputFileError, InvalidReferenceError
 from careen.inventory import Image
 from careen.policy import Judged, Policy, Selection, Verdict
-from careen.reference import ImageReference
+from careen.reference import ImageReference, reads_as_host
 from careen.scan import Severity
 
 #: Version of the JSON document :func:`vulnerable_json` returns; bumped on incompatible change.
@@ -53,6 +62,12 @@ class VulnerableEntry:
             raise ValueError("severity and count are given together or not at all")
         if self.count is not None and self.count < 0:
             raise ValueError("count must be 0 or more")
+        if self.image.registry is None and reads_as_host(self.image.repository):
+            raise InvalidReferenceError(
+                self.image.short,
+                f"project {self.image.project!r} reads as a registry host in vulnerable.list; "
+                "the image needs its registry (the Harbor host) to be listed",
+            )
 
     @classmethod
     def from_image(cls, image: Image) -> VulnerableEntry:
@@ -91,12 +106,20 @@ class ReadResult:
 # -- writing ---------------------------------------------------------------------------------
 
 
+def listed_name(image: ImageReference) -> str:
+    """How a line names ``image``: ``repository:tag`` as the seed did, or with the registry in
+    front when the project would otherwise read back as a registry host."""
+    if image.registry is not None and reads_as_host(image.repository):
+        return f"{image.registry}/{image.short}"
+    return image.short
+
+
 def format_entry(entry: VulnerableEntry) -> str:
     """One line, without its newline: ``f"{head:<6} {image}"`` as the seed's script wrote."""
     if entry.severity is None or entry.count is None:
-        return entry.image.short
+        return listed_name(entry.image)
     head = f"{int(entry.severity)}={entry.count},"
-    return f"{head:<6} {entry.image.short}"
+    return f"{head:<6} {listed_name(entry.image)}"
 
 
 def render_vulnerable_list(entries: Iterable[VulnerableEntry]) -> str:

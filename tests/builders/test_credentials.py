@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from careen.builders.credentials import LoginTool, RegistryLogin, private_auth
+from careen.builders.credentials import (
+    LoginTool,
+    RegistryLogin,
+    private_auth,
+    remove_abandoned_auth,
+)
+from careen.builders.process import SECRET_VARIABLES
 
 PASSWORD = "s3cret-Pa55-word"
 
@@ -108,3 +118,83 @@ def test_closed_context_refuses_logins(tmp_path: Path) -> None:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         auth.login(RegistryLogin("h", "u", SecretStr("p")), tool=LoginTool.DOCKER)
+
+
+@pytest.mark.parametrize("variable", sorted(SECRET_VARIABLES))
+def test_the_password_in_the_environment_does_not_reach_the_login_tool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str,
+) -> None:
+    # The seed's Jenkins job exports registry_password; Careen reads it, the tool never sees it.
+    monkeypatch.setenv(variable, PASSWORD)
+    bin_dir = _fake_tools(tmp_path)
+    login = RegistryLogin("harbor.example", "robot", SecretStr(PASSWORD))
+    with private_auth(tmp_path) as auth:
+        assert auth.login(login, tool=LoginTool.DOCKER,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"}).ok
+    env = (tmp_path / "docker.env").read_text()
+    assert PASSWORD not in env
+    assert not any(line.startswith(f"{variable}=") for line in env.splitlines())
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_folders_of_killed_runs_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    # A run killed with SIGKILL cannot clean up: its folder (with the credentials) stays.
+    script = ("import sys, time\nfrom pathlib import Path\n"
+              "from careen.builders.credentials import private_auth\n"
+              "with private_auth(Path(sys.argv[1])) as auth:\n"
+              "    auth.config_file.write_text('{\"auths\": {\"h\": {\"auth\": \"c2VjcmV0\"}}}')\n"
+              "    print(auth.directory, flush=True)\n"
+              "    time.sleep(120)\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    left = Path(child.stdout.readline().strip())
+    assert left.name.startswith(f"careen-auth-{child.pid}-")
+    # While the run lives, the next run leaves its folder alone.
+    with private_auth(tmp_path) as auth:
+        assert left.exists()
+        assert auth.directory.name.startswith(f"careen-auth-{os.getpid()}-")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    assert (left / "config.json").exists()
+
+    with private_auth(tmp_path) as auth:
+        assert not left.exists()
+        assert auth.directory.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_our_own_abandoned_folders_are_removed(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    abandoned = tmp_path / f"careen-auth-{dead}-abcd"
+    abandoned.mkdir()
+    (abandoned / "config.json").write_text("{}")
+    alive = tmp_path / f"careen-auth-{os.getpid()}-efgh"
+    alive.mkdir()
+    unrelated = tmp_path / f"other-auth-{dead}-x"
+    unrelated.mkdir()
+    old_style = tmp_path / "careen-auth-x1y2z3"
+    old_style.mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_text("keep")
+    link = tmp_path / f"careen-auth-{dead}-link"
+    link.symlink_to(target)
+    plain_file = tmp_path / f"careen-auth-{dead}-file"
+    plain_file.write_text("not a folder")
+
+    assert remove_abandoned_auth(tmp_path) == [abandoned]
+    assert not abandoned.exists()
+    for kept in (alive, unrelated, old_style, link, plain_file, target / "keep"):
+        assert kept.exists()
+
+
+def test_removing_abandoned_folders_in_a_missing_parent_does_nothing(tmp_path: Path) -> None:
+    assert remove_abandoned_auth(tmp_path / "missing") == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from careen.builders.process import (
+    SECRET_VARIABLES,
     ProcessResult,
     looks_auth_rejected,
     looks_transient,
@@ -16,6 +17,7 @@ from careen.builders.process import (
     retry_transient,
     run_logged,
     should_retry,
+    tool_environment,
 )
 
 ENV = dict(os.environ)
@@ -111,6 +113,11 @@ def test_read_tail_of_missing_file_is_empty(tmp_path: Path) -> None:
     "received unexpected HTTP status: 401 Unauthorized",
     "error parsing HTTP 403 response body: status code 403",
     "Error response from daemon: unauthorized: incorrect username or password",
+    # buildah and podman (containers/image) on Harbor's 403 DENIED to a blob upload:
+    "Error: pushing image \"h:1/library/x:1\" to \"docker://h:1/library/x:1\": writing blob: "
+    "initiating layer upload to /v2/library/x/blobs/uploads/ in h:1: denied",
+    "writing blob: initiating layer upload to /v2/x/blobs/uploads/ in localhost:5000: denied\n"
+    "careen: exit 125",
 ])
 def test_auth_errors_are_recognised_and_not_transient(output: str) -> None:
     assert looks_auth_rejected(output)
@@ -133,6 +140,8 @@ def test_transient_errors_are_recognised(output: str) -> None:
     "Copying blob sha256:abc... 401 B / 401 B",
     "1.0: digest: sha256:" + "a" * 64 + " size: 503",
     "Error: building at STEP \"RUN exit 1\": exit status 1",
+    "Error: open /var/lib/containers/storage/vfs/dir/x: permission denied",
+    "the request was denied by nobody",
 ])
 def test_ordinary_output_is_neither(output: str) -> None:
     assert not looks_auth_rejected(output)
@@ -186,3 +195,29 @@ def test_retry_transient_does_not_retry_a_permanent_failure() -> None:
     result, attempts = retry_transient(lambda: "auth", is_transient=lambda r: r == "transient",
                                        attempts=5, sleep=waits.append)
     assert (result, attempts, waits) == ("auth", 1, [])
+
+
+def test_secret_variables_never_reach_a_child(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in SECRET_VARIABLES:
+        monkeypatch.setenv(variable, f"secret-of-{variable}")
+    env = tool_environment({"CAREEN_TEST_LAYER": "1"}, None, {"CAREEN_TEST_LAYER": "2"})
+    assert env["CAREEN_TEST_LAYER"] == "2"
+    assert not SECRET_VARIABLES & set(env)
+    # run_logged drops them even from an environment given whole.
+    result = run_logged([sys.executable, "-c", "import os; print(sorted(os.environ))"],
+                        env=dict(os.environ), log_path=tmp_path / "log", timeout=30)
+    assert result.ok
+    assert "secret-of-" not in (tmp_path / "log").read_text()
+    assert not any(variable in result.tail_text for variable in SECRET_VARIABLES)
+
+
+def test_secret_variables_cover_every_secret_the_config_reads(tmp_path: Path) -> None:
+    from careen.config import SECRET_KEYS, environment_variable_for, load_config
+
+    assert {environment_variable_for(key) for key in SECRET_KEYS} <= SECRET_VARIABLES
+    # The seed's spellings of the registry password, as the config reads them.
+    for name in ("registry_password", "REGISTRY_PASSWORD"):
+        config = load_config(cwd=tmp_path, environ={name: "pw"})
+        assert config.sources["registry.password"] == name
+        assert name in SECRET_VARIABLES

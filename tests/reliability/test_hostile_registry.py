@@ -34,6 +34,7 @@ from careen.policy import Policy
 from careen.reference import ImageReference
 from careen.registries.harbor_v2 import HarborV2Client
 from careen.registries.http import HarborSettings, shown
+from careen.scan import ScanSummary
 from careen.update import UpdateOptions, build_request
 from careen.vulnerable import find_vulnerable
 from careen.vulnlist import (
@@ -395,12 +396,9 @@ def test_artifact_model_only_holds_checked_names() -> None:
     assert len(warnings) == len(HOSTILE_NAMES) + len(HOSTILE_TAGS)
 
 
-# -- known gaps (strict xfail: they start failing, i.e. passing, once fixed) ---------------
+# -- names that read two ways, references built from parts ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="vulnlist writes ImageReference.short, which drops the "
-                   "registry; a Harbor project named like a host ('team.a', 'localhost') then "
-                   "reads back as that registry host (fix in reference.py/vulnlist.py)")
 @pytest.mark.parametrize("project", ["team.a", "localhost", "cdn.example.com"])
 def test_a_project_named_like_a_host_survives_vulnerable_list(project: str) -> None:
     # Harbor accepts these project names (^[a-z0-9]+(?:[._-][a-z0-9]+)*$), so the adapter
@@ -412,9 +410,21 @@ def test_a_project_named_like_a_host_survives_vulnerable_list(project: str) -> N
     assert entry.image.repository == f"{project}/app"
 
 
-@pytest.mark.xfail(strict=True, reason="ImageReference's constructor does not validate "
-                   "(only parse/of do); build_request builds one from options.registry, which "
-                   "the config checks only for '/', '@', spaces and a scheme")
 def test_a_reference_cannot_be_built_unchecked() -> None:
     with pytest.raises(InvalidReferenceError):
         ImageReference("library/app", "1", None, "evil;host")
+    # Every hostile part a server sends, through the constructor as through parse.
+    for bad in HOSTILE_NAMES:
+        with pytest.raises(InvalidReferenceError):
+            ImageReference(f"library/{bad}", "1", None, "harbor.example.com")
+    for bad in HOSTILE_TAGS:
+        with pytest.raises(InvalidReferenceError):
+            ImageReference("library/app", bad, None, "harbor.example.com")
+    for host in ("evil;$(id)", "a b", "-rf", "h.io/x", "harbor", "h.io:99999999", LONG):
+        with pytest.raises(InvalidReferenceError):
+            ImageReference("library/app", "1", None, host)
+    # The artifact model builds its references with the constructor: it cannot hold one
+    # that was never checked either.
+    artifact = Artifact("library/$(id)", digest(1), ("1.0",), ScanSummary.not_scanned())
+    with pytest.raises(InvalidReferenceError):
+        list(artifact.images())

@@ -7,7 +7,13 @@
 """
 
 from careen.builders.buildah import BuildahBuilder
-from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
+from careen.builders.credentials import (
+    AuthContext,
+    LoginTool,
+    RegistryLogin,
+    private_auth,
+    remove_abandoned_auth,
+)
 from careen.builders.docker import DockerBuilder
 from careen.builders.interface import (
     Builder,
@@ -34,5 +40,6 @@ __all__ = [
     "Status",
     "build_and_push",
     "private_auth",
+    "remove_abandoned_auth",
     "standard_labels",
 ]

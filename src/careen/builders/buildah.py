@@ -16,7 +16,6 @@ TLS verification is turned off (``--tls-verify=false``) only for a registry list
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ from careen.builders.process import (
     retry_transient,
     run_logged,
     should_retry,
+    tool_environment,
 )
 from careen.errors import ServiceError
 
@@ -73,10 +73,9 @@ class BuildahBuilder:
         self._available = False
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, **self.extra_env}
-        if self.auth is not None:
-            env.update(self.auth.env())
-        return env
+        """The tool's environment: this process's (less Careen's secrets), ``env``, and the
+        auth context's variables."""
+        return tool_environment(self.extra_env, self.auth.env() if self.auth else None)
 
     def ensure_available(self) -> None:
         """Raise :class:`ServiceError` unless ``buildah`` runs."""

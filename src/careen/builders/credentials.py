@@ -15,7 +15,9 @@ of an argument list, a log line or an error message.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +27,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from careen.builders.process import TAIL_LINES, looks_auth_rejected, run_logged
+from careen.builders.process import (
+    TAIL_LINES,
+    looks_auth_rejected,
+    run_logged,
+    tool_environment,
+)
 
 LOGIN_TIMEOUT_SECONDS = 60.0
 
@@ -102,10 +109,9 @@ class AuthContext:
             if login.insecure:
                 argv.append("--tls-verify=false")
             argv.append(login.registry)
-        full_env = {**os.environ, **(env or {}), **self.env()}
         result = run_logged(
             argv,
-            env=full_env,
+            env=tool_environment(env, self.env()),
             log_path=log_path or self.directory / "login.log",
             timeout=timeout,
             # The last moment the secret becomes plain text: the bytes on the child's stdin.
@@ -133,11 +139,62 @@ class AuthContext:
         return f"AuthContext(directory={str(self.directory)!r})"
 
 
+#: Private auth folders are named ``careen-auth-<PID>-<random>``: the PID of the run that made
+#: one lets a later run tell a folder whose run was killed (SIGKILL runs no clean-up, and the
+#: folder holds the credentials) from one in use, and remove it.
+AUTH_DIR_PREFIX = "careen-auth-"
+_AUTH_DIR_NAME = re.compile(rf"{AUTH_DIR_PREFIX}(?P<pid>[0-9]{{1,10}})-")
+
+
+def remove_abandoned_auth(parent: Path | None = None) -> list[Path]:
+    """Remove the private auth folders under ``parent`` (default: the system's temporary
+    directory) that runs killed before their clean-up left behind: folders of this user whose
+    run's process no longer exists. Returns the folders removed. :func:`private_auth` calls
+    it, so the next run (``careen run --resume`` after a crash) clears what a killed one left.
+    """
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _AUTH_DIR_NAME.match(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        # Only real folders of this user: never a symlink, never someone else's folder.
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue
+        if _process_exists(int(match["pid"])):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a PID a folder of ours can carry: leave the folder alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 @contextmanager
 def private_auth(parent: Path | None = None) -> Iterator[AuthContext]:
     """A fresh :class:`AuthContext` in a new mode-0700 directory (under ``parent`` or the
-    system's temporary directory), removed on exit even when the body raises."""
-    directory = Path(tempfile.mkdtemp(prefix="careen-auth-", dir=parent))
+    system's temporary directory), removed on exit even when the body raises. Folders that
+    killed runs left there are removed first (:func:`remove_abandoned_auth`)."""
+    remove_abandoned_auth(parent)
+    directory = Path(tempfile.mkdtemp(prefix=f"{AUTH_DIR_PREFIX}{os.getpid()}-", dir=parent))
     directory.chmod(0o700)
     context = AuthContext(directory)
     try:

@@ -13,7 +13,6 @@ The pushed digest is the registry's manifest digest from the push output's last 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from careen.builders.process import (
     retry_transient,
     run_logged,
     should_retry,
+    tool_environment,
 )
 from careen.errors import ServiceError
 
@@ -87,10 +87,9 @@ class DockerBuilder:
     # -- the tool --------------------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, **self.extra_env}
-        if self.auth is not None:
-            env.update(self.auth.env())
-        return env
+        """The tool's environment: this process's (less Careen's secrets), ``env``, and the
+        auth context's variables."""
+        return tool_environment(self.extra_env, self.auth.env() if self.auth else None)
 
     @property
     def daemon(self) -> str:

@@ -28,6 +28,14 @@ from tenacity.wait import wait_exponential
 
 #: How many lines of output a result keeps for a report.
 TAIL_LINES = 40
+#: Environment variables that carry Careen's secrets (``careen.config``'s secret keys as
+#: ``CAREEN_*`` variables, and the seed job's ``registry_password``). No build tool needs
+#: them (logins go through stdin and a private auth file), so no tool is given them: a child's
+#: environment is readable in ``/proc`` and may be dumped by a tool's debug output.
+SECRET_VARIABLES = frozenset({
+    "CAREEN_REGISTRY_PASSWORD", "CAREEN_HARBOR_PASSWORD", "CAREEN_NOTIFY_WEBHOOK",
+    "registry_password", "REGISTRY_PASSWORD",
+})
 #: Seconds between SIGTERM and SIGKILL when a timed-out process group is stopped.
 KILL_GRACE_SECONDS = 5.0
 
@@ -54,6 +62,20 @@ class ProcessResult:
         return "\n".join(self.tail)
 
 
+def tool_environment(*layers: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment for a build tool: this process's, updated by ``layers`` in order,
+    without :data:`SECRET_VARIABLES`."""
+    env = dict(os.environ)
+    for layer in layers:
+        env.update(layer or {})
+    return without_secrets(env)
+
+
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without :data:`SECRET_VARIABLES`."""
+    return {name: value for name, value in env.items() if name not in SECRET_VARIABLES}
+
+
 def run_logged(
     argv: Sequence[str],
     *,
@@ -66,7 +88,8 @@ def run_logged(
 ) -> ProcessResult:
     """Run ``argv`` (never a shell), appending its combined stdout/stderr to ``log_path``.
 
-    ``env`` is the child's whole environment (nothing is inherited implicitly). ``stdin_data``
+    ``env`` is the child's whole environment (nothing is inherited implicitly), less
+    :data:`SECRET_VARIABLES`, which are never passed on. ``stdin_data``
     is written to the child's stdin (this is how passwords reach ``login --password-stdin``;
     they never appear in ``argv``). On timeout the child's process group is killed.
     """
@@ -86,7 +109,7 @@ def run_logged(
                 stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=dict(env),
+                env=without_secrets(env),
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -161,11 +184,15 @@ def read_tail(path: Path, offset: int = 0, lines: int = TAIL_LINES) -> tuple[str
 
 # Status codes are matched only next to words that make them HTTP statuses: a bare "401" may be
 # a blob size in a push log.
+# containers/image (buildah, podman) ends a registry's DENIED error as "...uploads/ in HOST:
+# denied" (found by tests/reliability/test_flaky_registry.py); a line ending in ": denied",
+# not "permission denied", which is a local file error.
 _AUTH_REJECTED = re.compile(
     r"\b40[13]\s+(unauthorized|forbidden)|(status|code|error)[ :=]*40[13]\b|unauthorized|"
     r"authentication required|access denied|denied:|requested access to the resource is denied|"
-    r"invalid username/password|incorrect username or password|authorization failed",
-    re.IGNORECASE,
+    r"invalid username/password|incorrect username or password|authorization failed|"
+    r":\s*denied\s*$",
+    re.IGNORECASE | re.MULTILINE,
 )
 _TRANSIENT = re.compile(
     r"\b5\d\d\s+(internal server error|bad gateway|service unavailable|gateway timeout)|"
