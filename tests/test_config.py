@@ -345,6 +345,14 @@ def test_registry_server_must_be_host_and_port(tmp_path: Path, server: str) -> N
     assert "expected host[:port]" in str(error_of(tmp_path))
 
 
+def test_a_registry_server_docker_would_read_as_a_docker_hub_namespace_is_refused(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, '[registry]\nserver = "harbor"\n')
+    message = str(error_of(tmp_path))
+    assert "does not read as a registry host" in message and "harbor:443" in message
+
+
 @pytest.mark.parametrize("server", ["localhost:5000", "127.0.0.1:41234", "[::1]:5000",
                                     "registry.abc.com", "r-1.example.com:443"])
 def test_registry_server_accepts_real_hosts(tmp_path: Path, server: str) -> None:

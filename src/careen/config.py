@@ -48,6 +48,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from careen.errors import ConfigError
+from careen.reference import looks_like_host
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -167,6 +168,12 @@ class RegistryConfig(_Section):
             bare = server.split("://", 1)[1].split("/", 1)[0]
             raise ValueError(f"expected host[:port] without a scheme; write {bare!r}, "
                              "not the URL")
+        if _HOST_PORT.fullmatch(server) and not looks_like_host(server):
+            # Docker reads a dot-less, port-less first component as a Docker Hub namespace:
+            # images named harbor/library/app would be pushed to Docker Hub.
+            raise ValueError(f"{_describe(server)} does not read as a registry host (no dot, "
+                             "no port); write its full name or port, e.g. "
+                             f"{server}.example.com or {server}:443")
         if not _HOST_PORT.fullmatch(server):
             # The server becomes part of image names handed to the builder: only what a
             # registry host can be passes (``evil;$(id)`` is a mistake or an attack).

@@ -174,9 +174,9 @@ class Plan:
         try:
             steps = tuple(
                 PlanStep(
-                    image=ImageReference.parse(raw["image"]), level=int(raw["level"]),
+                    image=ImageReference.parse_short(raw["image"]), level=int(raw["level"]),
                     reason=StepReason(raw["reason"]), detail=str(raw["detail"]),
-                    parents=tuple(ImageReference.parse(p) for p in raw["parents"]),
+                    parents=tuple(ImageReference.parse_short(p) for p in raw["parents"]),
                     folder=str(raw["folder"]), dockerfile=str(raw["dockerfile"]),
                     platforms=tuple(str(p) for p in raw.get("platforms", ())),
                     counts=None if raw.get("counts") is None else SeverityCounts(**raw["counts"]),
@@ -185,7 +185,7 @@ class Plan:
                 for raw in data["steps"]
             )
             skipped = tuple(
-                SkippedImage(ImageReference.parse(raw["image"]), SkipReason(raw["reason"]),
+                SkippedImage(ImageReference.parse_short(raw["image"]), SkipReason(raw["reason"]),
                              str(raw["detail"]))
                 for raw in data["skipped"]
             )

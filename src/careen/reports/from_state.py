@@ -340,14 +340,14 @@ def _part_of_plan(plan: Plan, options: Mapping[str, Any]
 
 def _key_of(text: str) -> ImageReference | None:
     try:
-        return image_key(ImageReference.parse(text))
+        return image_key(ImageReference.parse_short(text))
     except CareenError:
         return None
 
 
 def _parse(text: str, warnings: list[str]) -> ImageReference | None:
     try:
-        return ImageReference.parse(text)
+        return ImageReference.parse_short(text)
     except CareenError:
         warnings.append(f"a record names {text!r}, which is not an image reference; left out")
         return None

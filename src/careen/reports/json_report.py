@@ -79,12 +79,12 @@ def _image(raw: Mapping[str, Any], index: int) -> ImageResult:
     level = raw.get("level")
     duration = raw.get("duration")
     return ImageResult(
-        image=ImageReference.parse(raw["image"]),
+        image=ImageReference.parse_short(raw["image"]),
         outcome=Outcome(raw["outcome"]),
         reason=_text(raw["reason"], f"{where}.reason"),
         note=_text(raw.get("note", ""), f"{where}.note"),
         level=None if level is None else _count(level, f"{where}.level"),
-        parents=tuple(ImageReference.parse(p) for p in raw.get("parents", ())),
+        parents=tuple(ImageReference.parse_short(p) for p in raw.get("parents", ())),
         selected=bool(raw.get("selected", True)),
         before=_summary(raw.get("before"), f"{where}.before"),
         before_digest=_optional_text(raw.get("before_digest"), f"{where}.before_digest"),
