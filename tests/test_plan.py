@@ -126,6 +126,18 @@ def test_plan_round_trips_through_json(tree_root: Path) -> None:
     assert again.id == "plan-1"
 
 
+def test_a_project_named_like_a_host_stays_a_project_in_a_stored_plan(tmp_path: Path) -> None:
+    """Harbor accepts project names such as ``team.a``; a stored plan names images by their
+    short form, which must read back as the project, not as a registry host."""
+    write(tmp_path, "app/1", "FROM scratch\n")
+    tree = discover_tree(tmp_path, project="team.a", registry="harbor.example.com")
+    image = ImageReference("team.a/app", "1")
+    plan = make_plan([Candidate(image, "high 1 > 0")], tree)
+    again = Plan.from_dict(plan.to_dict())
+    assert [s.image for s in again.steps] == [image]
+    assert again.steps[0].image.registry is None
+
+
 def test_damaged_or_foreign_plans_are_refused(tree_root: Path) -> None:
     data = plan_for(tree_root, Candidate(ref("library/base:1.0"), "x")).to_dict()
     with pytest.raises(UsageError, match="schema version"):

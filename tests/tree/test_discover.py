@@ -84,7 +84,7 @@ def test_both_layouts_for_one_image_project_app_version_wins(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "folder", ["Mysql/5.7", "my sql/5.7", "mysql/-rc1", "mysql/rc:1", "My.Proj/app/1.0",
-               "proj/App/1.0", "ab.cd/app/1"],
+               "proj/App/1.0"],
 )
 def test_invalid_folder_names_are_reported_never_mapped(tmp_path: Path, folder: str) -> None:
     write(tmp_path, folder)
@@ -93,6 +93,15 @@ def test_invalid_folder_names_are_reported_never_mapped(tmp_path: Path, folder: 
     assert shorts(tree) == ["library/ok:1.0"]
     assert problem_paths(tree) == [folder]
     assert "rename the folder" in tree.problems[0].message
+
+
+def test_a_project_folder_named_like_a_host_is_a_harbor_project(tmp_path: Path) -> None:
+    """Harbor accepts project names with dots (``team.a``); the folder is that project."""
+    write(tmp_path, "team.a/app/1")
+    tree = discover_tree(tmp_path, layout="project/app/version")
+    assert shorts(tree) == ["team.a/app:1"]
+    [image] = tree.images
+    assert image.registry is None and image.repository == "team.a/app"
 
 
 def test_upper_case_tag_folder_is_a_valid_tag(tmp_path: Path) -> None:

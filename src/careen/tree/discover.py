@@ -293,7 +293,7 @@ def _layout_candidate(
         ))
         return None
     try:
-        reference = ImageReference.of(repository, tag=parts[-1])
+        reference = ImageReference(repository, parts[-1])
     except InvalidReferenceError as error:
         problems.append(TreeProblem(
             Path(relative),
@@ -445,7 +445,7 @@ def _walk(
 
 def _check_project(project: str) -> str:
     try:
-        ImageReference.of(f"{project}/x")
+        ImageReference(f"{project}/x", "latest")
     except InvalidReferenceError:
         raise ConfigError(
             f"{project!r} is not a valid Harbor project name (lower-case a-z, 0-9, '.', '_', "
