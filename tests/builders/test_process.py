@@ -221,3 +221,44 @@ def test_secret_variables_cover_every_secret_the_config_reads(tmp_path: Path) ->
         config = load_config(cwd=tmp_path, environ={name: "pw"})
         assert config.sources["registry.password"] == name
         assert name in SECRET_VARIABLES
+
+
+def test_a_tool_dies_with_the_careen_process_that_started_it(tmp_path: Path) -> None:
+    """A ``kill -9``'d Careen must not leave a push running that nobody will record."""
+    import textwrap
+
+    from careen.builders import process
+
+    if process.SETPRIV is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    marker = tmp_path / "tool.pid"
+    script = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from careen.builders.process import run_logged
+        run_logged(["sh", "-c", "echo $$ > {marker}; exec sleep 600"], env=dict(os.environ),
+                   log_path=Path({str(tmp_path / "log")!r}), timeout=600)
+    """)
+    careen = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(200):
+            if marker.exists() and marker.read_text().strip():
+                break
+            time.sleep(0.05)
+        tool = int(marker.read_text())
+    finally:
+        careen.kill()
+        careen.wait()
+    for _ in range(100):
+        if not _running(tool):
+            break
+        time.sleep(0.05)
+    assert not _running(tool)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -38,6 +39,11 @@ SECRET_VARIABLES = frozenset({
 })
 #: Seconds between SIGTERM and SIGKILL when a timed-out process group is stopped.
 KILL_GRACE_SECONDS = 5.0
+#: util-linux's setpriv (on every Debian): run a tool so that the kernel kills it when the
+#: Careen process that started it dies. Tools run in a session of their own (so a timeout
+#: kills their whole group) and would otherwise outlive a ``kill -9``'d Careen: a push still
+#: in flight would complete unrecorded, and the resumed run would push the image again.
+SETPRIV = shutil.which("setpriv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +111,7 @@ def run_logged(
         log.flush()
         try:
             child = subprocess.Popen(
-                args,
+                _dying_with_careen(args, env.get("PATH", os.defpath)),
                 stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -271,3 +277,12 @@ def read_tool_output(path: Path) -> str | None:
         return path.read_text().strip() or None
     except FileNotFoundError:
         return None
+
+
+def _dying_with_careen(args: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """``args`` run under ``setpriv --pdeathsig KILL`` when setpriv exists (not a
+    ``preexec_fn``: that is unsafe with the executor's threads). A program that cannot be
+    found on the tool's ``path`` is left to Popen, which reports it as such."""
+    if SETPRIV is None or shutil.which(args[0], path=path) is None:
+        return args
+    return (SETPRIV, "--pdeathsig", "KILL", "--", *args)
