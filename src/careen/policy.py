@@ -468,6 +468,20 @@ class Policy:
     #: ``repository`` and both with the registry host in front.
     ignore: tuple[str, ...] = ()
     unscanned: UnscannedAction = UnscannedAction.REPORT
+    #: The names the rule uses, in :data:`NAMES` order, each with where its value comes from
+    #: (see :meth:`_value`): worked out once per policy instead of once per image.
+    _sources: tuple[tuple[str, bool, str], ...] = field(
+        init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        used = self.rule.names_used()
+        sources = []
+        for name in NAMES:
+            if name not in used:
+                continue
+            from_fixable = self.fixable_only or name.startswith("fixable_")
+            sources.append((name, from_fixable, name.removeprefix("fixable_")))
+        object.__setattr__(self, "_sources", tuple(sources))
 
     @classmethod
     def from_settings(
@@ -489,6 +503,8 @@ class Policy:
 
     def ignored_by(self, image: Image) -> str | None:
         """The first ``ignore`` pattern that matches the image, if any."""
+        if not self.ignore:
+            return None
         ref = image.reference
         candidates = [ref.short, ref.repository, ref.name, str(ref)]
         if ref.tag is not None:
@@ -515,11 +531,15 @@ class Policy:
                 VerdictKind.SCAN_FAILED, "scan reported success but no severity counts"
             )
 
-        values = self._values(scan.counts, scan.fixable, scan.fixable_total)
+        # Only the names the rule uses: the rule, the missing names and the "passes" text
+        # read nothing else, and this runs once per image of the fleet.
+        counts, fixable, fixable_total = scan.counts, scan.fixable, scan.fixable_total
+        values = {name: _value(from_fixable, key, counts, fixable, fixable_total)
+                  for name, from_fixable, key in self._sources}
         outcome, matched = self.rule.evaluate(values)
         suffix = " (fixable findings only)" if self.fixable_only else ""
         if outcome is None:
-            missing = sorted(n for n in self.rule.names_used() if values.get(n) is None)
+            missing = sorted(n for n in values if values[n] is None)
             return Verdict(
                 VerdictKind.NEEDS_DETAILS,
                 f"the scan summary lacks fixable counts for {', '.join(missing)}{suffix}; "
@@ -527,7 +547,7 @@ class Policy:
             )
         if outcome:
             return Verdict(VerdictKind.VIOLATES, "; ".join(matched) + suffix, matched)
-        shown = ", ".join(f"{n} {values[n]}" for n in NAMES if n in self.rule.names_used())
+        shown = ", ".join(f"{n} {v}" for n, v in values.items())
         return Verdict(VerdictKind.PASSES, f"passes ({shown or 'no counts used'}){suffix}")
 
     def _unscanned(self, kind: VerdictKind, reason: str) -> Verdict:
@@ -536,6 +556,7 @@ class Policy:
     def _values(
         self, counts: SeverityCounts, fixable: SeverityCounts | None, fixable_total: int | None,
     ) -> dict[str, int | None]:
+        """Every name's value (the reference :meth:`evaluate`'s fast path is tested against)."""
         if fixable_total is None and fixable is not None:
             fixable_total = fixable.total
         fixable_values: dict[str, int | None] = {
@@ -549,6 +570,19 @@ class Policy:
             values.update({s.label: counts.get(s) for s in Severity})
             values["total"] = counts.total
         return values
+
+
+def _value(from_fixable: bool, key: str, counts: SeverityCounts,
+           fixable: SeverityCounts | None, fixable_total: int | None) -> int | None:
+    """One name's value: ``key`` is a severity label or ``total``; ``from_fixable`` reads the
+    fixable counts (unknown, ``None``, where the summary lacks them)."""
+    if not from_fixable:
+        return counts.total if key == "total" else int(getattr(counts, key))
+    if key == "total":
+        if fixable_total is None and fixable is not None:
+            return fixable.total
+        return fixable_total
+    return int(getattr(fixable, key)) if fixable is not None else None
 
 
 def _check_ignore(ignore: Sequence[str], source: str | None) -> tuple[str, ...]:

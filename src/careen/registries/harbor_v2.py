@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -205,13 +206,20 @@ def summary_from_overview(overview: Any) -> ScanSummary:
     if status is ScanStatus.SUCCESS and isinstance(summary, dict):
         per_severity = summary.get("summary") or {}
         if isinstance(per_severity, dict):
-            counts = SeverityCounts.from_mapping(
-                {str(k): int(v) for k, v in per_severity.items() if isinstance(v, int)})
+            counts = _severity_counts(tuple(
+                (str(k), int(v)) for k, v in per_severity.items() if isinstance(v, int)))
         if isinstance(summary.get("fixable"), int):
             fixable_total = summary["fixable"]
     return ScanSummary(status=status, counts=counts, fixable_total=fixable_total,
                        scanner=scanner_name, scanned_at=parse_time(native.get("end_time")),
                        extra=extra)
+
+
+@functools.lru_cache(maxsize=4096)
+def _severity_counts(items: tuple[tuple[str, int], ...]) -> SeverityCounts:
+    # A fleet's summaries repeat (many images carry the same counts), and the value is
+    # immutable: build each distinct one once.
+    return SeverityCounts.from_mapping(dict(items))
 
 
 _IN_PROGRESS_ORDER = (ScanStatus.RUNNING, ScanStatus.PENDING, ScanStatus.ERROR,
@@ -270,11 +278,66 @@ def parse_vulnerabilities(body: Any) -> VulnerabilityReport | None:
 
 def valid_reference(repository: str, *, tag: str | None = None, digest: str | None = None,
                     registry: str | None = None) -> bool:
-    """Whether untrusted parts make a valid image reference."""
+    """Whether untrusted parts make a valid image reference.
+
+    A listing asks this three times or more per artifact (its repository, its digest, each
+    tag), for names that repeat across a repository's artifacts, and parsing a whole reference
+    each time was a seventh of a crawl's CPU. So the parts are judged apart, each as
+    :meth:`ImageReference.of` would judge it (tests check the two agree on arbitrary text):
+    the repository name once per distinct name (cached), a tag on a fixed one-letter name
+    (cached: tags repeat across repositories) and a digest with the grammar's digest check.
+    """
+    if not isinstance(repository, str) or (tag is None and digest is None):
+        return False
+    if (tag is not None and digest is not None) or not (
+            isinstance(registry, str | None) and isinstance(tag, str | None)):
+        return parses_as_reference(repository, tag=tag, digest=digest, registry=registry)
+    if not _valid_repository(repository, registry):
+        return False
+    if tag is not None:
+        return _valid_tag(tag)
+    return _valid_digest(digest)
+
+
+def parses_as_reference(repository: str, *, tag: str | None = None, digest: str | None = None,
+                        registry: str | None = None) -> bool:
+    """Whether ``ImageReference.of`` accepts the parts, asked directly (the slow path of
+    :func:`valid_reference`, and its reference in tests)."""
     if not isinstance(repository, str) or (tag is None and digest is None):
         return False
     try:
         ImageReference.of(repository, tag=tag, digest=digest, registry=registry)
+    except (CareenError, ValueError, TypeError):
+        return False
+    return True
+
+
+#: Distinct names remembered; a fleet's repositories and tags repeat far more than this.
+_NAME_CACHE_SIZE: Final = 16_384
+
+
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
+def _valid_repository(repository: str, registry: str | None) -> bool:
+    # A name valid with ``latest`` is valid with any valid tag or digest: the grammar checks
+    # the name and the tag or digest apart, and neither part may hold the other's separators.
+    return parses_as_reference(repository, tag="latest", registry=registry)
+
+
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
+def _valid_tag(tag: str) -> bool:
+    return parses_as_reference("x", tag=tag)
+
+
+_DIGEST_HOLDER: Final = ImageReference("x")
+
+
+def _valid_digest(digest: object) -> bool:
+    # Unique per artifact, so not cached; the digest grammar is the whole check
+    # (``with_digest`` applies it alone, without parsing a whole reference).
+    if not isinstance(digest, str):
+        return False
+    try:
+        _DIGEST_HOLDER.with_digest(digest)
     except (CareenError, ValueError, TypeError):
         return False
     return True
