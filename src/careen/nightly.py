@@ -57,7 +57,7 @@ from careen.reports import write_reports
 from careen.reports.interface import ReportContext
 from careen.reports.notify import send_webhook_async
 from careen.results import ImageResult, Outcome, RunResult, judge_rebuild, sort_results
-from careen.scan import ScanSummary
+from careen.scan import ScanSummary, SeverityCounts
 from careen.state.store import (
     BuildRecord,
     RunKind,
@@ -66,6 +66,7 @@ from careen.state.store import (
     ScanPhase,
     StateStore,
     default_state_path,
+    fleet_summary,
 )
 from careen.tree.discover import DockerfileTree, discover_tree, image_key
 from careen.tree.graph import BuildGraph
@@ -482,15 +483,18 @@ async def run_nightly(
                     before = _recorded_before(store, interrupted.id, plan)
                     unscanned: tuple[tuple[str, str], ...] = ()
                     judged = 0
+                    fleet: dict[str, Any] = {}
                     if plan.tree_commit and revision.commit and plan.tree_commit != \
                             revision.commit:
                         observer.warning(f"the tree moved since plan {plan.id} was made "
                                          f"({plan.tree_commit[:12]} -> {revision.commit[:12]});"
                                          " building from the tree as it is now")
                 else:
+                    recording = _Recording(store, run.id)
                     inventory = await read_inventory(
                         harbor, policy, tree, projects=config.harbor.projects,
-                        observer=observer, on_batch=_recording(store, run.id))
+                        observer=observer, on_batch=recording)
+                    fleet = recording.summary()
                     write_outputs(inventory.selection, policy,
                                   list_path=config.output.vulnerable_list,
                                   json_path=config.output.json_file)
@@ -523,13 +527,15 @@ async def run_nightly(
                 plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
                 registry=registry, unscanned=unscanned, judged=judged,
             )
-            reports = _report(result, plan, store, config, options, observer)
+            reports = _report(result, plan, store, config, options, observer,
+                              running=fleet.get("fleet"))
             if options.notify and config.notify.webhook is not None:
                 await send_webhook_async(config.notify.webhook.get_secret_value(), result,
                                          observer, title=config.notify.title)
             code = ExitCode.FAILED if result.failed else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
-                   {"result": result.to_dict(), "reports": [str(p) for p in reports]})
+                   {"result": result.to_dict(), "reports": [str(p) for p in reports],
+                    **fleet})
     return NightlyOutcome(run.id, plan, result, tuple(reports), code)
 
 
@@ -628,12 +634,29 @@ def _recorded_before(store: StateStore, run_id: str,
     return before
 
 
-def _recording(store: StateStore,
-               run_id: str) -> Callable[[list[tuple[Image, Verdict]]], None]:
-    def record(batch: list[tuple[Image, Verdict]]) -> None:
-        store.record_scans(run_id, (image for image, _ in batch), phase=ScanPhase.BEFORE)
-        store.record_verdicts(run_id, batch)
-    return record
+class _Recording:
+    """Writes judged images to the state database in batches and sums the fleet's counts
+    (the run's trend point) as they pass."""
+
+    def __init__(self, store: StateStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.images = 0
+        self.scanned = 0
+        self.counts = SeverityCounts()
+
+    def __call__(self, batch: list[tuple[Image, Verdict]]) -> None:
+        self.store.record_scans(self.run_id, (image for image, _ in batch),
+                                phase=ScanPhase.BEFORE)
+        self.store.record_verdicts(self.run_id, batch)
+        for image, _ in batch:
+            self.images += 1
+            if image.scan.counts is not None:
+                self.scanned += 1
+                self.counts += image.scan.counts
+
+    def summary(self) -> dict[str, Any]:
+        return {"fleet": fleet_summary(self.images, self.scanned, self.counts)}
 
 
 def _record_after(store: StateStore, run_id: str, outcomes: Iterable[StepOutcome],
@@ -667,8 +690,10 @@ async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id:
 
 
 def _report(result: RunResult, plan: Plan, store: StateStore, config: Config,
-            options: NightlyOptions, observer: Observer) -> list[Path]:
-    context = ReportContext(trend=store.trend(), plan=plan, title=config.notify.title)
+            options: NightlyOptions, observer: Observer,
+            running: Mapping[str, Any] | None = None) -> list[Path]:
+    trend = store.trend(running={result.run_id: running} if running else None)
+    context = ReportContext(trend=trend, plan=plan, title=config.notify.title)
     written = write_reports(result, context, options.reports_dir,
                             formats=options.report_formats or None)
     observer.info("reports: " + ", ".join(str(p) for p in written))

@@ -82,10 +82,11 @@ class SeverityCounts:
     none: int = 0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        # Built once per image of a 100,000-image inventory: a plain loop over the names.
+        for name in _COUNT_NAMES:
+            value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"severity count {f.name} must be a whole number >= 0")
+                raise ValueError(f"severity count {name} must be a whole number >= 0")
 
     @classmethod
     def from_mapping(cls, counts: dict[str, int]) -> SeverityCounts:
@@ -108,7 +109,7 @@ class SeverityCounts:
 
     def items(self) -> list[tuple[Severity, int]]:
         """(severity, count) from critical down to none."""
-        return [(s, self.get(s)) for s in sorted(Severity, reverse=True)]
+        return [(severity, getattr(self, name)) for severity, name in _WORST_FIRST]
 
     @property
     def total(self) -> int:
@@ -123,12 +124,18 @@ class SeverityCounts:
         return None
 
     def as_dict(self) -> dict[str, int]:
-        return {s.label: n for s, n in self.items()}
+        return {name: getattr(self, name) for _, name in _WORST_FIRST}
 
     def __add__(self, other: SeverityCounts) -> SeverityCounts:
-        return SeverityCounts(**{
-            f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)
-        })
+        return SeverityCounts(*(getattr(self, name) + getattr(other, name)
+                                for name in _COUNT_NAMES))
+
+
+#: The count fields, in declaration order (the constructor's positional order).
+_COUNT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(SeverityCounts))
+#: (severity, field name) from critical down to none.
+_WORST_FIRST: tuple[tuple[Severity, str], ...] = tuple(
+    (severity, severity.label) for severity in sorted(Severity, reverse=True))
 
 
 @dataclass(frozen=True, slots=True)

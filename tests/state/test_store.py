@@ -451,3 +451,26 @@ def test_a_plan_attached_to_a_running_run_keys_its_pushes_for_resume(store: Stat
         store.attach_plan(run.id, plan_id)
     with pytest.raises(UnknownPlanError):
         store.attach_plan(run.id, "plan-nope")
+
+
+def test_a_runs_fleet_totals_give_the_same_trend_as_summing_its_scans(
+    store: StateStore,
+) -> None:
+    from careen.state.store import fleet_summary
+
+    run = store.begin_run(RunKind.RUN)
+    store.record_scans(run.id, [_image("library/a:1", _scanned(high=2, low=1)),
+                                _image("library/b:1", _scanned(medium=4)),
+                                _image("library/c:1", ScanSummary.not_scanned())],
+                       phase=ScanPhase.BEFORE)
+    [summed] = store.trend()
+    totals = fleet_summary(summed.images, summed.scanned, summed.counts)
+    assert totals == {"images": 3, "scanned": 2,
+                      "counts": SeverityCounts(high=2, medium=4, low=1).as_dict()}
+    assert store.trend(running={run.id: totals}) == [summed]
+    # Stored with the finished run, the totals are read back rather than summed again:
+    # a total that differs from the scans shows which one the trend used.
+    store.finish_run(run.id, RunStatus.SUCCEEDED, 0,
+                     {"fleet": fleet_summary(9, 9, SeverityCounts(critical=1))})
+    [stored] = store.trend()
+    assert (stored.images, stored.scanned, stored.counts) == (9, 9, SeverityCounts(critical=1))

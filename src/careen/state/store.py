@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -43,8 +44,8 @@ from careen.errors import CareenError, ExitCode, UsageError
 from careen.inventory import Image
 from careen.policy import Verdict
 from careen.reference import ImageReference
-from careen.scan import ScanSummary, SeverityCounts
-from careen.state.codec import scan_counts_from_json, scan_counts_to_json
+from careen.scan import ScanStatus, ScanSummary, SeverityCounts
+from careen.state.codec import counts_from_json, scan_counts_from_json, scan_counts_to_json
 from careen.state.schema import migrate
 
 #: How long a writer waits for another writer's transaction before giving up.
@@ -738,12 +739,15 @@ class StateStore:
     # -- reports -----------------------------------------------------------------------------
 
     def trend(self, limit_nights: int = 30, *,
-              kind: RunKind | str | None = None) -> list[TrendPoint]:
+              kind: RunKind | str | None = None,
+              running: Mapping[str, Mapping[str, Any]] | None = None) -> list[TrendPoint]:
         """The fleet's findings per severity, one point per run with ``before`` scans: the
         latest ``limit_nights`` such runs, oldest first (ready to plot). An image scanned twice
-        in one run counts once (its last record)."""
+        in one run counts once (its last record). ``running`` gives the :func:`fleet_summary`
+        of runs not finished yet (the run writing its report), so their scans are not
+        summed again."""
         query = (
-            "SELECT id, kind, started_at FROM runs r WHERE EXISTS"
+            "SELECT id, kind, started_at, summary FROM runs r WHERE EXISTS"
             " (SELECT 1 FROM scans s WHERE s.run_id = r.id AND s.phase = ?)"
         )
         parameters: list[Any] = [ScanPhase.BEFORE.value]
@@ -754,6 +758,16 @@ class StateStore:
         parameters.append(limit_nights)
         points: list[TrendPoint] = []
         for run in self._db.execute(query, parameters).fetchall():
+            started = _time_value(run["started_at"])
+            fleet = _fleet_totals(run["summary"], (running or {}).get(run["id"]))
+            if fleet is not None:  # summed as the run recorded its scans: no re-read
+                images, scanned, counts = fleet
+                points.append(TrendPoint(
+                    run_id=run["id"], kind=RunKind(run["kind"]), started_at=started,
+                    date=started.astimezone(UTC).date(), images=images, scanned=scanned,
+                    counts=counts,
+                ))
+                continue
             latest: dict[str, ScanSummary] = {}
             for row in self._db.execute(
                 "SELECT * FROM scans WHERE run_id = ? AND phase = ? ORDER BY id",
@@ -766,7 +780,6 @@ class StateStore:
                 if summary.counts is not None:
                     total += summary.counts
                     scanned += 1
-            started = _time_value(run["started_at"])
             points.append(TrendPoint(
                 run_id=run["id"], kind=RunKind(run["kind"]), started_at=started,
                 date=started.astimezone(UTC).date(), images=len(latest), scanned=scanned,
@@ -897,12 +910,44 @@ _INSERT_SCAN = (
 
 def _scan_row(run_id: str, image: str, digest: str | None, phase: ScanPhase,
               summary: ScanSummary) -> tuple[Any, ...]:
-    counts = scan_counts_to_json(summary)
     return (
         run_id, image, digest, phase.value, summary.status.value,
-        json.dumps(counts) if counts is not None else None, summary.scanner,
+        _counts_text(summary.counts, summary.fixable, summary.fixable_total,
+                     summary.counts_unit),
+        summary.scanner,
         summary.scanned_at.isoformat() if summary.scanned_at is not None else None,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _counts_text(counts: SeverityCounts | None, fixable: SeverityCounts | None,
+                 fixable_total: int | None, unit: str) -> str | None:
+    """The ``scans.counts`` text. A fleet has few distinct count sets and a night records
+    every image's: each set is encoded once."""
+    document = scan_counts_to_json(ScanSummary(ScanStatus.SUCCESS, counts=counts,
+                                               fixable=fixable, fixable_total=fixable_total,
+                                               counts_unit=unit))
+    return json.dumps(document) if document is not None else None
+
+
+def fleet_summary(images: int, scanned: int, counts: SeverityCounts) -> dict[str, Any]:
+    """The ``fleet`` entry of a run's summary: what :meth:`StateStore.trend` plots for it,
+    summed by the run as it recorded its ``before`` scans (one image, one scan)."""
+    return {"images": images, "scanned": scanned, "counts": counts.as_dict()}
+
+
+def _fleet_totals(summary_text: str | None, given: Mapping[str, Any] | None = None,
+                  ) -> tuple[int, int, SeverityCounts] | None:
+    if given is None and not summary_text:
+        return None
+    try:
+        fleet = given if given is not None else json.loads(str(summary_text)).get("fleet")
+        if not isinstance(fleet, dict):
+            return None
+        return (int(fleet["images"]), int(fleet["scanned"]),
+                counts_from_json(fleet["counts"], what="fleet counts"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # an older or damaged summary: the scans are summed instead
 
 
 def _scan_record(row: sqlite3.Row) -> ScanRecord:
