@@ -1,7 +1,7 @@
 """Helpers of the reliability suite: the fuzzing profile, the per-case time bound, a
 retry ``sleep`` that records instead of waiting, and small loopback HTTP servers.
 
-Fuzzing volume: ``CAREEN_FUZZ_EXAMPLES`` examples per fuzzed target (default 500); CI sets
+Fuzzing volume: ``CAREEN_FUZZ_EXAMPLES`` examples per fuzzed target (default 100); CI sets
 more. The profile is registered here and applied per test with ``@FUZZ`` (not loaded for the
 session, so the other suites keep hypothesis' defaults).
 """
@@ -22,7 +22,7 @@ from types import FrameType
 from hypothesis import HealthCheck, settings
 
 #: Examples per fuzzed target; CI raises it (e.g. ``CAREEN_FUZZ_EXAMPLES=2000``).
-FUZZ_EXAMPLES = int(os.environ.get("CAREEN_FUZZ_EXAMPLES", "500"))
+FUZZ_EXAMPLES = int(os.environ.get("CAREEN_FUZZ_EXAMPLES", "100"))
 #: Longest a single parse may take before it counts as a hang.
 CASE_SECONDS = 2.0
 
