@@ -492,7 +492,7 @@ class Config:
                 elif value is None:
                     lines.append(f"# {key} = {NOT_SET}")
                 else:
-                    lines.append(f"{key} = {_toml_value(_plain(value, masked=False))}{source}")
+                    lines.append(f"{key} = {toml_value(_plain(value, masked=False))}{source}")
         return "\n".join(lines) + "\n"
 
 
@@ -511,18 +511,19 @@ def _plain(value: object, *, masked: bool) -> object:
     return value
 
 
-def _toml_value(value: object) -> str:
-    # JSON string escapes are valid in TOML basic strings.
+def toml_value(value: object) -> str:
+    """``value`` (bool, number, string, list, table) written as TOML (``config show``, the
+    demo's careen.toml). JSON string escapes are valid in TOML basic strings."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        pairs = ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = {_toml_value(v)}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = {toml_value(v)}"
                           for k, v in value.items())
         return "{ " + pairs + " }" if pairs else "{}"
     raise TypeError(f"cannot show {type(value).__name__} as TOML")

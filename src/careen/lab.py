@@ -304,7 +304,7 @@ class Lab:
         return {
             "open_registry": _registry_answers(self.open_registry_url, (200,)),
             "auth_registry": _registry_answers(self.auth_registry_url, (401,)),
-            "podman": _podman_answers(self.socket),
+            "podman": podman_answers(self.socket),
             **{f"pid {name}": _is_ours(pid, self.dir) for name, pid in self.pids.items()},
         }
 
@@ -442,7 +442,7 @@ class _Starter:
         self.observer.info(f"starting podman service on {socket_path}")
         pid = _spawn(argv, d, "podman", env)
         self.pids["podman"] = pid
-        if not _wait_until(lambda: _podman_answers(socket_path), pid=pid):
+        if not _wait_until(lambda: podman_answers(socket_path), pid=pid):
             raise ServiceError(
                 "podman", str(socket_path),
                 f"the Docker API service did not start: {_log_tail(d / 'logs' / 'podman.log')}",
@@ -594,7 +594,7 @@ def _registry_answers(url: str, statuses: Sequence[int]) -> bool:
         return False
 
 
-def _podman_answers(socket_path: Path) -> bool:
+def podman_answers(socket_path: Path) -> bool:
     if not socket_path.exists():
         return False
     try:

@@ -19,22 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from careen.lab import Lab
+from careen.lab import Lab, podman_answers
 
 READY_SECONDS = 30.0
-
-
-def answers(socket_path: Path) -> bool:
-    if not socket_path.exists():
-        return False
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)),
-                          timeout=2.0) as client:
-            return client.get("http://podman/_ping").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def descendants(root: int) -> list[int]:
@@ -88,7 +75,7 @@ def podman_service(lab: Lab, directory: Path, insecure: Sequence[str]) -> Iterat
                                  stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + READY_SECONDS
-        while not answers(socket_path):
+        while not podman_answers(socket_path):
             if child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("podman service did not start: "
                                    + (directory / "podman.log").read_text()[-500:])

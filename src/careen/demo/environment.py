@@ -48,6 +48,7 @@ from careen.builders import (
     build_and_push,
     private_auth,
 )
+from careen.config import toml_value
 from careen.demo.simulator import SimulatorSettings
 from careen.errors import ConfigError, ServiceError, UsageError
 from careen.events import Observer
@@ -433,22 +434,8 @@ def config_text(site: DemoSite) -> str:
     ]
     for name, values in sections:
         lines += ["", f"[{name}]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        # A JSON string with only ASCII is a TOML basic string.
-        return json.dumps(value, ensure_ascii=True)
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}"
-                                for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
 def _write_private(path: Path, text: str) -> None:
