@@ -35,10 +35,10 @@ from careen.builders import (
     Status,
     private_auth,
 )
-from careen.lab import Lab
+from careen.lab import Lab, podman_answers
 from careen.reference import ImageReference
 
-from .podman_service import PodmanService, answers, podman_service
+from .podman_service import PodmanService, podman_service
 from .registry_proxy import (
     BLOB_UPLOAD,
     DENIED_BODY,
@@ -297,7 +297,7 @@ def test_a_hanging_docker_build_is_killed_and_only_the_engine_keeps_its_step(
     for pid in steps:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert answers(Path(proxy_podman.docker_host.removeprefix("unix://")))
+    assert podman_answers(Path(proxy_podman.docker_host.removeprefix("unix://")))
 
 
 def _hanging_context(tmp_path: Path, registry: str, seconds: int) -> Path:
