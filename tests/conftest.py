@@ -43,8 +43,12 @@ def skip_or_fail(reason: str) -> None:
 @pytest.fixture(autouse=True)
 def _private_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Commands keep their state under $XDG_STATE_HOME: a test never touches the state of
-    the person (or CI job) running it."""
+    the person (or CI job) running it. And no ``CAREEN_*`` setting of the machine (nor CI's
+    ``CAREEN_FUZZ_EXAMPLES``, read at import) reaches a command a test runs."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    for name in list(os.environ):
+        if name.startswith("CAREEN_") and not name.startswith("CAREEN_LAB_"):
+            monkeypatch.delenv(name)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
