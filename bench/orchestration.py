@@ -79,7 +79,7 @@ def loop_once(lab: Any, root: Path, folders: Sequence[Path]) -> float:
 
 def careen_once(lab: Any, root: Path, jobs: int, logs: Path, run: int) -> dict[str, Any]:
     """Careen's executor over the tree's plan. Wall seconds, from planning to the last push."""
-    from careen.builders.buildah import BuildahBuilder
+    from careen.builders.buildah import BuildahBuilder, storage_slots
     from careen.plan import Candidate, make_plan
     from careen.tree.discover import discover_tree
     from careen.update import UpdateOptions, execute_plan
@@ -87,7 +87,10 @@ def careen_once(lab: Any, root: Path, jobs: int, logs: Path, run: int) -> dict[s
     start = time.perf_counter()
     tree = discover_tree(root)
     plan = make_plan([Candidate(image, "benchmark") for image in tree.images], tree)
-    builder = BuildahBuilder(env=lab.buildah_env(), insecure_registries=lab.registries)
+    # As `careen run --jobs N` does: N builds at once each in a storage of their own.
+    slots = storage_slots(jobs, logs.parent / "slots" / "root", logs.parent / "slots" / "run")
+    builder = BuildahBuilder(env=lab.buildah_env(), insecure_registries=lab.registries,
+                             slots=slots)
     options = UpdateOptions(registry=lab.open_registry, run_id=f"bench-{jobs}-{run}",
                             log_dir=logs / f"jobs{jobs}-{run}", jobs=jobs)
     outcomes = asyncio.run(execute_plan(plan, builder, options))

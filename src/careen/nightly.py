@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from careen import assemble
-from careen.builders.buildah import BuildahBuilder
+from careen.builders.buildah import BuildahBuilder, default_slot_folders, storage_slots
 from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
 from careen.builders.docker import DockerBuilder
 from careen.builders.interface import Builder
@@ -132,7 +132,11 @@ def logged_in_builder(config: Config, *, login: bool,
         if login:
             _login(config, auth, registry, tool)
         if tool is LoginTool.BUILDAH:
-            yield BuildahBuilder(auth=auth, insecure_registries=auth.insecure_registries)
+            # Builds at once each get a storage of their own: buildah's storage lock would
+            # run them one after the other.
+            root, runroot = default_slot_folders(os.environ, Path.home())
+            yield BuildahBuilder(auth=auth, insecure_registries=auth.insecure_registries,
+                                 slots=storage_slots(config.build.jobs, root, runroot))
         else:
             yield DockerBuilder(auth=auth)
 

@@ -103,3 +103,63 @@ def test_transient_push_failures_are_retried_then_reported(tmp_path: Path) -> No
     assert result.digest is None
     pushes = [c for c in (tmp_path / "calls").read_text().splitlines() if " push " in c]
     assert len(pushes) == 3
+
+
+def _fake_buildah(tmp_path: Path) -> Path:
+    """A ``buildah`` that records the storage root each call used, takes a moment, and
+    writes the iid/digest files the builder reads."""
+    script = tmp_path / "buildah"
+    script.write_text(
+        "#!/bin/sh\n"
+        "root=shared\n"
+        'prev=""\n'
+        'for a in "$@"; do\n'
+        '  case "$prev" in --root) root="$a";; --iidfile|--digestfile) out="$a";; esac\n'
+        '  prev="$a"\n'
+        "done\n"
+        'case " $* " in *" version "*) exit 0;; esac\n'
+        'image=$(echo "$*" | grep -o "library/a[0-9]" | head -n 1)\n'
+        f'echo "$root $image start" >> {tmp_path}/calls\n'
+        "sleep 0.3\n"
+        f'echo "$root $image end" >> {tmp_path}/calls\n'
+        'if [ -n "$out" ]; then printf sha256:%064d 1 > "$out"; fi\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_parallel_steps_build_and_push_each_in_a_storage_of_their_own(tmp_path: Path) -> None:
+    """buildah locks its storage for most of a build: steps at once get separate slots, and
+    a step's push uses the storage it was built in."""
+    import threading
+
+    from careen.builders.buildah import storage_slots
+
+    slots = storage_slots(2, tmp_path / "root", tmp_path / "run")
+    builder = BuildahBuilder(buildah=str(_fake_buildah(tmp_path)), slots=slots)
+    requests = [_request(tmp_path, image=ImageReference.parse(f"127.0.0.1:5000/library/a{n}:1"),
+                         log_path=tmp_path / f"a{n}.log") for n in range(4)]
+    def step(n: int) -> None:
+        assert builder.build(requests[n]).ok
+        assert builder.push(requests[n]).ok
+
+    threads = [threading.Thread(target=step, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = (tmp_path / "calls").read_text().split("\n")
+    used = {line.split()[0] for line in calls if line}
+    assert used == {str(slot.root) for slot in slots}
+    # Never two calls in one storage at the same time.
+    running: dict[str, int] = {}
+    storage_of: dict[str, set[str]] = {}
+    for line in filter(None, calls):
+        root, image, phase = line.split()
+        running[root] = running.get(root, 0) + (1 if phase == "start" else -1)
+        assert running[root] <= 1
+        storage_of.setdefault(image, set()).add(root)
+    # Each image was built and pushed in one storage (the push finds what the build made).
+    assert sorted(storage_of) == [f"library/a{n}" for n in range(4)]
+    assert all(len(roots) == 1 for roots in storage_of.values())
+    assert storage_slots(1, tmp_path, tmp_path) == ()

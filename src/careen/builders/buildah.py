@@ -12,14 +12,24 @@ platform need qemu-user emulation on the build machine; only the native platform
 TLS verification is turned off (``--tls-verify=false``) only for a registry listed in
 ``insecure_registries`` (plain-HTTP lab registries); pulls during the build follow
 ``registries.conf``.
+
+Builds at once (``--jobs N``): buildah holds its storage's lock for most of a build, so two
+builds in one storage take as long as one after the other (measured: 2.0 s against 1.8 s for
+two small images). With ``storage_slots`` each build and its push use a storage of their own
+(``--root``/``--runroot``), taken from a pool for the length of the step: two builds then
+take 1.1 s. The cost is disk: each slot keeps its own copy of the base layers.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from careen.builders.credentials import AuthContext
@@ -42,6 +52,32 @@ from careen.errors import ServiceError
 CHECK_TIMEOUT_SECONDS = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class StorageSlot:
+    """One buildah storage: ``root`` (images, layers) and ``runroot`` (locks, state)."""
+
+    root: Path
+    runroot: Path
+
+
+def storage_slots(count: int, root: Path, runroot: Path) -> tuple[StorageSlot, ...]:
+    """``count`` storages under ``root`` and ``runroot`` (``slot-1``...); none for one job,
+    which keeps buildah's own storage."""
+    if count < 2:
+        return ()
+    return tuple(StorageSlot(root / f"slot-{n}", runroot / f"slot-{n}")
+                 for n in range(1, count + 1))
+
+
+def default_slot_folders(environ: Mapping[str, str], home: Path) -> tuple[Path, Path]:
+    """Where slot storages live: ``$XDG_CACHE_HOME/careen/buildah`` (kept between nights,
+    so base layers are pulled once per slot) and a short run folder under /tmp (buildah's
+    run root holds sockets, whose paths must stay short)."""
+    cache = environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if cache and os.path.isabs(cache) else home / ".cache"
+    return base / "careen" / "buildah", Path(tempfile.gettempdir()) / f"careen-{os.getuid()}"
+
+
 class BuildahBuilder:
     """Builds with ``buildah``. ``env`` is added to this process's environment (e.g. the
     lab's ``CONTAINERS_STORAGE_CONF``); ``auth`` supplies the auth file."""
@@ -60,6 +96,7 @@ class BuildahBuilder:
         push_attempts: int = 3,
         retry_wait: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        slots: Sequence[StorageSlot] = (),
     ) -> None:
         self.auth = auth
         self.extra_env = dict(env or {})
@@ -71,6 +108,12 @@ class BuildahBuilder:
         self.retry_wait = retry_wait
         self.sleep = sleep
         self._available = False
+        self._free: queue.Queue[StorageSlot] = queue.Queue()
+        for slot in slots:
+            self._free.put(slot)
+        self._slotted = bool(slots)
+        self._held: dict[str, StorageSlot] = {}
+        self._lock = threading.Lock()
 
     def env(self) -> dict[str, str]:
         """The tool's environment: this process's (less Careen's secrets), ``env``, and the
@@ -100,14 +143,38 @@ class BuildahBuilder:
 
     # -- argument lists --------------------------------------------------------------------
 
-    def _global(self) -> list[str]:
-        return [self.buildah, "--storage-driver", self.storage_driver]
+    def _global(self, slot: StorageSlot | None = None) -> list[str]:
+        argv = [self.buildah, "--storage-driver", self.storage_driver]
+        if slot is not None:
+            argv += ["--root", str(slot.root), "--runroot", str(slot.runroot)]
+        return argv
+
+    def _take_slot(self, request: BuildRequest) -> StorageSlot | None:
+        """The storage this step builds in (and later pushes from), or None (the shared
+        one). Blocks while every slot is busy."""
+        if not self._slotted:
+            return None
+        slot = self._free.get()
+        with self._lock:
+            self._held[request.target] = slot
+        return slot
+
+    def _slot_of(self, request: BuildRequest) -> StorageSlot | None:
+        with self._lock:
+            return self._held.get(request.target)
+
+    def _release_slot(self, request: BuildRequest) -> None:
+        with self._lock:
+            slot = self._held.pop(request.target, None)
+        if slot is not None:
+            self._free.put(slot)
 
     def _auth_args(self) -> list[str]:
         return ["--authfile", str(self.auth.config_file)] if self.auth is not None else []
 
-    def build_argv(self, request: BuildRequest, *, iidfile: Path | None = None) -> list[str]:
-        argv = [*self._global(), "bud", "--isolation", self.isolation]
+    def build_argv(self, request: BuildRequest, *, iidfile: Path | None = None,
+                   slot: StorageSlot | None = None) -> list[str]:
+        argv = [*self._global(slot), "bud", "--isolation", self.isolation]
         if request.pull:
             argv.append("--pull-always")
         if request.no_cache:
@@ -128,11 +195,12 @@ class BuildahBuilder:
         argv += ["-f", str(request.dockerfile_path), str(request.context)]
         return argv
 
-    def push_argv(self, request: BuildRequest, *, digestfile: Path) -> list[str]:
+    def push_argv(self, request: BuildRequest, *, digestfile: Path,
+                  slot: StorageSlot | None = None) -> list[str]:
         if len(request.platforms) > 1:
-            argv = [*self._global(), "manifest", "push", "--all"]
+            argv = [*self._global(slot), "manifest", "push", "--all"]
         else:
-            argv = [*self._global(), "push"]
+            argv = [*self._global(slot), "push"]
         argv += ["--digestfile", str(digestfile), *self._auth_args()]
         if request.image.registry in self.insecure_registries:
             argv.append("--tls-verify=false")
@@ -143,31 +211,48 @@ class BuildahBuilder:
 
     def build(self, request: BuildRequest) -> BuildResult:
         self.ensure_available()
+        slot = self._take_slot(request)
+        try:
+            result = self._build_in(request, slot)
+        except BaseException:
+            self._release_slot(request)
+            raise
+        if not result.ok:
+            self._release_slot(request)  # no push follows a failed build
+        return result
+
+    def _build_in(self, request: BuildRequest, slot: StorageSlot | None) -> BuildResult:
         if len(request.platforms) > 1:
             # --manifest adds to an existing local list: start from an empty one.
             subprocess.run(
-                [*self._global(), "manifest", "rm", request.target], env=self.env(),
+                [*self._global(slot), "manifest", "rm", request.target], env=self.env(),
                 capture_output=True, check=False, timeout=CHECK_TIMEOUT_SECONDS,
                 stdin=subprocess.DEVNULL,
             )
         with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
             iidfile = Path(scratch) / "iid"
-            run = run_logged(self.build_argv(request, iidfile=iidfile), env=self.env(),
-                             log_path=request.log_path, timeout=request.timeout)
+            run = run_logged(self.build_argv(request, iidfile=iidfile, slot=slot),
+                             env=self.env(), log_path=request.log_path,
+                             timeout=request.timeout)
             image_id = read_tool_output(iidfile)
         return build_result(request, run, image_id)
 
     def push(self, request: BuildRequest) -> PushResult:
         self.ensure_available()
+        slot = self._slot_of(request)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
-            digestfile = Path(scratch) / "digest"
-            run, attempts = retry_transient(
-                lambda: run_logged(self.push_argv(request, digestfile=digestfile),
-                                   env=self.env(), log_path=request.log_path,
-                                   timeout=request.push_timeout),
-                is_transient=should_retry, attempts=self.push_attempts,
-                initial_wait=self.retry_wait, sleep=self.sleep,
-            )
-            digest = read_tool_output(digestfile)
+        try:
+            with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
+                digestfile = Path(scratch) / "digest"
+                run, attempts = retry_transient(
+                    lambda: run_logged(self.push_argv(request, digestfile=digestfile,
+                                                      slot=slot),
+                                       env=self.env(), log_path=request.log_path,
+                                       timeout=request.push_timeout),
+                    is_transient=should_retry, attempts=self.push_attempts,
+                    initial_wait=self.retry_wait, sleep=self.sleep,
+                )
+                digest = read_tool_output(digestfile)
+        finally:
+            self._release_slot(request)
         return push_result(request, run, digest, attempts, time.monotonic() - started)
