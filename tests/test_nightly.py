@@ -377,3 +377,19 @@ def test_rescan_asks_again_until_harbor_knows_the_digest_and_waits_for_final_sca
     assert results[done].status is ScanStatus.SUCCESS
     assert results[stuck].status is ScanStatus.RUNNING  # still running at the deadline
     assert 30 <= now[0] < 32
+
+
+def test_an_interrupted_run_exits_130_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM (a Jenkins abort) cancels the nightly task; the CLI says so, exit 130."""
+    from careen import nightly
+    from careen.cli.main import _run
+
+    async def cancelled(*args: object, **kwargs: object) -> None:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(nightly, "run_nightly", cancelled)
+    monkeypatch.setenv("CAREEN_REGISTRY_SERVER", "registry.test")
+    assert _run(["run", "--state", str(tmp_path / "s.sqlite")], "careen") == 130
+    assert capsys.readouterr().err.strip() == "careen: interrupted"

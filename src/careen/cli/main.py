@@ -8,6 +8,7 @@ exit code; no traceback reaches a person unless ``--debug`` is given.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,17 +31,22 @@ results, picks the images that break your policy (by default the old Jenkins job
 Dockerfile folder (app/version/Dockerfile), rebuilds it from a fresh base without cache,
 pushes it, asks Harbor to rescan, and checks that the counts went down.
 
+[bold]Try it on this machine first[/bold] (a registry, a builder and a simulated Harbor):
+
+    careen demo
+
 [bold]Typical Jenkins shell step:[/bold]
 
-    careen vulnerable -o vulnerable.list     # the old list-vulnerable-images
-    careen tree --root .                     # which folder builds which image
+    careen run --reports-dir reports     # list, plan, rebuild, verify, report
+
+or the old scheme's two steps, unchanged: list-vulnerable-images, then update-images.
 
 Settings come from careen.toml in the working folder (or --config), then CAREEN_*
 environment variables, then flags. Passwords only from the environment or a file:
 CAREEN_HARBOR_PASSWORD, CAREEN_REGISTRY_PASSWORD (or the old registry_password).
 
 Exit codes: 0 ok, 1 images break the policy or some work failed, 2 usage or config error,
-3 Harbor, the registry or the builder could not be reached.
+3 Harbor, the registry or the builder could not be reached, 130 interrupted.
 """)
 
 app = typer.Typer(
@@ -114,7 +120,8 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
             raise
         print(describe_error(error), file=sys.stderr)
         return int(error.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C, or SIGTERM (a Jenkins abort), which the nightly job turns into a cancel.
         print("careen: interrupted", file=sys.stderr)
         return 130
     except typer.Exit as exit_:
