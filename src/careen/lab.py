@@ -516,7 +516,7 @@ def _stop_process(pid: int, directory: Path, grace: float = 10.0) -> None:
     if not _is_ours(pid, directory):
         _reap(pid)
         return
-    descendants = _descendants(pid)
+    children = descendants(pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -527,7 +527,7 @@ def _stop_process(pid: int, directory: Path, grace: float = 10.0) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    for child in descendants:
+    for child in children:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
     for _ in range(100):
@@ -537,7 +537,7 @@ def _stop_process(pid: int, directory: Path, grace: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     """Every live process below ``root`` in the process tree (from /proc)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():

@@ -19,27 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from careen.lab import Lab, podman_answers
+from careen.lab import Lab, descendants, podman_answers
 
 READY_SECONDS = 30.0
-
-
-def descendants(root: int) -> list[int]:
-    """Every live process below ``root`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[-1].split()[1])
-    found: list[int] = []
-    frontier = [root]
-    while frontier:
-        current = frontier.pop()
-        children = [pid for pid, parent in parents.items() if parent == current]
-        found.extend(children)
-        frontier.extend(children)
-    return found
 
 
 @dataclass(frozen=True)
