@@ -25,6 +25,7 @@ from careen.builders.interface import (
     Failure,
     PushResult,
     Status,
+    unsupported_result,
 )
 from careen.config import Config, load_config
 from careen.errors import UsageError
@@ -393,3 +394,50 @@ def test_an_interrupted_run_exits_130_with_one_line(
     monkeypatch.setenv("CAREEN_REGISTRY_SERVER", "registry.test")
     assert _run(["run", "--state", str(tmp_path / "s.sqlite")], "careen") == 130
     assert capsys.readouterr().err.strip() == "careen: interrupted"
+
+
+MULTI_ARCH_FLEET: dict[str, Any] = {
+    "harbor_version": "2.14.0",
+    "users": {"admin": "Harbor12345"},
+    "projects": [{"name": "library", "repositories": [
+        {"name": "base", "artifacts": [{
+            "tags": ["1.0"], "scan": {"high": 1},
+            "platforms": [{"os": "linux", "architecture": "amd64"},
+                          {"os": "linux", "architecture": "arm64"}]}]},
+    ]}],
+}
+
+
+class SinglePlatformBuilder(PushingBuilder):
+    """A builder without BuildKit-like multi-platform support (the legacy docker builder)."""
+
+    def __init__(self, harbor: SimulatorServer) -> None:
+        super().__init__(harbor)
+        self.requests: list[BuildRequest] = []
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        self.requests.append(request)
+        if len(request.platforms) > 1:
+            return unsupported_result(request, "cannot build multi-platform here")
+        return super().build(request)
+
+
+def test_a_multi_arch_image_is_built_for_its_platforms_or_skipped_never_flattened(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    """Harbor's index lists its platforms; the build request carries all of them, and a
+    builder that cannot make a manifest list skips the image (a single-arch image must
+    never replace a multi-arch tag)."""
+    harbor.reset(Fleet.from_dict(MULTI_ARCH_FLEET))
+    config = make_config(tmp_path, harbor)
+    builder = SinglePlatformBuilder(harbor)
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, builder, tmp_path)
+    [request] = [r for r in builder.requests if r.image.repository == "library/base"]
+    assert request.platforms == ("linux/amd64", "linux/arm64")
+    assert builder.pushed == []
+    by_image = {r.image.short: r for r in outcome.result.images}
+    assert by_image["library/base:1.0"].outcome is Outcome.SKIPPED
+    assert "multi-platform" in by_image["library/base:1.0"].note
+    # Its children are not built on the old base either.
+    assert by_image["library/app:1"].outcome is Outcome.SKIPPED
