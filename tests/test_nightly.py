@@ -441,3 +441,45 @@ def test_a_multi_arch_image_is_built_for_its_platforms_or_skipped_never_flattene
     assert "multi-platform" in by_image["library/base:1.0"].note
     # Its children are not built on the old base either.
     assert by_image["library/app:1"].outcome is Outcome.SKIPPED
+
+
+def test_a_night_clones_the_tree_from_git_and_labels_the_commit_it_built(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    """``[tree] git``: the seed's Jenkins job checked the Dockerfiles out before building;
+    ``careen run`` clones (then fast-forwards) the tree and records the commit."""
+    import subprocess
+
+    def git(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com",
+                               *args], cwd=cwd, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    origin = tmp_path / "origin"
+    write_tree(origin)
+    git("init", "-q", "-b", "main", cwd=origin)
+    git("add", "-A", cwd=origin)
+    git("commit", "-qm", "fleet", cwd=origin)
+    commit = git("rev-parse", "HEAD", cwd=origin)
+    harbor.reset(Fleet.from_dict(FLEET))
+    config = load_config(None, cwd=tmp_path, environ={
+        "CAREEN_HARBOR_URL": harbor.url, "CAREEN_HARBOR_USER": "admin",
+        "CAREEN_HARBOR_PASSWORD": "Harbor12345", "CAREEN_REGISTRY_SERVER": "registry.test",
+        "CAREEN_TREE_ROOT": str(tmp_path / "checkout"),
+        "CAREEN_TREE_GIT": f"file://{origin}", "CAREEN_TREE_BRANCH": "main",
+    }, overrides={})
+    builder = PushingBuilder(harbor)
+    requests: list[BuildRequest] = []
+    original = builder.build
+
+    def build(request: BuildRequest) -> BuildResult:
+        requests.append(request)
+        return original(request)
+
+    builder.build = build  # type: ignore[method-assign]
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, builder, tmp_path)
+        recorded = store.run(str(outcome.run_id)).run
+    assert (tmp_path / "checkout" / "base" / "1.0" / "Dockerfile").is_file()
+    assert recorded.tree_commit == commit == outcome.result.tree_commit
+    assert {r.labels["org.opencontainers.image.revision"] for r in requests} == {commit}
