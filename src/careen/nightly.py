@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -46,17 +45,16 @@ from careen.config import Config
 from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Image
-from careen.plan import Candidate, Plan, PlanStep, StepReason, make_plan
+from careen.plan import Candidate, Plan, PlanStep, make_plan
 from careen.policy import Policy, Selection, Verdict
 from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
 from careen.registries.harbor_v1 import HarborV1Client
-from careen.registries.http import HarborApiError
 from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
 from careen.reports.notify import send_webhook_async
-from careen.results import ImageResult, Outcome, RunResult, judge_rebuild, sort_results
+from careen.results import RunResult
 from careen.scan import ScanSummary, SeverityCounts
 from careen.state.store import (
     BuildRecord,
@@ -72,12 +70,11 @@ from careen.tree.discover import DockerfileTree, discover_tree, image_key
 from careen.tree.graph import BuildGraph
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
 from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+from careen.verify import rescan, results_of, scan_targets
 from careen.vulnerable import find_vulnerable, write_outputs
 
 #: Judged images written to the state database per transaction while the inventory streams.
 RECORD_BATCH = 2000
-#: Rescan requests sent to Harbor at once.
-RESCAN_CONCURRENCY = 8
 #: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 INTERRUPTED_EXIT = 130
 
@@ -295,123 +292,6 @@ class StateRecorder:
                 f"pushed by an earlier run of this plan as {outcome.digest}")
             self.store.build_skipped(self.run_id, step.image, step=self.position[step.image],
                                      reason=reason)
-
-
-# -- rescan and judge ------------------------------------------------------------------------
-
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-
-
-async def rescan(source: ScanSource, images: Iterable[ImageReference], *, timeout: float,
-                 interval: float, observer: Observer = NULL_OBSERVER,
-                 clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep) -> dict[ImageReference, ScanSummary]:
-    """Ask Harbor to scan each image (by digest) and wait until every scan is final or
-    ``timeout`` seconds passed; the latest summary of each.
-
-    Harbor learns of a pushed digest from the registry's notification, which may come a
-    moment after the push: an artifact Harbor does not know yet (404) is asked again until
-    the deadline."""
-    wanted = list(dict.fromkeys(images))
-    deadline = clock() + timeout
-    limit = asyncio.Semaphore(RESCAN_CONCURRENCY)
-    requested: set[ImageReference] = set()
-    results: dict[ImageReference, ScanSummary] = {}
-
-    async def ask(image: ImageReference) -> None:
-        async with limit:
-            try:
-                await source.request_scan(image)
-            except HarborApiError as error:
-                if error.status != 404:
-                    raise
-                return
-            requested.add(image)
-
-    async def look(image: ImageReference) -> None:
-        async with limit:
-            try:
-                results[image] = await source.scan_summary(image)
-            except HarborApiError as error:
-                if error.status != 404:
-                    raise
-
-    while True:
-        await asyncio.gather(*(ask(i) for i in wanted if i not in requested))
-        await asyncio.gather(*(look(i) for i in wanted if i in requested))
-        done = [i for i in wanted if i in results and results[i].status.is_final
-                and i in requested]
-        observer.progress("rescans", len(done), len(wanted))
-        if len(done) == len(wanted) or clock() >= deadline:
-            break
-        await sleep(min(interval, max(0.0, deadline - clock())))
-    missing = [i.short for i in wanted if i not in requested]
-    if missing:
-        observer.warning(f"Harbor does not know {len(missing)} pushed image(s) after "
-                         f"{timeout:.0f} s: {', '.join(missing[:5])}")
-    return results
-
-
-def results_of(plan: Plan, outcomes: Iterable[StepOutcome], *, policy: Policy,
-               before: Mapping[ImageReference, Image],
-               after: Mapping[ImageReference, ScanSummary] | None) -> tuple[ImageResult, ...]:
-    """Every image of the plan, judged. ``after`` maps each pushed image to its rescan;
-    ``None`` means no rescan was asked (``[run] rescan = false``, ``update``)."""
-    results: list[ImageResult] = []
-    for outcome in outcomes:
-        step = outcome.step
-        old = before.get(step.image)
-        base = ImageResult(
-            image=step.image, outcome=Outcome.SKIPPED, reason=step.detail, level=step.level,
-            parents=step.parents, selected=step.reason is StepReason.SELECTED,
-            before=old.scan if old is not None else None,
-            before_digest=old.digest if old is not None else step.digest,
-            after_digest=outcome.digest, duration=outcome.duration or None,
-            log_path=str(outcome.log_path) if outcome.log_path else None,
-            log_tail=outcome.log_tail,
-        )
-        if outcome.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED):
-            if after is None or outcome.digest is None:
-                results.append(replace(base, outcome=Outcome.REBUILT,
-                                       note="pushed; not rescanned"))
-                continue
-            verdict, note = judge_rebuild(policy, step.image, base.before,
-                                          after.get(step.image),
-                                          before_digest=base.before_digest,
-                                          after_digest=outcome.digest)
-            results.append(replace(base, outcome=verdict, note=note,
-                                   after=after.get(step.image)))
-        elif outcome.status is StepStatus.FAILED:
-            results.append(replace(base, outcome=Outcome.FAILED,
-                                   note=f"{outcome.reason or 'failed'}; see {outcome.log_path}"))
-        elif outcome.status is StepStatus.WOULD_BUILD:
-            results.append(replace(base, outcome=Outcome.PLANNED, note="dry run"))
-        else:
-            results.append(replace(base, note=outcome.reason or "skipped"))
-    for skipped in plan.skipped:
-        old = before.get(skipped.image)
-        results.append(ImageResult(
-            image=skipped.image, outcome=Outcome.SKIPPED, reason=skipped.detail,
-            note=skipped.reason.value, selected=True,
-            before=old.scan if old is not None else None,
-            before_digest=old.digest if old is not None else None,
-        ))
-    return sort_results(results)
-
-
-def scan_targets(outcomes: Iterable[StepOutcome], *,
-                 by_digest: bool = True) -> dict[ImageReference, ImageReference]:
-    """Each pushed image -> the reference to rescan: its pushed digest, so the scan judged
-    is the new image's even if the tag moves again; by tag for Harbor 1.x, whose scan API
-    names tags only."""
-    return {
-        o.step.image: ImageReference(o.step.image.repository, None, o.digest) if by_digest
-        else o.step.image
-        for o in outcomes
-        if o.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED) and o.digest
-    }
 
 
 # -- the nightly run -------------------------------------------------------------------------
