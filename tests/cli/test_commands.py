@@ -93,7 +93,8 @@ def test_schedule_round_trips(careen: Run, harbor_env: SimulatorServer) -> None:
 
 
 def test_scan_and_wait_prints_new_summary(careen: Run, harbor_env: SimulatorServer) -> None:
-    result = careen("scan", "library/grafana:4.1.2", "--wait", "--timeout", "20")
+    result = careen("scan", "library/grafana:4.1.2", "--wait", "--timeout", "20",
+                    "--interval", "0.1")
     assert result.code == 0, result.err
     [summary] = json.loads(result.out)
     assert summary["image"] == "library/grafana:4.1.2"

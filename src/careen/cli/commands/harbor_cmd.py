@@ -128,6 +128,9 @@ def scan(
                                        "the new summaries.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")
                        ] = 600.0,
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.05, help="Seconds between two looks at the scans with --wait.")
+    ] = 5.0,
     harbor_url: HarborUrlOption = None,
 ) -> int:
     """Ask Harbor to scan images now, instead of waiting for the nightly scan-all.
@@ -158,7 +161,7 @@ def scan(
             await harbor.request_scan(reference)
         if not wait:
             return {}
-        return await harbor.wait_for_scans(references, timeout=timeout)
+        return await harbor.wait_for_scans(references, timeout=timeout, interval=interval)
 
     results = _with_client(config, observer, work)
     if results:
