@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from careen.events import NULL_OBSERVER, Observer
@@ -20,18 +20,13 @@ from careen.plan import Plan, StepReason
 from careen.policy import Policy
 from careen.reference import ImageReference
 from careen.registries.http import HarborApiError
-from careen.registries.interface import ScanSource
+from careen.registries.interface import Clock, ScanSource, Sleep, wait_for_final_scans
 from careen.results import ImageResult, Outcome, judge_rebuild, sort_results
 from careen.scan import ScanSummary
 from careen.update import StepOutcome, StepStatus
 
 #: Rescan requests sent to Harbor at once.
 RESCAN_CONCURRENCY = 8
-
-
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 async def rescan(source: ScanSource, images: Iterable[ImageReference], *, timeout: float,
@@ -43,12 +38,11 @@ async def rescan(source: ScanSource, images: Iterable[ImageReference], *, timeou
 
     Harbor learns of a pushed digest from the registry's notification, which may come a
     moment after the push: an artifact Harbor does not know yet (404) is asked again until
-    the deadline."""
+    the deadline, and left out of the results if it never becomes known."""
     wanted = list(dict.fromkeys(images))
     deadline = clock() + timeout
     limit = asyncio.Semaphore(RESCAN_CONCURRENCY)
     requested: set[ImageReference] = set()
-    results: dict[ImageReference, ScanSummary] = {}
 
     async def ask(image: ImageReference) -> None:
         async with limit:
@@ -60,23 +54,15 @@ async def rescan(source: ScanSource, images: Iterable[ImageReference], *, timeou
                 return
             requested.add(image)
 
-    async def look(image: ImageReference) -> None:
-        async with limit:
-            try:
-                results[image] = await source.scan_summary(image)
-            except HarborApiError as error:
-                if error.status != 404:
-                    raise
-
     while True:
         await asyncio.gather(*(ask(i) for i in wanted if i not in requested))
-        await asyncio.gather(*(look(i) for i in wanted if i in requested))
-        done = [i for i in wanted if i in results and results[i].status.is_final
-                and i in requested]
-        observer.progress("rescans", len(done), len(wanted))
-        if len(done) == len(wanted) or clock() >= deadline:
+        if len(requested) == len(wanted) or clock() >= deadline:
             break
         await sleep(min(interval, max(0.0, deadline - clock())))
+    results = await wait_for_final_scans(
+        source, [i for i in wanted if i in requested],
+        timeout=max(0.0, deadline - clock()), interval=interval, observer=observer,
+        clock=clock, sleep=sleep)
     missing = [i.short for i in wanted if i not in requested]
     if missing:
         observer.warning(f"Harbor does not know {len(missing)} pushed image(s) after "

@@ -52,6 +52,7 @@ from careen.registries.http import (
     crawl_pages,
     shown,
 )
+from careen.registries.interface import wait_for_final_scans
 from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
 
 API_V2: Final = "/api/v2.0"
@@ -774,22 +775,10 @@ class HarborV2Client(HarborClientBase):
 
     async def wait_for_scans(self, images: Sequence[ImageReference], *, timeout: float,
                              interval: float = 5.0) -> dict[ImageReference, ScanSummary]:
-        """Poll until every image's scan is final (Success, Error, Stopped) or ``timeout``
-        seconds passed; the latest summary of each. A summary that is still not scanned
-        (Harbor shows no overview while a scan is queued) counts as not final."""
-        results: dict[ImageReference, ScanSummary] = {}
-        waiting = list(dict.fromkeys(images))
-        deadline = self._clock() + timeout
-        while waiting:
-            summaries = await asyncio.gather(*(self.scan_summary(i) for i in waiting))
-            for image, summary in zip(waiting, summaries, strict=True):
-                results[image] = summary
-            waiting = [i for i in waiting if not results[i].status.is_final]
-            self.observer.progress("scans", len(results) - len(waiting), len(results))
-            if not waiting or self._clock() >= deadline:
-                break
-            await self._sleep(min(interval, max(0.0, deadline - self._clock())))
-        return results
+        """:func:`~careen.registries.interface.wait_for_final_scans` on this client's clock."""
+        return await wait_for_final_scans(self, images, timeout=timeout, interval=interval,
+                                          observer=self.observer, clock=self._clock,
+                                          sleep=self._sleep)
 
     async def scan_all_metrics(self) -> ScanAllMetrics:
         body = await self.http.get_json(f"{API_V2}/scans/all/metrics",
