@@ -436,14 +436,8 @@ async def run_update(
     builder_opener = open_builder or (lambda: logged_in_builder(config, login=True))
     revision = describe_tree(Path(plan.tree_root))
     if options.dry_run:
-        outcomes = [StepOutcome(step, StepStatus.WOULD_BUILD, step.image) for step in plan.steps]
-        now = datetime.now(UTC)
-        result = RunResult(run_id=f"dry-run-{plan.id}", started_at=now, finished_at=now,
-                           policy=str(policy.rule), images=results_of(
-                               plan, outcomes, policy=policy, before={}, after=None),
-                           plan_id=plan.id, tree_commit=revision.commit, registry=registry,
-                           dry_run=True)
-        return NightlyOutcome(None, plan, result, (), ExitCode.OK)
+        return _dry_run_outcome(plan, policy, started=datetime.now(UTC), before={},
+                                tree_commit=revision.commit, harbor=None, registry=registry)
     with store.run_lock():
         store.mark_interrupted_runs()
         run = store.begin_run(RunKind.UPDATE, plan_id=plan.id, tree_commit=revision.commit,
@@ -482,14 +476,25 @@ async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
                                          projects=config.harbor.projects, observer=observer)
     plan = store_plan(store, plan_from_inventory(inventory, tree, policy,
                                                  cascade=options.cascade, revision=revision))
+    return _dry_run_outcome(plan, policy, started=started, before=inventory.in_tree,
+                            tree_commit=revision.commit, harbor=config.harbor.url,
+                            registry=config.registry.server, unscanned=inventory.unscanned,
+                            judged=inventory.judged)
+
+
+def _dry_run_outcome(plan: Plan, policy: Policy, *, started: datetime,
+                     before: Mapping[ImageReference, Image], tree_commit: str | None,
+                     harbor: str | None, registry: str | None,
+                     unscanned: tuple[tuple[str, str], ...] = (),
+                     judged: int = 0) -> NightlyOutcome:
+    """What a dry run shows: every step "planned", nothing built, no run recorded."""
     outcomes = [StepOutcome(step, StepStatus.WOULD_BUILD, step.image) for step in plan.steps]
     result = RunResult(
         run_id=f"dry-run-{plan.id}", started_at=started, finished_at=datetime.now(UTC),
         policy=str(policy.rule),
-        images=results_of(plan, outcomes, policy=policy, before=inventory.in_tree, after=None),
-        plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
-        registry=config.registry.server, unscanned=inventory.unscanned,
-        judged=inventory.judged, dry_run=True)
+        images=results_of(plan, outcomes, policy=policy, before=before, after=None),
+        plan_id=plan.id, tree_commit=tree_commit, harbor=harbor, registry=registry,
+        unscanned=unscanned, judged=judged, dry_run=True)
     return NightlyOutcome(None, plan, result, (), ExitCode.OK)
 
 
