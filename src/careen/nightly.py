@@ -118,16 +118,14 @@ def push_registry(config: Config) -> str:
 
 
 @contextmanager
-def logged_in_builder(config: Config, *, login: bool,
-                      parent: Path | None = None) -> Iterator[Builder]:
+def logged_in_builder(config: Config) -> Iterator[Builder]:
     """The configured builder, logged in to ``[registry] server`` in a private, temporary
     auth folder removed afterwards (the user's own ``~/.docker/config.json`` is never read
     nor written). The password goes to the login tool on stdin, never in argv."""
     registry = push_registry(config)
     tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
-    with private_auth(parent) as auth:
-        if login:
-            _login(config, auth, registry, tool)
+    with private_auth() as auth:
+        _login(config, auth, registry, tool)
         if tool is LoginTool.BUILDAH:
             # Builds at once each get a storage of their own: buildah's storage lock would
             # run them one after the other.
@@ -345,7 +343,7 @@ async def run_nightly(
     registry = push_registry(config)
     opener = open_source or (lambda: open_harbor(assemble.harbor_settings(config),
                                                  observer=observer))
-    builder_opener = open_builder or (lambda: logged_in_builder(config, login=True))
+    builder_opener = open_builder or (lambda: logged_in_builder(config))
     with store.run_lock():
         store.mark_interrupted_runs()
         resumed = _resumable(store) if options.resume else None
@@ -433,7 +431,7 @@ async def run_update(
     No rescan: that is ``careen run``'s verify step."""
     policy = assemble.policy(config)
     registry = push_registry(config)
-    builder_opener = open_builder or (lambda: logged_in_builder(config, login=True))
+    builder_opener = open_builder or (lambda: logged_in_builder(config))
     revision = describe_tree(Path(plan.tree_root))
     if options.dry_run:
         return _dry_run_outcome(plan, policy, started=datetime.now(UTC), before={},

@@ -14,6 +14,7 @@ from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
 from careen.cli.output import table_console
 from careen.results import RunResult
+from careen.scan import ScanSummary
 from careen.state.store import StateStore
 
 
@@ -96,8 +97,8 @@ def print_summary(result: RunResult, say: Callable[[str], None]) -> None:
     say(f"run {result.run_id}: {counts or 'nothing to do'}")
 
 
-def _counts(summary: object) -> str:
-    counts = getattr(summary, "counts", None)
+def _counts(summary: ScanSummary | None) -> str:
+    counts = summary.counts if summary is not None else None
     if counts is None:
         return "-"
     return " ".join(f"{severity.label[0].upper()}{n}" for severity, n in counts.items() if n) \
