@@ -128,13 +128,21 @@ def loopback_server(route: Route) -> Iterator[LoopbackServer]:
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler, "loopback-http") as port:
+        record.port = port
+        yield record
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], name: str) -> Iterator[int]:
+    """Serve ``handler`` on a free loopback port from a thread; yields the port, and stops
+    the server (and its thread) when the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    record.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name="loopback-http", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
-        yield record
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
