@@ -6,9 +6,6 @@ against the simulator (or a loopback server that fails the way the row says).
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +16,7 @@ import pytest
 
 from careen.errors import ExitCode
 from careen.sim.harbor import Fleet, SimOptions, SimulatorServer
+from tests.tls import self_signed_server
 
 from .conftest import Careen, CliResult, OpenedHarbor
 from .support import free_port
@@ -173,26 +171,7 @@ def test_malformed_vulnerable_list_under_strict(
 def tls_harbor(tmp_path: Path) -> Iterator[str]:
     """A loopback HTTPS server with a self-signed certificate (in a thread: the CLI runs its
     own event loop in this one). Answers every request with ``{}``."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    context, _ = self_signed_server(tmp_path)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -204,8 +183,6 @@ def tls_harbor(tmp_path: Path) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)
