@@ -147,28 +147,28 @@ class StateFileError(UsageError):
         self.path = path
 
 
-class UnknownPlanError(UsageError):
-    def __init__(self, path: Path, plan_id: str, latest: list[str]) -> None:
+class UnknownRecordError(UsageError):
+    """No record of that id; the message lists the latest ids of the kind."""
+
+    kind = "record"
+
+    def __init__(self, path: Path, record_id: str, latest: list[str]) -> None:
         if latest:
-            shown = ", ".join(latest)
-            message = f"no plan {plan_id!r} in the state at {path}; latest plans: {shown}"
+            message = (f"no {self.kind} {record_id!r} in the state at {path}; latest "
+                       f"{self.kind}s: {', '.join(latest)}")
         else:
-            message = f"no plan {plan_id!r}: the state at {path} holds no plans yet"
+            message = f"no {self.kind} {record_id!r}: the state at {path} holds no {self.kind}s yet"
         super().__init__(message)
-        self.plan_id = plan_id
+        self.record_id = record_id
         self.latest = latest
 
 
-class UnknownRunError(UsageError):
-    def __init__(self, path: Path, run_id: str, latest: list[str]) -> None:
-        if latest:
-            shown = ", ".join(latest)
-            message = f"no run {run_id!r} in the state at {path}; latest runs: {shown}"
-        else:
-            message = f"no run {run_id!r}: the state at {path} holds no runs yet"
-        super().__init__(message)
-        self.run_id = run_id
-        self.latest = latest
+class UnknownPlanError(UnknownRecordError):
+    kind = "plan"
+
+
+class UnknownRunError(UnknownRecordError):
+    kind = "run"
 
 
 # -- records ---------------------------------------------------------------------------------
