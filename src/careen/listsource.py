@@ -59,12 +59,13 @@ def read_list(spec: str, *, stdin: TextIO, strict: bool = False,
     return ListedImages(read_vulnerable_list(text, source=shown, strict=strict), shown)
 
 
-def redact(url: str) -> str:
+def redact(url: str, *, query: bool = False) -> str:
+    """``url`` without its user and password (and without its query unless ``query``)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.port is not None:
         host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return urlunsplit((parts.scheme, host, parts.path, parts.query if query else "", ""))
 
 
 def fetch_list(url: str, *, transport: httpx.BaseTransport | None = None) -> str:
@@ -73,8 +74,7 @@ def fetch_list(url: str, *, transport: httpx.BaseTransport | None = None) -> str
     shown = redact(url)
     parts = urlsplit(url)
     auth = (parts.username or "", parts.password or "") if parts.username else None
-    bare = urlunsplit((parts.scheme, parts.hostname or "" if parts.port is None
-                       else f"{parts.hostname}:{parts.port}", parts.path, parts.query, ""))
+    bare = redact(url, query=True)
     try:
         with httpx.Client(timeout=FETCH_TIMEOUT_SECONDS, transport=transport,
                           follow_redirects=False) as client, \
