@@ -45,6 +45,7 @@ from careen.config import Config
 from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Image
+from careen.listsource import ListedImages
 from careen.plan import Candidate, Plan, PlanStep, make_plan
 from careen.policy import Policy, Selection, Verdict
 from careen.reference import ImageReference
@@ -214,6 +215,18 @@ def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Poli
     known = {key: _candidate_of(image) for key, image in inventory.in_tree.items()}
     return make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), known=known, source=source,
+                     policy=str(policy.rule), tree_commit=revision.commit)
+
+
+def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *,
+                   cascade: bool, revision: TreeRevision,
+                   observer: Observer = NULL_OBSERVER) -> Plan:
+    """The plan for the images of a vulnerable.list (nothing known of them but their names);
+    the list's malformed lines are reported to ``observer`` and skipped."""
+    for problem in listed.listing.problems:
+        observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} (line skipped)")
+    return make_plan(listed.candidates(), tree, BuildGraph.from_tree(tree), cascade=cascade,
+                     ignored_by=ignore_matcher(policy), source=listed.source,
                      policy=str(policy.rule), tree_commit=revision.commit)
 
 

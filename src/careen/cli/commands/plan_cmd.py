@@ -17,11 +17,10 @@ from careen.cli.output import ConsoleObserver, table_console
 from careen.config import Config
 from careen.errors import ExitCode
 from careen.listsource import read_list
-from careen.plan import Plan, make_plan
+from careen.plan import Plan
 from careen.registries.harbor import open_harbor
 from careen.state.store import StateStore
 from careen.tree.discover import DockerfileTree
-from careen.tree.graph import BuildGraph
 from careen.tree.scm import TreeRevision
 
 
@@ -73,14 +72,9 @@ def plan(
         if source is None:
             made = run_async(_plan_from_harbor(config, tree, revision, cascade, observer))
         else:
-            listed = read_list(source, stdin=sys.stdin, strict=strict)
-            for problem in listed.listing.problems:
-                observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} "
-                                 "(line skipped)")
-            made = make_plan(listed.candidates(), tree, BuildGraph.from_tree(tree),
-                             cascade=cascade, ignored_by=nightly.ignore_matcher(policy),
-                             source=listed.source, policy=str(policy.rule),
-                             tree_commit=revision.commit)
+            made = nightly.plan_from_list(read_list(source, stdin=sys.stdin, strict=strict),
+                                          tree, policy, cascade=cascade, revision=revision,
+                                          observer=observer)
     with StateStore.open(nightly.state_path(config)) as store:
         stored = nightly.store_plan(store, made)
     if output_format == "json":

@@ -15,11 +15,10 @@ from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
 from careen.errors import ExitCode, UsageError
 from careen.listsource import read_list
-from careen.plan import Plan, make_plan
+from careen.plan import Plan
 from careen.reference import ImageReference
 from careen.shard import at_level, only_images, parse_shard, shard
 from careen.state.store import StateStore
-from careen.tree.graph import BuildGraph
 
 
 @command(app, "update")
@@ -105,15 +104,10 @@ def update(
                                                observer=observer)
             listed = read_list(source or str(config.output.vulnerable_list), stdin=sys.stdin,
                                strict=strict)
-            for problem in listed.listing.problems:
-                observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} "
-                                 "(line skipped)")
             problems = bool(listed.listing.problems)
-            policy = assemble.policy(config)
-            plan = nightly.store_plan(store, make_plan(
-                listed.candidates(), tree, BuildGraph.from_tree(tree), cascade=cascade,
-                ignored_by=nightly.ignore_matcher(policy), source=listed.source,
-                policy=str(policy.rule), tree_commit=revision.commit))
+            plan = nightly.store_plan(store, nightly.plan_from_list(
+                listed, tree, assemble.policy(config), cascade=cascade, revision=revision,
+                observer=observer))
         if only:
             plan = only_images(plan, [ImageReference.parse_short(image) for image in only])
         if level is not None:
