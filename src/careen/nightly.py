@@ -218,6 +218,22 @@ def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Poli
                      policy=str(policy.rule), tree_commit=revision.commit)
 
 
+async def plan_from_harbor(
+    config: Config, tree: DockerfileTree, revision: TreeRevision, policy: Policy, *,
+    cascade: bool, opener: HarborOpener | None = None, observer: Observer = NULL_OBSERVER,
+) -> tuple[Plan, Inventory]:
+    """Read Harbor (nothing recorded) and plan: ``careen plan``, ``careen run --dry-run``."""
+    async with _harbor(opener or _harbor_opener(config, observer)) as harbor:
+        inventory = await read_inventory(harbor, policy, tree,
+                                         projects=config.harbor.projects, observer=observer)
+    return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision),
+            inventory)
+
+
+def _harbor_opener(config: Config, observer: Observer) -> HarborOpener:
+    return lambda: open_harbor(assemble.harbor_settings(config), observer=observer)
+
+
 def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *,
                    cascade: bool, revision: TreeRevision,
                    observer: Observer = NULL_OBSERVER) -> Plan:
@@ -354,8 +370,7 @@ async def run_nightly(
     whole length (a second run on the same state is refused at once)."""
     policy = assemble.policy(config)
     registry = push_registry(config)
-    opener = open_source or (lambda: open_harbor(assemble.harbor_settings(config),
-                                                 observer=observer))
+    opener = open_source or _harbor_opener(config, observer)
     builder_opener = open_builder or (lambda: logged_in_builder(config))
     with store.run_lock():
         store.mark_interrupted_runs()
@@ -482,11 +497,10 @@ async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
     """Inventory and plan (stored, so ``careen update --plan ID`` can run it); no run is
     recorded and nothing is written but the plan."""
     started = datetime.now(UTC)
-    async with _harbor(opener) as harbor:
-        inventory = await read_inventory(harbor, policy, tree,
-                                         projects=config.harbor.projects, observer=observer)
-    plan = store_plan(store, plan_from_inventory(inventory, tree, policy,
-                                                 cascade=options.cascade, revision=revision))
+    made, inventory = await plan_from_harbor(config, tree, revision, policy,
+                                             cascade=options.cascade, opener=opener,
+                                             observer=observer)
+    plan = store_plan(store, made)
     return _dry_run_outcome(plan, policy, started=started, before=inventory.in_tree,
                             tree_commit=revision.commit, harbor=config.harbor.url,
                             registry=config.registry.server, unscanned=inventory.unscanned,

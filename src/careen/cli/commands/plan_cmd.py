@@ -13,15 +13,10 @@ from rich.table import Table
 from careen import assemble, nightly
 from careen.cli.common import StateOption, command, emit, load, run_async
 from careen.cli.main import app, globals_of
-from careen.cli.output import ConsoleObserver, table_console
-from careen.config import Config
+from careen.cli.output import table_console
 from careen.errors import ExitCode
 from careen.listsource import read_list
-from careen.plan import Plan
-from careen.registries.harbor import open_harbor
 from careen.state.store import StateStore
-from careen.tree.discover import DockerfileTree
-from careen.tree.scm import TreeRevision
 
 
 @command(app, "plan")
@@ -70,7 +65,8 @@ def plan(
     policy = assemble.policy(config)
     with observer:
         if source is None:
-            made = run_async(_plan_from_harbor(config, tree, revision, cascade, observer))
+            made, _ = run_async(nightly.plan_from_harbor(config, tree, revision, policy,
+                                                         cascade=cascade, observer=observer))
         else:
             made = nightly.plan_from_list(read_list(source, stdin=sys.stdin, strict=strict),
                                           tree, policy, cascade=cascade, revision=revision,
@@ -83,18 +79,6 @@ def plan(
         print_plan(stored.to_dict(), table_console())
     observer.info(f"plan {stored.id} stored; run it with: careen update --plan {stored.id}")
     return int(ExitCode.OK)
-
-
-async def _plan_from_harbor(config: Config, tree: DockerfileTree, revision: TreeRevision,
-                            cascade: bool,
-                            observer: ConsoleObserver) -> Plan:
-    policy = assemble.policy(config)
-    async with await open_harbor(assemble.harbor_settings(config), observer=observer) as harbor:
-        inventory = await nightly.read_inventory(harbor, policy, tree,
-                                                 projects=config.harbor.projects,
-                                                 observer=observer)
-    return nightly.plan_from_inventory(inventory, tree, policy, cascade=cascade,
-                                       revision=revision)
 
 
 def print_plan(document: dict[str, Any], console: Console) -> None:
