@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -130,17 +130,15 @@ async def execute_plan(
     plan: Plan, builder: Builder, options: UpdateOptions, *,
     recorder: UpdateRecorder | None = None,
     already_pushed: Mapping[str, str] | None = None,
-    only: Iterable[ImageReference] | None = None,
     observer: Observer = NULL_OBSERVER,
 ) -> list[StepOutcome]:
     """Run the plan's steps; returns one outcome per step, in plan order.
 
     ``already_pushed`` maps ``repository:tag`` to the digest an earlier run of this plan
-    pushed (resume); ``only`` limits the run to these images (their parents must already be
-    pushed, by this plan's earlier runs or another shard)."""
+    pushed (resume). A part of a plan (``careen.shard``: ``--only``, ``--shard``,
+    ``--level``) is a plan of its own whose steps' parents outside it were built elsewhere."""
     record = recorder or NullRecorder()
     pushed_before = dict(already_pushed or {})
-    wanted = None if only is None else {ref.short for ref in only}
     created = datetime.now(UTC)
     options.log_dir.mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(options.jobs)
@@ -168,12 +166,6 @@ async def execute_plan(
                 reason=f"parent {failed[0].step.image.short} "
                        f"{'was skipped' if failed[0].status is StepStatus.SKIPPED else 'failed'}",
             ))
-        if wanted is not None and step.image.short not in wanted:
-            if step.image.short in pushed_before:
-                return finish(StepOutcome(step, StepStatus.ALREADY_PUSHED, request.image,
-                                          digest=pushed_before[step.image.short]))
-            return finish(StepOutcome(step, StepStatus.SKIPPED, request.image,
-                                      reason="not in --only"))
         if step.image.short in pushed_before:
             observer.info(f"{step.image.short}: pushed by an earlier run of this plan "
                           f"({pushed_before[step.image.short][:19]}...), not built again")
