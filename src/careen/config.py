@@ -203,6 +203,32 @@ class PolicyConfig(_Section):
     unscanned: Literal["report", "select", "ignore"] = "report"
 
 
+def _tree_table(value: Mapping[str, object], required: tuple[str, ...],
+                what: str) -> Mapping[str, object]:
+    """A read-only table of strings (and ``tags``, a list of strings) with these keys."""
+    missing = [key for key in required if key not in value]
+    unknown = [key for key in value if key not in (*required, "tags")]
+    if missing or unknown:
+        raise ValueError(f"{what} needs {', '.join(required)} (and may have tags)"
+                         + (f"; unknown key {unknown[0]!r}" if unknown else ""))
+    for key in required:
+        if not isinstance(value[key], str):
+            raise ValueError(f"{what}: {key} must be a string")
+    return MappingProxyType(dict(value))
+
+
+#: ``[tree.mapping]`` value as a table: ``{ folder = "redis/7.2", tags = ["7", "latest"] }``.
+MappingTable = Annotated[
+    Mapping[Text, Text | TextList],
+    AfterValidator(lambda value: _tree_table(value, ("folder",), "a mapping table")),
+]
+#: One ``[[tree.rule]]``: ``path``, ``image`` and optional ``tags`` templates.
+RuleTable = Annotated[
+    Mapping[Text, Text | TextList],
+    AfterValidator(lambda value: _tree_table(value, ("path", "image"), "a [[tree.rule]]")),
+]
+
+
 class TreeConfig(_Section):
     """``[tree]``: where the Dockerfiles are (``app/version/Dockerfile``)."""
 
@@ -210,8 +236,17 @@ class TreeConfig(_Section):
     layout: Literal["auto", "app/version", "project/app/version"] = "auto"
     #: The Harbor project of ``app/version`` folders.
     project: Annotated[str, Strict(), Field(min_length=1)] = "library"
-    #: Explicit image -> folder (relative to ``root``) pairs, for folders off the layout.
-    mapping: Table = Field(default_factory=_empty_table)
+    #: Explicit image -> folder (relative to ``root``), or -> ``{ folder, tags }``.
+    mapping: Annotated[
+        Mapping[Text, Text | MappingTable], AfterValidator(MappingProxyType),
+        PlainSerializer(dict),
+    ] = Field(default_factory=_empty_table)
+    #: ``[[tree.rule]]``: folder patterns -> image names, tried in order before the layout.
+    rules: tuple[RuleTable, ...] = Field(default=(), alias="rule")
+    #: More registry hosts that mean "this tree's registry" in FROM lines (mirrors, old names).
+    registries: TextList = ()
+    #: Skip (rather than mark "first rebuild") a tag Careen never built.
+    require_provenance: Flag = False
     #: A git URL to clone the tree from, and the branch to use.
     git: Text | None = None
     branch: Text | None = None

@@ -67,7 +67,7 @@ from careen.state.store import (
     default_state_path,
     fleet_summary,
 )
-from careen.tree.discover import DockerfileTree, discover_tree, image_key
+from careen.tree.discover import DockerfileTree, discover_configured, image_key
 from careen.tree.graph import BuildGraph
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
 from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
@@ -105,9 +105,7 @@ def open_tree(config: Config, *, allow_dirty: bool, sync: bool = True,
         revision = describe_tree(root)
     if revision.is_git:
         require_clean(revision, allow_dirty=allow_dirty)
-    tree = discover_tree(root, project=config.tree.project, registry=config.registry.server,
-                         mapping=config.tree.mapping, build_args=config.build.build_args,
-                         layout=config.tree.layout)
+    tree = discover_configured(config, root=root)
     return tree, revision
 
 

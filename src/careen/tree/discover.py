@@ -65,12 +65,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from careen.attention import AttentionKind
 from careen.errors import ConfigError, InputFileError, InvalidReferenceError
 from careen.reference import ImageReference
 from careen.tree.dockerfile import read_dockerfile
+
+if TYPE_CHECKING:
+    from careen.config import Config
 
 DEFAULT_PROJECT = "library"
 #: Folder names never walked, wherever they are (besides any name starting with a dot).
@@ -100,6 +103,8 @@ class TreeProblem:
     message: str
     kind: AttentionKind = AttentionKind.UNMAPPED_DOCKERFILE
     unmapped: bool = False
+    #: The fix, when more precise than the kind's standard next step.
+    advice: str = ""
 
     def __str__(self) -> str:
         return f"{self.path.as_posix()}: {self.message}"
@@ -283,7 +288,9 @@ class DockerfileTree:
     def missing_parent(self, parent: ImageReference) -> bool:
         """Whether ``parent`` names an image of this tree's registry or projects that no
         folder builds (a warning: the cascade stops there)."""
-        if parent.tag is None or self.resolve_parent(parent) is not None:
+        if parent.tag is None or parent.digest is not None:
+            return False  # pinned: a rebuild of the tree would not change it anyway
+        if self.resolve_parent(parent) is not None:
             return False
         if parent.registry is not None:
             return parent.registry.lower() in self.hosts
@@ -361,11 +368,26 @@ def discover_tree(
     candidates = list(mapped)
     too_deep: list[PurePosixPath] = []
     walked = list(_walk(root, ignore, mapped_folders, problems))
+    with_dockerfile = {relative for relative, *_ in walked} | mapped_folders
     for relative, folder, dockerfile, linked in walked:
         if relative in mapped_folders:
             continue
         candidate = _rule_candidate(relative, folder, dockerfile, rules, project, problems)
-        if candidate is None and not any(r.match(relative) for r in rules):
+        if candidate is None and any(r.match(relative) for r in rules):
+            continue  # the rule's problem is reported
+        outer = next((p for p in relative.parents if p.parts and p in with_dockerfile), None)
+        if candidate is None and outer is not None:
+            # Inside another image's folder: part of that build's context; only the mapping
+            # or a rule naming it makes it an image of its own.
+            problems.append(TreeProblem(
+                Path(relative),
+                f"nested inside {outer.as_posix()}, a folder with its own Dockerfile: not "
+                "built", unmapped=True,
+                advice="if it is an image of its own, map it in [tree.mapping] or with a "
+                       "[[tree.rule]]; otherwise nothing to do but leave it",
+            ))
+            continue
+        if candidate is None:
             candidate = _layout_candidate(
                 relative, folder, dockerfile, project=project, layout=layout,
                 problems=problems, too_deep=too_deep,
@@ -376,26 +398,8 @@ def discover_tree(
                                        candidate.folder, candidate.dockerfile,
                                        candidate.source, candidate.tags, linked=True)
             candidates.append(candidate)
-    if too_deep:
-        problems.extend(_root_hint(too_deep, layout))
-
-    # A Dockerfile inside another image's folder is part of that build's context; only the
-    # mapping or a rule naming it makes it an image of its own.
-    image_folders = {c.relative for c in candidates}
-    kept: list[_Candidate] = []
-    for candidate in candidates:
-        outer = next((p for p in candidate.relative.parents
-                      if p in image_folders and p.parts), None)
-        if outer is not None and candidate.source not in ("mapping", "rule"):
-            problems.append(TreeProblem(
-                Path(candidate.relative),
-                f"nested inside the folder of another image ({outer.as_posix()}): not "
-                f"built (the layout would have called it {candidate.reference.short}); map "
-                "it with [tree.mapping] or a [[tree.rule]] if it is an image of its own",
-                unmapped=True,
-            ))
-            continue
-        kept.append(candidate)
+    problems.extend(_root_hint(too_deep))
+    kept = candidates
 
     chosen: dict[ImageReference, _Candidate] = {}
     order = sorted(kept, key=lambda c: (_PRIORITY[c.source], c.linked, str(c.relative)))
@@ -437,6 +441,50 @@ def discover_tree(
         registry=registry, registries=tree.registries, _by_folder=tree._by_folder,
         _aliases=tree._aliases,
     )
+
+
+def discover_configured(
+    config: Config, *, root: Path | None = None, layout: str | None = None,
+    project: str | None = None,
+) -> DockerfileTree:
+    """:func:`discover_tree` with the settings of ``config`` (``[tree]``, the registry host,
+    the build args); ``root``, ``layout`` and ``project`` override them when given."""
+    tree = config.tree
+    return discover_tree(
+        root if root is not None else tree.root,
+        project=project if project is not None else tree.project,
+        registry=config.registry.server, registries=tree.registries,
+        mapping=mapping_entries(tree.mapping), rules=tree_rules(tree.rules),
+        build_args=config.build.build_args,
+        layout=layout if layout is not None else tree.layout,
+    )
+
+
+def mapping_entries(mapping: Mapping[str, object]) -> dict[str, MappingEntry]:
+    """``[tree.mapping]`` as read from the config: a folder, or ``{ folder, tags }``."""
+    entries: dict[str, MappingEntry] = {}
+    for image, value in mapping.items():
+        if isinstance(value, Mapping):
+            tags = value.get("tags", ())
+            entries[image] = MappingEntry(
+                str(value["folder"]),
+                tuple(str(tag) for tag in tags) if isinstance(tags, list | tuple) else (),
+            )
+        else:
+            entries[image] = MappingEntry(str(value))
+    return entries
+
+
+def tree_rules(rules: Sequence[Mapping[str, object]]) -> tuple[TreeRule, ...]:
+    """``[[tree.rule]]`` entries as :class:`TreeRule` values (a bad one is a config error)."""
+    found = []
+    for rule in rules:
+        tags = rule.get("tags", ())
+        found.append(TreeRule(
+            str(rule["path"]), str(rule["image"]),
+            tuple(str(tag) for tag in tags) if isinstance(tags, list | tuple) else (),
+        ))
+    return tuple(found)
 
 
 def _group_tags(
@@ -483,12 +531,13 @@ def _missing_parents(tree: DockerfileTree) -> Iterator[TreeProblem]:
                 expected = image_key(parent.with_registry(None))
                 yield TreeProblem(
                     source,
-                    f"FROM {parent}: an image of this tree's "
+                    f"FROM {parent} names an image of this tree's "
                     f"{'registry' if parent.registry else 'project'} that no folder builds "
-                    f"({expected.short if expected else parent}); {reference.short} is rebuilt "
-                    "on the old one and the cascade stops there. Add its folder, fix the FROM, "
-                    "or qualify it with the upstream registry",
+                    f"({expected.short if expected else parent}): {reference.short} is not "
+                    "rebuilt after it (the cascade stops there)",
                     kind=AttentionKind.MISSING_PARENT,
+                    advice=f"add the folder of {expected.short if expected else parent}, fix "
+                           "the FROM, or qualify it with the upstream registry",
                 )
 
 
@@ -499,20 +548,24 @@ def _relative_dockerfile(image: TreeImage, root: Path) -> Path:
         return image.dockerfile
 
 
-def _root_hint(too_deep: list[PurePosixPath], layout: Layout) -> Iterator[TreeProblem]:
-    """When Dockerfiles deeper than the layout share a top folder, name it as the root."""
+def _root_hint(too_deep: list[PurePosixPath]) -> Iterator[TreeProblem]:
+    """When most Dockerfiles deeper than the layout sit below one folder as APP/VERSION
+    (``--root`` given at the repository's top), name that folder as the root to use."""
     tops = Counter(PurePosixPath(*path.parts[:-2]) for path in too_deep if len(path.parts) > 2)
     if not tops:
         return
     top, count = tops.most_common(1)[0]
-    if count < 2 and len(too_deep) > 1:
+    if count < 2 or count * 5 < len(too_deep) * 4:
         return
+    text = top.as_posix()
+    odd = [part for part in top.parts if part != part.lower()]
+    why = (f" ({', '.join(repr(p) for p in odd)} cannot be part of an image name)"
+           if odd else "")
     yield TreeProblem(
         Path(top),
-        f"{count} Dockerfile{'' if count == 1 else 's'} below the folder {top.as_posix()} "
-        f"{'look' if count != 1 else 'looks'} like APP/VERSION: is the root too high? Try "
-        f"--root {top.as_posix()} (or [tree] root), or [tree] layout = \"project/app/version\""
-        " if the first folder is a Harbor project, or a [[tree.rule]]",
+        f"{count} of the {len(too_deep)} Dockerfiles too deep for the layout are "
+        f"APP/VERSION folders below {text}{why}: the root looks too high",
+        advice=f"try --root {text} (or [tree] root = \"{text}\")",
     )
 
 
@@ -610,11 +663,13 @@ def _layout_candidate(
         too_deep.append(relative)
         problems.append(TreeProblem(
             Path(relative),
-            f"{depth} folders deep: deeper than APP/VERSION, and {parts[0]!r} is not the "
-            f"project ({project!r}); not built (it would have been "
-            f"{'/'.join(parts[:-1])}:{parts[-1]}). Write a [[tree.rule]] for this layout, "
-            "map it, set [tree] layout (--layout), or point --root lower",
+            f"{depth} folders deep, deeper than APP/VERSION, and {parts[0]!r} is not the "
+            f"project ({project!r}): not built (auto never reads a project from a folder "
+            f"name; it would have been {'/'.join(parts[:-1])}:{parts[-1]})",
             unmapped=True,
+            advice="write a [[tree.rule]] for this layout, map it in [tree.mapping], set "
+                   "--layout project/app/version if the first folder is a Harbor project, "
+                   "or point --root lower",
         ))
         return None
     else:
