@@ -183,7 +183,7 @@ async def read_inventory(
 
     def seen(image: Image, verdict: Verdict) -> None:
         key = image_key(image.reference)
-        if key is not None and key in tree.images:
+        if key is not None and tree.folder_for(key) is not None:
             inventory.in_tree[key] = image
         inventory.judged += 1
         if on_batch is not None:
@@ -202,18 +202,19 @@ async def read_inventory(
 def _candidate_of(image: Image, detail: str = "") -> Candidate:
     return Candidate(image=image.reference, detail=detail, counts=image.scan.counts,
                      digest=image.digest, immutable=image.immutable, is_index=image.is_index,
-                     platforms=tuple(str(p) for p in image.platforms))
+                     platforms=tuple(str(p) for p in image.platforms), labels=image.labels)
 
 
 def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Policy, *,
                         cascade: bool, revision: TreeRevision,
-                        source: str = "harbor") -> Plan:
+                        source: str = "harbor", require_provenance: bool = False) -> Plan:
     candidates = [Candidate.from_judged(image, verdict)
                   for image, verdict in inventory.selection.selected]
     known = {key: _candidate_of(image) for key, image in inventory.in_tree.items()}
     return make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), known=known, source=source,
-                     policy=str(policy.rule), tree_commit=revision.commit)
+                     policy=str(policy.rule), tree_commit=revision.commit,
+                     require_provenance=require_provenance)
 
 
 async def plan_from_harbor(
@@ -224,7 +225,8 @@ async def plan_from_harbor(
     async with _harbor(opener or _harbor_opener(config, observer)) as harbor:
         inventory = await read_inventory(harbor, policy, tree,
                                          projects=config.harbor.projects, observer=observer)
-    return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision),
+    return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision,
+                                require_provenance=config.tree.require_provenance),
             inventory)
 
 
@@ -407,7 +409,8 @@ async def run_nightly(
                                   list_path=config.output.vulnerable_list,
                                   json_path=config.output.json_file)
                     plan = store_plan(store, plan_from_inventory(
-                        inventory, tree, policy, cascade=options.cascade, revision=revision))
+                        inventory, tree, policy, cascade=options.cascade, revision=revision,
+                        require_provenance=config.tree.require_provenance))
                     store.attach_plan(run.id, str(plan.id))
                     before, unscanned, judged = inventory.in_tree, inventory.unscanned, \
                         inventory.judged

@@ -20,13 +20,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from careen.attention import AttentionItem, AttentionKind, attention_from_dicts, attention_to_dicts
 from careen.errors import UsageError
 from careen.inventory import Image
 from careen.policy import Verdict
 from careen.reference import ImageReference
 from careen.scan import SeverityCounts
 from careen.tree.discover import DockerfileTree, image_key
-from careen.tree.graph import BuildGraph
+from careen.tree.graph import BuildGraph, tree_attention
+
+#: The label naming the tree folder an image was built from (see
+#: :data:`careen.builders.interface.LABEL_TREE_PATH`); read back to guard a tag.
+TREE_PATH_LABEL = "careen.tree.path"
 
 #: Version of the plan's JSON form; a stored plan of another version is refused.
 PLAN_SCHEMA_VERSION = 1
@@ -54,6 +59,8 @@ class SkipReason(StrEnum):
     CYCLE = "cycle"
     #: Only digest-addressed in Harbor (no tag to push to).
     UNTAGGED = "untagged"
+    #: The tag was last built from another folder, or (``require_provenance``) never by Careen.
+    PROVENANCE = "provenance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +74,15 @@ class Candidate:
     immutable: bool = False
     is_index: bool = False
     platforms: tuple[str, ...] = ()
+    #: The image's labels as Harbor lists them; ``None`` when unknown (a vulnerable.list).
+    labels: Mapping[str, str] | None = None
 
     @classmethod
     def from_judged(cls, image: Image, verdict: Verdict) -> Candidate:
         return cls(
             image=image.reference, detail=verdict.reason, counts=image.scan.counts,
             digest=image.digest, immutable=image.immutable, is_index=image.is_index,
-            platforms=tuple(str(p) for p in image.platforms),
+            platforms=tuple(str(p) for p in image.platforms), labels=image.labels,
         )
 
 
@@ -92,6 +101,19 @@ class PlanStep:
     platforms: tuple[str, ...] = ()
     counts: SeverityCounts | None = None
     digest: str | None = None
+    #: Every tag the one build is pushed under, ``image.tag`` first.
+    tags: tuple[str, ...] = ()
+    #: No tag of it carries Careen's tree-path label: Careen never built it before.
+    first_rebuild: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags",
+                           tuple(dict.fromkeys((self.image.tag or "latest", *self.tags))))
+
+    @property
+    def references(self) -> tuple[ImageReference, ...]:
+        """One reference per tag pushed, the step's own first."""
+        return tuple(ImageReference(self.image.repository, tag) for tag in self.tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +135,9 @@ class Plan:
     tree_commit: str | None = None
     id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: What a person must look at: the tree's unmapped Dockerfiles, missing parents and
+    #: cycles, and tags refused by the provenance guard.
+    attention: tuple[AttentionItem, ...] = ()
 
     @property
     def levels(self) -> list[list[PlanStep]]:
@@ -122,12 +147,14 @@ class Plan:
         return [grouped[level] for level in sorted(grouped)]
 
     def step(self, image: ImageReference) -> PlanStep | None:
+        """The step building ``image``, by any of its tags."""
         key = image_key(image)
-        return next((s for s in self.steps if s.image == key), None)
+        return next((s for s in self.steps if key is not None and key in s.references), None)
 
     def with_id(self, plan_id: str) -> Plan:
         return Plan(self.steps, self.skipped, self.tree_root, self.created_at, self.cascade,
-                    self.source, self.policy, self.tree_commit, plan_id, self.extra)
+                    self.source, self.policy, self.tree_commit, plan_id, self.extra,
+                    self.attention)
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -153,6 +180,8 @@ class Plan:
                     "platforms": list(step.platforms),
                     "counts": None if step.counts is None else step.counts.as_dict(),
                     "digest": step.digest,
+                    "tags": list(step.tags),
+                    "first_rebuild": step.first_rebuild,
                 }
                 for step in self.steps
             ],
@@ -160,6 +189,7 @@ class Plan:
                 {"image": s.image.short, "reason": s.reason.value, "detail": s.detail}
                 for s in self.skipped
             ],
+            "attention": attention_to_dicts(self.attention),
         }
 
     @classmethod
@@ -181,6 +211,8 @@ class Plan:
                     platforms=tuple(str(p) for p in raw.get("platforms", ())),
                     counts=None if raw.get("counts") is None else SeverityCounts(**raw["counts"]),
                     digest=raw.get("digest"),
+                    tags=tuple(str(tag) for tag in raw.get("tags", ())),
+                    first_rebuild=bool(raw.get("first_rebuild", False)),
                 )
                 for raw in data["steps"]
             )
@@ -195,6 +227,7 @@ class Plan:
                 cascade=bool(data.get("cascade", True)), source=str(data.get("source", "")),
                 policy=data.get("policy"), tree_commit=data.get("tree_commit"),
                 id=plan_id or data.get("id"),
+                attention=attention_from_dicts(data.get("attention", ())),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UsageError(f"plan {plan_id or data.get('id')} is damaged: {error}",
@@ -211,6 +244,7 @@ def make_plan(
     known: Mapping[ImageReference, Candidate] | None = None,
     already_rebuilt: Iterable[ImageReference] = (),
     multi_platform: bool = True,
+    require_provenance: bool = False,
     source: str = "harbor",
     policy: str | None = None,
     tree_commit: str | None = None,
@@ -220,19 +254,76 @@ def make_plan(
 
     ``ignored_by`` says which ignore pattern (if any) matches an image (``[policy] ignore``);
     ``known`` gives what the inventory knows of images that are not candidates (children
-    reached by the cascade: their tag may be immutable, they may be multi-arch);
+    reached by the cascade: their tag may be immutable, they may be multi-arch; the other
+    tags of a multi-tag image: their labels);
     ``multi_platform`` is whether the builder can rebuild an image for several platforms.
+
+    One step per tree image, whatever number of tags it is pushed under; it is selected when
+    any of its tags is. Before a step overwrites a tag, the tag's labels (as Harbor lists
+    them) are checked: a tag last built from another folder (label ``careen.tree.path``) is
+    refused, naming both folders; a tag no Careen build made is a "first rebuild" (skipped
+    instead when ``require_provenance``). Tags whose labels are unknown are not checked.
     """
     graph = graph if graph is not None else BuildGraph.from_tree(tree)
-    rebuilt = {key for key in map(image_key, already_rebuilt) if key is not None}
+
+    def key_of(image: ImageReference) -> ImageReference | None:
+        raw = image_key(image)
+        return None if raw is None else (tree.primary(raw) or raw)
+
+    rebuilt = {key for key in map(key_of, already_rebuilt) if key is not None}
+    candidates = list(candidates)
     known_by_key: dict[ImageReference, Candidate] = {}
-    for image, candidate in (known or {}).items():
-        key = image_key(image)
-        if key is not None:
-            known_by_key[key] = candidate
+    for image, candidate in (*(known or {}).items(), *((c.image, c) for c in candidates)):
+        raw = image_key(image)
+        if raw is not None:
+            known_by_key[raw] = candidate
     blocked = graph.blocked()
     skipped: dict[ImageReference, SkippedImage] = {}
     chosen: dict[ImageReference, tuple[StepReason, str, Candidate | None]] = {}
+    attention: list[AttentionItem] = list(tree_attention(tree, graph))
+    first_rebuild: dict[ImageReference, bool] = {}
+
+    def guard(key: ImageReference) -> SkippedImage | None:
+        """The provenance guard (and immutability of the other tags) for a tree image."""
+        item = tree.images[key]
+        folder = _relative(item.folder, tree.root)
+        labelled = careen_built = False
+        for reference in item.references:
+            info = known_by_key.get(reference)
+            if info is None:
+                continue
+            if info.immutable and reference != key:
+                return SkippedImage(key, SkipReason.IMMUTABLE,
+                                    f"its tag {reference.tag} is immutable in Harbor: a push "
+                                    "would be refused")
+            if info.labels is None:
+                continue
+            labelled = True
+            built_from = info.labels.get(TREE_PATH_LABEL)
+            if built_from is None:
+                continue
+            careen_built = True
+            if built_from != folder:
+                reason = (f"{reference.short} was last built from the folder {built_from}, "
+                          f"this plan would build it from {folder}: not overwritten")
+                attention.append(AttentionItem(
+                    AttentionKind.PROVENANCE_REFUSED, reference.short, reason,
+                    next_step=f"check which of {built_from} and {folder} owns the tag and fix "
+                              "[tree.mapping] or the folders",
+                ))
+                return SkippedImage(key, SkipReason.PROVENANCE, reason)
+        first = labelled and not careen_built
+        if first and require_provenance:
+            reason = (f"never built by Careen (no {TREE_PATH_LABEL} label) and [tree] "
+                      "require_provenance is set")
+            attention.append(AttentionItem(
+                AttentionKind.PROVENANCE_REFUSED, key.short, reason,
+                next_step=f"check that {folder} builds this image, rebuild it once with "
+                          "require_provenance = false, or map it elsewhere",
+            ))
+            return SkippedImage(key, SkipReason.PROVENANCE, reason)
+        first_rebuild[key] = first
+        return None
 
     def refuse(candidate: Candidate, key: ImageReference | None) -> SkippedImage | None:
         image = key or candidate.image
@@ -259,15 +350,20 @@ def make_plan(
                 f"multi-arch image ({', '.join(candidate.platforms)}); the builder cannot "
                 "build several platforms, and a single-arch image must not replace it",
             )
-        return None
+        return guard(key)
 
     for candidate in candidates:
-        key = image_key(candidate.image)
+        key = key_of(candidate.image)
+        if key is not None and (key in chosen or key in skipped):
+            continue  # another tag of the same build already decided it
         refusal = refuse(candidate, key)
         if refusal is not None:
             skipped.setdefault(refusal.image, refusal)
         elif key is not None:
-            chosen.setdefault(key, (StepReason.SELECTED, candidate.detail, candidate))
+            raw = image_key(candidate.image)
+            detail = candidate.detail if raw == key or raw is None else (
+                f"tag {raw.tag}: {candidate.detail}")
+            chosen[key] = (StepReason.SELECTED, detail, candidate)
 
     if cascade:
         # Breadth-first from every rebuilt image to its children; a child that cannot be
@@ -289,18 +385,18 @@ def make_plan(
                     following.append(child)
             frontier = following
 
-    steps = _ordered_steps(chosen, tree, graph)
+    steps = _ordered_steps(chosen, tree, graph, first_rebuild)
     return Plan(
         steps=tuple(steps),
         skipped=tuple(sorted(skipped.values(), key=lambda s: s.image.short)),
         tree_root=str(tree.root), created_at=now or datetime.now(UTC), cascade=cascade,
-        source=source, policy=policy, tree_commit=tree_commit,
+        source=source, policy=policy, tree_commit=tree_commit, attention=tuple(attention),
     )
 
 
 def _ordered_steps(
     chosen: Mapping[ImageReference, tuple[StepReason, str, Candidate | None]],
-    tree: DockerfileTree, graph: BuildGraph,
+    tree: DockerfileTree, graph: BuildGraph, first_rebuild: Mapping[ImageReference, bool],
 ) -> list[PlanStep]:
     level_of: dict[ImageReference, int] = {}
     steps: list[PlanStep] = []
@@ -317,6 +413,7 @@ def _ordered_steps(
                 platforms=candidate.platforms if candidate else (),
                 counts=candidate.counts if candidate else None,
                 digest=candidate.digest if candidate else None,
+                tags=item.tags, first_rebuild=first_rebuild.get(image, False),
             ))
     steps.sort(key=lambda s: (s.level, s.image.short))
     return steps

@@ -27,6 +27,12 @@ def plan(
         "or an http(s):// URL (another job's artifact).", show_default=False)] = None,
     root: Annotated[str | None, typer.Option(
         "--root", "-r", help="The Dockerfile tree (default: \\[tree] root).")] = None,
+    layout: Annotated[str | None, typer.Option(
+        "--layout", help="auto, app/version or project/app/version (default: \\[tree] layout)."
+    )] = None,
+    project: Annotated[str | None, typer.Option(
+        "--project", help="Harbor project of app/version folders (default: \\[tree] project)."
+    )] = None,
     cascade: Annotated[bool, typer.Option(
         "--cascade/--no-cascade", help="Also rebuild the children of rebuilt base images.")
     ] = True,
@@ -59,7 +65,8 @@ def plan(
           | careen plan --from -
     """
     observer = globals_of(ctx).observer()
-    config = load(ctx, {"tree.root": root, "state.path": state}, observer)
+    config = load(ctx, {"tree.root": root, "state.path": state, "tree.layout": layout,
+                        "tree.project": project}, observer)
     tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
                                        observer=observer)
     policy = assemble.policy(config)
@@ -78,7 +85,10 @@ def plan(
     else:
         print_plan(stored.to_dict(), table_console())
     observer.info(f"plan {stored.id} stored; run it with: careen update --plan {stored.id}")
-    return int(ExitCode.OK)
+    console = Console(stderr=True, highlight=False)
+    for item in stored.attention:
+        console.print(item.line(), markup=False, soft_wrap=True)
+    return int(ExitCode.FAILED if stored.attention else ExitCode.OK)
 
 
 def print_plan(document: dict[str, Any], console: Console) -> None:
@@ -88,7 +98,12 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
     for column in ("level", "image", "why", "parents", "folder"):
         table.add_column(column, overflow="fold")
     for step in document["steps"]:
-        table.add_row(str(step["level"]), step["image"], f"{step['reason']}: {step['detail']}",
+        tags = step.get("tags") or []
+        image = step["image"] + (f" (+ tags {', '.join(tags[1:])})" if len(tags) > 1 else "")
+        why = f"{step['reason']}: {step['detail']}"
+        if step.get("first_rebuild"):
+            why += " [first rebuild: Careen never built this tag]"
+        table.add_row(str(step["level"]), image, why,
                       ", ".join(step["parents"]) or "-", step["folder"])
     console.print(table)
     if document["skipped"]:

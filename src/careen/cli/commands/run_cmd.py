@@ -83,6 +83,10 @@ def run(
                       f"'careen update --plan {outcome.plan.id}'")
     else:
         print_summary(outcome.result, observer.info)
+    for item in outcome.plan.attention:  # the tree's and the provenance guard's
+        observer.warning(item.line())
+    if outcome.plan.attention and int(outcome.exit_code) == 0:
+        return 1
     return int(outcome.exit_code)
 
 
