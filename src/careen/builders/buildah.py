@@ -22,6 +22,7 @@ take 1.1 s. The cost is disk: each slot keeps its own copy of the base layers.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import subprocess
@@ -196,7 +197,7 @@ class BuildahBuilder:
         return argv
 
     def push_argv(self, request: BuildRequest, *, digestfile: Path,
-                  slot: StorageSlot | None = None) -> list[str]:
+                  slot: StorageSlot | None = None, destination: str | None = None) -> list[str]:
         if len(request.platforms) > 1:
             argv = [*self._global(slot), "manifest", "push", "--all"]
         else:
@@ -204,7 +205,7 @@ class BuildahBuilder:
         argv += ["--digestfile", str(digestfile), *self._auth_args()]
         if request.image.registry in self.insecure_registries:
             argv.append("--tls-verify=false")
-        argv += [request.target, f"docker://{request.target}"]
+        argv += [request.target, f"docker://{destination or request.target}"]
         return argv
 
     # -- Builder ---------------------------------------------------------------------------
@@ -244,15 +245,22 @@ class BuildahBuilder:
         try:
             with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
                 digestfile = Path(scratch) / "digest"
-                run, attempts = retry_transient(
-                    lambda: run_logged(self.push_argv(request, digestfile=digestfile,
-                                                      slot=slot),
-                                       env=self.env(), log_path=request.log_path,
-                                       timeout=request.push_timeout),
-                    is_transient=should_retry, attempts=self.push_attempts,
-                    initial_wait=self.retry_wait, sleep=self.sleep,
-                )
-                digest = read_tool_output(digestfile)
+                digest: str | None = None
+                # The image's own tag first (its digest is the result), then its other tags.
+                for destination in (request.target, *request.extra_targets):
+                    argv = self.push_argv(request, digestfile=digestfile, slot=slot,
+                                          destination=destination)
+                    run, attempts = retry_transient(
+                        functools.partial(run_logged, argv, env=self.env(),
+                                          log_path=request.log_path,
+                                          timeout=request.push_timeout),
+                        is_transient=should_retry, attempts=self.push_attempts,
+                        initial_wait=self.retry_wait, sleep=self.sleep,
+                    )
+                    if digest is None:
+                        digest = read_tool_output(digestfile)
+                    if not run.ok:
+                        break
         finally:
             self._release_slot(request)
         return push_result(request, run, digest, attempts, time.monotonic() - started)
