@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from careen.errors import UsageError
 from careen.export.bake import PLAN_LABEL, bake_file, familiar_name, target_name
-from careen.plan import Plan
+from careen.plan import Candidate, Plan, make_plan
 from careen.reference import ImageReference, is_valid_reference
+from careen.tree.discover import MappingEntry, discover_tree
 from tests.export.plans import ref, sample_plan, write_tree
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "schemas" / "bake.schema.json")
@@ -151,8 +152,6 @@ def test_target_names_follow_buildx_rule(text: str) -> None:
 def test_a_multi_tag_image_is_one_target_with_every_tag(tmp_path: Path) -> None:
     """redis/7.2 mapped as ``{ folder = "redis/7.2", tags = ["7", "latest"] }``: one build,
     three tags, one bake target (not three builds of one folder)."""
-    from careen.plan import Candidate, make_plan
-    from careen.tree.discover import MappingEntry, discover_tree
 
     (tmp_path / "redis/7.2").mkdir(parents=True)
     (tmp_path / "redis/7.2/Dockerfile").write_text("FROM alpine:3.19\n")
