@@ -40,6 +40,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     SecretStr,
     Strict,
     ValidationError,
@@ -217,11 +218,20 @@ def _tree_table(value: Mapping[str, object], required: tuple[str, ...],
     return MappingProxyType(dict(value))
 
 
-#: ``[tree.mapping]`` value as a table: ``{ folder = "redis/7.2", tags = ["7", "latest"] }``.
-MappingTable = Annotated[
-    Mapping[Text, Text | TextList],
-    AfterValidator(lambda value: _tree_table(value, ("folder",), "a mapping table")),
-]
+def _mapping_value(value: object) -> object:
+    """A folder, or a table ``{ folder = "redis/7.2", tags = ["7", "latest"] }``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        tags = value.get("tags", ())
+        if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+            raise ValueError("tags must be a list of strings")
+        return _tree_table({**value, "tags": tuple(tags)}, ("folder",), "a mapping table")
+    raise ValueError(f"expected a string (a folder) or a table, got {_describe(value)}")
+
+
+#: ``[tree.mapping]`` value: a folder, or ``{ folder = "redis/7.2", tags = ["7", "latest"] }``.
+MappingValue = Annotated[object, PlainValidator(_mapping_value)]
 #: One ``[[tree.rule]]``: ``path``, ``image`` and optional ``tags`` templates.
 RuleTable = Annotated[
     Mapping[Text, Text | TextList],
@@ -238,7 +248,7 @@ class TreeConfig(_Section):
     project: Annotated[str, Strict(), Field(min_length=1)] = "library"
     #: Explicit image -> folder (relative to ``root``), or -> ``{ folder, tags }``.
     mapping: Annotated[
-        Mapping[Text, Text | MappingTable], AfterValidator(MappingProxyType),
+        Mapping[Text, MappingValue], AfterValidator(MappingProxyType),
         PlainSerializer(dict),
     ] = Field(default_factory=_empty_table)
     #: ``[[tree.rule]]``: folder patterns -> image names, tried in order before the layout.
