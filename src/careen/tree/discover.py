@@ -591,8 +591,11 @@ def _tree_image(
             dockerfile=candidate.dockerfile, parents=(), platforms=(), source=candidate.source,
             tags=tags,
         )
-    problems.extend(TreeProblem(Path(source), problem, kind=AttentionKind.MISSING_PARENT)
-                    for problem in parsed.problems)
+    problems.extend(TreeProblem(
+        Path(source), problem, kind=AttentionKind.MISSING_PARENT,
+        advice="fix the FROM, or give its variables a default (ARG NAME=VALUE) or a value in "
+               "[build] build_args; until then the cascade stops at this image",
+    ) for problem in parsed.problems)
     return TreeImage(
         reference=candidate.reference, folder=candidate.folder, dockerfile=candidate.dockerfile,
         parents=parsed.parents, platforms=parsed.platforms, source=candidate.source,
