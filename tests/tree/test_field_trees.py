@@ -382,3 +382,39 @@ def test_careen_tree_layout_option_and_a_clean_tree_exits_0(
     document = json.loads(out)
     assert document["build_order"] == [["acme/app:1.0"], ["ops/tool:2"]]
     assert document["unmapped"] == [] and document["warnings"] == []
+
+
+def test_careen_plan_carries_the_tree_attention_and_takes_layout_and_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CAREEN_") or name.lower().startswith("registry_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAREEN_REGISTRY_SERVER", "registry.abc.com")
+    root = write_tree(tmp_path / "t", {"acme/base/1.0": "FROM alpine:3.19\n",
+                                       "acme/app/2.0": "FROM acme/base:1.0\n"})
+    listed = tmp_path / "vulnerable.list"
+    listed.write_text("5=1,   acme/base:1.0\n")
+    state = str(tmp_path / "state.sqlite")
+    code, out, err = run_cli(capsys, "plan", "--from", str(listed), "--root", str(root),
+                             "--state", state, "-f", "json")
+    assert code == 1
+    document = json.loads(out)
+    assert document["steps"] == []
+    assert {item["subject"] for item in document["attention"]} == {
+        "acme/app/2.0", "acme/base/1.0", "acme"}
+    hint = next(item for item in document["attention"] if item["subject"] == "acme")
+    assert hint["next_step"].startswith("if acme is the Harbor project, give --project acme")
+    assert "needs attention: acme/app/2.0:" in err
+    # The project named: acme/APP/VERSION is read as project/app/version, nothing left over.
+    code, out, err = run_cli(capsys, "plan", "--from", str(listed), "--root", str(root),
+                             "--state", state, "--project", "acme", "-f", "json")
+    assert code == 0, err
+    assert [s["image"] for s in json.loads(out)["steps"]] == ["acme/base:1.0", "acme/app:2.0"]
+    code, out, err = run_cli(capsys, "plan", "--from", str(listed), "--root", str(root),
+                             "--state", state, "--layout", "project/app/version", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["steps"][1]["tags"] == ["2.0"]

@@ -561,11 +561,15 @@ def _root_hint(too_deep: list[PurePosixPath]) -> Iterator[TreeProblem]:
     odd = [part for part in top.parts if part != part.lower()]
     why = (f" ({', '.join(repr(p) for p in odd)} cannot be part of an image name)"
            if odd else "")
+    advice = f"try --root {text} (or [tree] root = \"{text}\")"
+    if len(top.parts) == 1 and not odd:
+        advice = (f"if {text} is the Harbor project, give --project {text} (or [tree] "
+                  f"project); otherwise {advice}")
     yield TreeProblem(
         Path(top),
         f"{count} of the {len(too_deep)} Dockerfiles too deep for the layout are "
         f"APP/VERSION folders below {text}{why}: the root looks too high",
-        advice=f"try --root {text} (or [tree] root = \"{text}\")",
+        advice=advice,
     )
 
 
