@@ -418,3 +418,12 @@ def test_careen_plan_carries_the_tree_attention_and_takes_layout_and_project(
                              "--state", state, "--layout", "project/app/version", "-f", "json")
     assert code == 0, err
     assert json.loads(out)["steps"][1]["tags"] == ["2.0"]
+
+
+def test_a_nested_folder_seen_through_a_latest_link_is_reported_once(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"tools/1.0": "FROM alpine:3.19\n",
+                          "tools/1.0/debug": "FROM library/tools:1.0\n"})
+    (tmp_path / "tools/latest").symlink_to("1.0", target_is_directory=True)
+    tree = discover_tree(tmp_path)
+    assert unmapped(tree) == ["tools/1.0/debug"]
+    assert tree.images[ref("library/tools:1.0")].tags == ("1.0", "latest")

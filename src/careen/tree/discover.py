@@ -378,7 +378,10 @@ def discover_tree(
         outer = next((p for p in relative.parents if p.parts and p in with_dockerfile), None)
         if candidate is None and outer is not None:
             # Inside another image's folder: part of that build's context; only the mapping
-            # or a rule naming it makes it an image of its own.
+            # or a rule naming it makes it an image of its own. (Seen through a symbolic link,
+            # it is reported where it really is.)
+            if linked:
+                continue
             problems.append(TreeProblem(
                 Path(relative),
                 f"nested inside {outer.as_posix()}, a folder with its own Dockerfile: not "
@@ -399,10 +402,9 @@ def discover_tree(
                                        candidate.source, candidate.tags, linked=True)
             candidates.append(candidate)
     problems.extend(_root_hint(too_deep))
-    kept = candidates
 
     chosen: dict[ImageReference, _Candidate] = {}
-    order = sorted(kept, key=lambda c: (_PRIORITY[c.source], c.linked, str(c.relative)))
+    order = sorted(candidates, key=lambda c: (_PRIORITY[c.source], c.linked, str(c.relative)))
     for candidate in order:
         winner = chosen.get(candidate.reference)
         if winner is None:
