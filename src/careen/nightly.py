@@ -44,6 +44,8 @@ from careen.builders.interface import Builder
 from careen.config import Config
 from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
+from careen.hold import HoldDecision, HoldSettings, NightMemory, night_memory
+from careen.inputs import BaseDigests
 from careen.inventory import Image
 from careen.listsource import ListedImages
 from careen.plan import Candidate, Plan, PlanStep, make_plan
@@ -207,26 +209,53 @@ def _candidate_of(image: Image, detail: str = "") -> Candidate:
 
 def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Policy, *,
                         cascade: bool, revision: TreeRevision,
-                        source: str = "harbor", require_provenance: bool = False) -> Plan:
+                        source: str = "harbor", require_provenance: bool = False,
+                        holding: HoldDecision | None = None) -> Plan:
     candidates = [Candidate.from_judged(image, verdict)
                   for image, verdict in inventory.selection.selected]
+    if holding is not None:  # issue 19: held images are no candidates (careen.hold)
+        candidates = holding.apply(candidates, tree)
     known = {key: _candidate_of(image) for key, image in inventory.in_tree.items()}
-    return make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
+    plan = make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), known=known, source=source,
                      policy=str(policy.rule), tree_commit=revision.commit,
                      require_provenance=require_provenance)
+    return holding.annotate(plan) if holding is not None else plan
+
+
+async def hold_night(config: Config, tree: DockerfileTree, revision: TreeRevision,
+                     store: StateStore | None, settings: HoldSettings,
+                     inventory: Inventory | None,
+                     base_digests: BaseDigests | None = None,
+                     ) -> tuple[NightMemory, HoldDecision | None]:
+    """Issue 19: the night's memory of earlier rebuilds, and (with an inventory) which
+    selected images it holds."""
+    night = night_memory(config, tree, revision, store, settings,
+                         images=inventory.in_tree if inventory else {}, source=base_digests)
+    if inventory is None:
+        return night, None
+    selected = [image.reference for image, _ in inventory.selection.selected]
+    return night, await night.decide(selected, inventory.in_tree)
 
 
 async def plan_from_harbor(
     config: Config, tree: DockerfileTree, revision: TreeRevision, policy: Policy, *,
     cascade: bool, opener: HarborOpener | None = None, observer: Observer = NULL_OBSERVER,
+    hold: HoldSettings | None = None, store: StateStore | None = None,
+    base_digests: BaseDigests | None = None,
 ) -> tuple[Plan, Inventory]:
-    """Read Harbor (nothing recorded) and plan: ``careen plan``, ``careen run --dry-run``."""
+    """Read Harbor (nothing recorded) and plan: ``careen plan``, ``careen run --dry-run``.
+    With ``hold`` and ``store``, images held by the state's memory are left out (issue 19)."""
     async with _harbor(opener or _harbor_opener(config, observer)) as harbor:
         inventory = await read_inventory(harbor, policy, tree,
                                          projects=config.harbor.projects, observer=observer)
+    holding = None
+    if hold is not None and store is not None:
+        _, holding = await hold_night(config, tree, revision, store, hold, inventory,
+                                      base_digests)
     return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision,
-                                require_provenance=config.tree.require_provenance),
+                                require_provenance=config.tree.require_provenance,
+                                holding=holding),
             inventory)
 
 
@@ -338,6 +367,9 @@ class NightlyOptions:
     rescan_timeout: float = 1800.0
     rescan_interval: float = 10.0
     notify: bool = True
+    #: Issue 19: hold images no rebuild can change (``[run] hold``, ``--no-hold``,
+    #: ``--rebuild IMAGE``).
+    hold: HoldSettings = field(default_factory=HoldSettings)
 
     def recorded(self) -> dict[str, Any]:
         """What the state database keeps of these options (nothing secret is here)."""
@@ -364,10 +396,11 @@ BuilderOpener = Callable[[], Any]
 async def run_nightly(
     config: Config, options: NightlyOptions, *, store: StateStore,
     observer: Observer = NULL_OBSERVER, open_source: HarborOpener | None = None,
-    open_builder: BuilderOpener | None = None,
+    open_builder: BuilderOpener | None = None, base_digests: BaseDigests | None = None,
 ) -> NightlyOutcome:
     """The whole nightly job; see the module's docstring. Takes the state's run lock for its
-    whole length (a second run on the same state is refused at once)."""
+    whole length (a second run on the same state is refused at once). ``base_digests``
+    resolves FROM images (default: their registries, see careen.registries.resolve)."""
     policy = assemble.policy(config)
     registry = push_registry(config)
     opener = open_source or _harbor_opener(config, observer)
@@ -379,7 +412,7 @@ async def run_nightly(
                                    observer=observer)
         if options.dry_run:
             return await _dry_run(config, options, store, tree, revision, policy, opener,
-                                  observer)
+                                  observer, base_digests)
         run = store.begin_run(
             RunKind.RUN, plan_id=resumed[1].id if resumed else None,
             tree_commit=revision.commit, options=options.recorded(),
@@ -394,6 +427,8 @@ async def run_nightly(
                     unscanned: tuple[tuple[str, str], ...] = ()
                     judged = 0
                     fleet: dict[str, Any] = {}
+                    night, _ = await hold_night(config, tree, revision, store, options.hold,
+                                                None, base_digests)
                     if plan.tree_commit and revision.commit and plan.tree_commit != \
                             revision.commit:
                         observer.warning(f"the tree moved since plan {plan.id} was made "
@@ -408,16 +443,18 @@ async def run_nightly(
                     write_outputs(inventory.selection, policy,
                                   list_path=config.output.vulnerable_list,
                                   json_path=config.output.json_file)
+                    night, holding = await hold_night(config, tree, revision, store,
+                                                      options.hold, inventory, base_digests)
                     plan = store_plan(store, plan_from_inventory(
                         inventory, tree, policy, cascade=options.cascade, revision=revision,
-                        require_provenance=config.tree.require_provenance))
+                        require_provenance=config.tree.require_provenance, holding=holding))
                     store.attach_plan(run.id, str(plan.id))
                     before, unscanned, judged = inventory.in_tree, inventory.unscanned, \
                         inventory.judged
                 observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
                               f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
                 outcomes = await _build(plan, options, store, run.id, registry, revision,
-                                        config, builder_opener, observer)
+                                        config, builder_opener, observer, night)
                 after = None
                 if options.rescan and any(o.ok for o in outcomes):
                     observer.info("asking Harbor to rescan the pushed images")
@@ -438,6 +475,7 @@ async def run_nightly(
                 plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
                 registry=registry, unscanned=unscanned, judged=judged,
             )
+            night.remember(run.id, result)  # issue 19: the verdict history
             reports = _report(result, plan, store, config, options, observer,
                               running=fleet.get("fleet"))
             if options.notify and config.notify.webhook is not None:
@@ -494,13 +532,15 @@ def _restriction(plan: Plan) -> dict[str, Any]:
 
 async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
                    tree: DockerfileTree, revision: TreeRevision, policy: Policy,
-                   opener: HarborOpener, observer: Observer) -> NightlyOutcome:
+                   opener: HarborOpener, observer: Observer,
+                   base_digests: BaseDigests | None = None) -> NightlyOutcome:
     """Inventory and plan (stored, so ``careen update --plan ID`` can run it); no run is
     recorded and nothing is written but the plan."""
     started = datetime.now(UTC)
     made, inventory = await plan_from_harbor(config, tree, revision, policy,
                                              cascade=options.cascade, opener=opener,
-                                             observer=observer)
+                                             observer=observer, hold=options.hold,
+                                             store=store, base_digests=base_digests)
     plan = store_plan(store, made)
     return _dry_run_outcome(plan, policy, started=started, before=inventory.in_tree,
                             tree_commit=revision.commit, harbor=config.harbor.url,
@@ -587,15 +627,19 @@ def _record_after(store: StateStore, run_id: str, outcomes: Iterable[StepOutcome
 
 async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id: str,
                  registry: str, revision: TreeRevision, config: Config,
-                 builder_opener: BuilderOpener, observer: Observer) -> list[StepOutcome]:
+                 builder_opener: BuilderOpener, observer: Observer,
+                 night: NightMemory | None = None) -> list[StepOutcome]:
     if not plan.steps:
         return []
+    if night is not None:  # issue 19: each build is labelled with its inputs
+        await night.prepare_build(plan)
     update = UpdateOptions(
         registry=registry, run_id=run_id,
         log_dir=options.reports_dir / "logs" / run_id, jobs=options.jobs,
         build_args=config.build.build_args, labels=config.build.labels,
         no_cache=config.build.no_cache, pull=config.build.pull, timeout=config.build.timeout,
         revision=revision.commit, source=revision.remote_url or str(config.tree.root),
+        input_labels=night.labels if night is not None else None,
     )
     already = store.pushed_images(str(plan.id)) if plan.id else {}
     with builder_opener() as builder:

@@ -61,6 +61,8 @@ class SkipReason(StrEnum):
     UNTAGGED = "untagged"
     #: The tag was last built from another folder, or (``require_provenance``) never by Careen.
     PROVENANCE = "provenance"
+    #: Its last rebuild did not help and none of its inputs changed since (careen.hold).
+    HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from careen.cli.common import StateOption, command, emit, load, run_async
 from careen.cli.main import app, globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
+from careen.hold import HoldSettings
 from careen.listsource import read_list
 from careen.state.store import StateStore
 
@@ -44,6 +45,12 @@ def plan(
     strict: Annotated[bool, typer.Option(
         "--strict", help="A malformed line of the list is an error (default: skipped).")
     ] = False,
+    rebuild: Annotated[list[str] | None, typer.Option(
+        "--rebuild", metavar="IMAGE", help="Rebuild IMAGE even if it is held (its last "
+        "rebuild did not help and nothing changed since); repeatable.")] = None,
+    no_hold: Annotated[bool, typer.Option(
+        "--no-hold", help="Hold nothing: rebuild every selected image (\\[run] hold = false)."
+    )] = False,
 ) -> int:
     """Decide what to rebuild and in which order, say why, and store the plan.
 
@@ -70,15 +77,18 @@ def plan(
     tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
                                        observer=observer)
     policy = assemble.policy(config)
-    with observer:
-        if source is None:
-            made, _ = run_async(nightly.plan_from_harbor(config, tree, revision, policy,
-                                                         cascade=cascade, observer=observer))
-        else:
-            made = nightly.plan_from_list(read_list(source, stdin=sys.stdin, strict=strict),
-                                          tree, policy, cascade=cascade, revision=revision,
-                                          observer=observer)
+    hold = HoldSettings(enabled=config.run.hold and not no_hold, rebuild=tuple(rebuild or ()))
     with StateStore.open(nightly.state_path(config)) as store:
+        with observer:
+            if source is None:
+                made, _ = run_async(nightly.plan_from_harbor(
+                    config, tree, revision, policy, cascade=cascade, observer=observer,
+                    hold=hold, store=store))
+            else:
+                made = nightly.plan_from_list(read_list(source, stdin=sys.stdin,
+                                                        strict=strict),
+                                              tree, policy, cascade=cascade,
+                                              revision=revision, observer=observer)
         stored = nightly.store_plan(store, made)
     if output_format == "json":
         emit(json.dumps(stored.to_dict(), indent=2))
