@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.config import Config
@@ -231,7 +232,8 @@ class NightMemory:
                            "rebuild pushed")
         recorded = BuildInputs.from_labels(current.labels) or remembered
         now = self.calculator.inputs(key)
-        folder = f"folder {self.calculator.tree.images[key].folder.name}"
+        tree = self.calculator.tree
+        folder = f"folder {_relative(tree.images[key].folder, tree.root)}"
         if recorded is None:
             changes.append("that rebuild's inputs are not known")
         elif not recorded.known:
@@ -284,6 +286,13 @@ class NightMemory:
                 fixable_ids=self.memory.fixable_ids(run_id, item.image.short))
             count += 1
         return count
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _parse(text: str) -> ImageReference | None:
