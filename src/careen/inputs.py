@@ -189,6 +189,8 @@ def _git_tree(folder: Path) -> str | None:
 def content_fingerprint(folder: Path) -> str:
     """A SHA-256 over every file under ``folder`` in sorted order: its path, whether it is
     executable, and its content (a symbolic link: its target; ``.git`` is left out)."""
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
     entries: list[tuple[str, str, Path]] = []
     for top, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = [d for d in dirs if d != ".git"]
