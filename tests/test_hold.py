@@ -297,3 +297,27 @@ def test_a_child_selected_on_its_own_is_still_rebuilt_when_its_base_is_held(
     assert builder.pushed == ["library/app:1"]
     assert [i.subject for i in second.plan.attention
             if i.kind is AttentionKind.HELD] == ["library/base:1.0"]
+
+
+def test_a_held_child_is_rebuilt_with_its_base_when_the_base_is_let_go(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    """A base's unfixable finding is in its children too: both are held on night 2; when the
+    upstream is republished the base is let go and the child rebuilt with it, not held."""
+    fleet = json.loads(json.dumps(FLEET))
+    fleet["projects"][0]["repositories"][1]["artifacts"][0]["scan"] = {"high": 2}
+    harbor.reset(Fleet.from_dict(fleet))
+    write_tree(tmp_path / "tree")
+    nights = Nights(tmp_path, harbor, Bases({ALPINE: ALPINE_1}), {})
+    carried = {"library/base": ScanResult.of({"High": 2}, 0),
+               "library/app": ScanResult.of({"High": 2}, 0)}
+    nights.night(LabellingBuilder(harbor, carried))
+    second = nights.night(builder := LabellingBuilder(harbor, carried))
+    assert builder.pushed == []
+    assert sorted(i.subject for i in second.plan.attention
+                  if i.kind is AttentionKind.HELD) == ["library/app:1", "library/base:1.0"]
+    nights.bases.digests[ALPINE] = ALPINE_2
+    third = nights.night(builder := LabellingBuilder(harbor, carried))
+    assert sorted(builder.pushed) == ["library/app:1", "library/base:1.0", "library/tool:2"]
+    assert not [i for i in third.plan.attention if i.kind is AttentionKind.HELD]
+    assert not [s for s in third.plan.skipped if s.reason is SkipReason.HELD]

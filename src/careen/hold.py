@@ -107,16 +107,17 @@ class HoldDecision:
 
     def annotate(self, plan: Plan) -> Plan:
         """``plan`` with every held image among the skipped ones and in needs-attention."""
-        if not self.held:
+        # A held image whose parent is rebuilt is rebuilt with it (the cascade): not held.
+        rebuilt = {step.image for step in plan.steps}
+        held = sorted(((key, item) for key, item in self.held.items() if key not in rebuilt),
+                      key=lambda pair: pair[0].short)
+        if not held:
             return plan
         present = {s.image for s in plan.skipped}
-        skipped = list(plan.skipped) + [SkippedImage(key, SkipReason.HELD, held.reason)
-                                        for key, held in sorted(self.held.items(),
-                                                                key=lambda i: i[0].short)
-                                        if key not in present]
+        skipped = list(plan.skipped) + [SkippedImage(key, SkipReason.HELD, item.reason)
+                                        for key, item in held if key not in present]
         attention = list(plan.attention) + [
-            AttentionItem(AttentionKind.HELD, key.short, held.reason)
-            for key, held in sorted(self.held.items(), key=lambda i: i[0].short)]
+            AttentionItem(AttentionKind.HELD, key.short, item.reason) for key, item in held]
         return replace(plan, skipped=tuple(sorted(skipped, key=lambda s: s.image.short)),
                        attention=tuple(attention))
 
