@@ -229,3 +229,11 @@ def test_the_run_report_says_first_rebuild(tree: DockerfileTree) -> None:
     outcome = StepOutcome(step, StepStatus.WOULD_BUILD, step.image)
     [result] = results_of(plan, [outcome], policy=Policy(), before={}, after=None)
     assert result.reason == "high 1 > 0 (first rebuild: Careen never built this tag)"
+
+
+def test_only_takes_any_tag_of_a_multi_tag_step(tree: DockerfileTree) -> None:
+    from careen.shard import only_images
+
+    plan = make_plan([Candidate(ref("library/redis:7.2"), "x")], tree, now=NOW)
+    assert [s.image.short for s in only_images(plan, [ref("library/redis:latest")]).steps] == [
+        "library/redis:7.2"]
