@@ -216,3 +216,24 @@ def test_buildah_pushes_the_one_image_under_every_tag(tmp_path: Path) -> None:
         ["registry.abc.com/library/redis:7.2", "docker://registry.abc.com/library/redis:7"],
         ["registry.abc.com/library/redis:7.2", "docker://registry.abc.com/library/redis:latest"],
     ]
+
+
+def test_the_run_report_says_first_rebuild(tree: DockerfileTree) -> None:
+    from careen.policy import Policy
+    from careen.update import StepOutcome, StepStatus
+    from careen.verify import results_of
+
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW,
+                     cascade=False)
+    [step] = plan.steps
+    outcome = StepOutcome(step, StepStatus.WOULD_BUILD, step.image)
+    [result] = results_of(plan, [outcome], policy=Policy(), before={}, after=None)
+    assert result.reason == "high 1 > 0 (first rebuild: Careen never built this tag)"
+
+
+def test_only_takes_any_tag_of_a_multi_tag_step(tree: DockerfileTree) -> None:
+    from careen.shard import only_images
+
+    plan = make_plan([Candidate(ref("library/redis:7.2"), "x")], tree, now=NOW)
+    assert [s.image.short for s in only_images(plan, [ref("library/redis:latest")]).steps] == [
+        "library/redis:7.2"]

@@ -57,6 +57,7 @@ A parent pinned by digest is external (a rebuild cannot change it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import Counter
@@ -492,14 +493,17 @@ def tree_rules(rules: Sequence[Mapping[str, object]]) -> tuple[TreeRule, ...]:
 def _group_tags(
     chosen: Mapping[ImageReference, _Candidate], problems: list[TreeProblem]
 ) -> dict[ImageReference, tuple[_Candidate, tuple[str, ...]]]:
-    """One image per (repository, Dockerfile): folders of one repository building the same
-    file (``latest -> 7.2``) and mapping entries naming one folder become extra tags."""
+    """One image per (repository, build): folders of one repository that are the same folder
+    (``latest -> 7.2``) and mapping entries naming one folder become extra tags."""
     by_build: dict[tuple[str, Path], list[_Candidate]] = {}
     for candidate in chosen.values():
-        try:
-            real = candidate.dockerfile.resolve(strict=True)
-        except (OSError, RuntimeError):
-            real = candidate.dockerfile
+        # One build is one context (the real folder) and one Dockerfile. A folder walked
+        # without a link on the way is already real (the root is resolved).
+        real = candidate.folder
+        if candidate.linked or candidate.source == "mapping":
+            with contextlib.suppress(OSError, RuntimeError):
+                real = real.resolve(strict=True)
+        real = real / candidate.dockerfile.name
         by_build.setdefault((candidate.reference.repository, real), []).append(candidate)
     groups: dict[ImageReference, tuple[_Candidate, tuple[str, ...]]] = {}
     owner: dict[ImageReference, PurePosixPath] = {
@@ -527,12 +531,11 @@ def _group_tags(
 
 def _missing_parents(tree: DockerfileTree) -> Iterator[TreeProblem]:
     for reference, image in tree.images.items():
-        source = _relative_dockerfile(image, tree.root)
         for parent in image.parents:
             if tree.missing_parent(parent):
                 expected = image_key(parent.with_registry(None))
                 yield TreeProblem(
-                    source,
+                    _relative_dockerfile(image, tree.root),
                     f"FROM {parent} names an image of this tree's "
                     f"{'registry' if parent.registry else 'project'} that no folder builds "
                     f"({expected.short if expected else parent}): {reference.short} is not "
@@ -799,26 +802,29 @@ def _walk(
     ]
     while stack:
         folder, relative, chain, linked = stack.pop()
-        if relative.parts:
-            dockerfile = _dockerfile_in(folder, root, relative, problems)
-            if dockerfile is not None:
-                yield relative, folder, dockerfile, linked
-        elif relative not in mapped and _dockerfile_in(folder, root, relative, []) is not None:
-            problems.append(TreeProblem(
-                Path(), "the Dockerfile at the root builds no image; map an image to '.' in "
-                "the config ([tree] mapping) to build it", unmapped=True,
-            ))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            problems.append(TreeProblem(Path(relative), f"cannot list: {error.strerror}"))
+            continue
+        # Only a folder listing a Dockerfile name is looked at closer (one listing per folder
+        # instead of a stat per name).
+        if any(entry.name in DOCKERFILE_NAMES for entry in entries):
+            if relative.parts:
+                dockerfile = _dockerfile_in(folder, root, relative, problems)
+                if dockerfile is not None:
+                    yield relative, folder, dockerfile, linked
+            elif relative not in mapped and _dockerfile_in(folder, root, relative, []):
+                problems.append(TreeProblem(
+                    Path(), "the Dockerfile at the root builds no image; map an image to '.' "
+                    "in the config ([tree] mapping) to build it", unmapped=True,
+                ))
         if len(relative.parts) >= MAX_DEPTH:
             problems.append(TreeProblem(
                 Path(relative), f"deeper than {MAX_DEPTH} folders; not walked further"
             ))
             continue
         subfolders: list[tuple[Path, PurePosixPath, tuple[Path, ...], bool]] = []
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError as error:
-            problems.append(TreeProblem(Path(relative), f"cannot list: {error.strerror}"))
-            continue
         for entry in entries:
             if entry.name in ignore or entry.name.startswith("."):
                 continue
