@@ -86,14 +86,35 @@ def test_statemood_missing_parents_are_warnings_naming_the_folder(tmp_path: Path
                          registries=["img.linge.io"])
     missing = {p.path.as_posix(): p for p in tree.warnings
                if p.kind is AttentionKind.MISSING_PARENT}
-    assert set(missing) == {"cerebro/0.8.3/Dockerfile", "grafana/5.4.2/Dockerfile"}
+    # jre is built here (8u181) but not 8u191: a missing folder, not an upstream image.
+    assert set(missing) == {"cerebro/0.8.3/Dockerfile"}
     assert "statemood/jre:8u191" in missing["cerebro/0.8.3/Dockerfile"].message
     assert "cascade stops" in missing["cerebro/0.8.3/Dockerfile"].message
-    # img.linge.io is this tree's registry by [tree] registries: its centos:7 is missing.
-    assert "library/centos:7" in missing["grafana/5.4.2/Dockerfile"].message
-    # Without the old host name it is just another registry: external, no warning.
-    plain = discover_tree(tmp_path, project="statemood")
-    assert [p.path.as_posix() for p in plain.warnings] == ["cerebro/0.8.3/Dockerfile"]
+    assert "statemood/jre:8u191" in missing["cerebro/0.8.3/Dockerfile"].advice
+    # Any image of the tree's own project (not library) that no folder builds is one too.
+    write_tree(tmp_path, {"zipkin/2.5.1": "FROM img.linge.io/statemood/jdk:8u151\n"})
+    again = discover_tree(tmp_path, project="statemood", registries=["img.linge.io"])
+    assert {p.path.as_posix() for p in again.warnings} == {
+        "cerebro/0.8.3/Dockerfile", "zipkin/2.5.1/Dockerfile"}
+
+
+def test_statemood_old_host_name_is_this_trees_registry(tmp_path: Path) -> None:
+    """grafana/5.4.2 says ``FROM img.linge.io/library/centos:7``, the tree's registry under
+    an old name: with ``[tree] registries`` it is the tree's centos/7, built first."""
+    write_tree(tmp_path, STATEMOOD)
+    grafana, centos = ref("library/grafana:5.4.2"), ref("library/centos:7")
+    tree = discover_tree(tmp_path, registries=["img.linge.io"])
+    assert BuildGraph.from_tree(tree).parents(grafana) == (centos,)
+    assert BuildGraph.from_tree(discover_tree(tmp_path)).parents(grafana) == ()
+
+
+def test_mirrored_upstream_images_in_the_registry_are_no_warning(tmp_path: Path) -> None:
+    """A Harbor holds mirrors of upstream images (library/busybox-base, upstream/os): a FROM
+    naming them is not a missing folder."""
+    write_tree(tmp_path, {"base/1.0": "FROM registry.abc.com/upstream/os:stable\n",
+                          "redis/7.2": "FROM registry.abc.com/library/busybox-base:1.0\n"})
+    tree = discover_tree(tmp_path, registry="registry.abc.com")
+    assert tree.problems == ()
 
 
 def test_statemood_three_deep_folder_is_unmapped_under_auto(tmp_path: Path) -> None:

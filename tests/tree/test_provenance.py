@@ -129,7 +129,7 @@ def test_unknown_labels_are_not_guarded(tree: DockerfileTree) -> None:
 
 def test_tree_problems_ride_in_the_plan_and_its_json(tmp_path: Path) -> None:
     write_tree(tmp_path, {"redis/7.2": "FROM alpine:3.19\n", "redis/7.2/debug": "FROM scratch\n",
-                          "app/1.0": "FROM library/jre:8u191\n"})
+                          "app/1.0": "FROM library/redis:6.2\n"})
     tree = discover_tree(tmp_path)
     plan = make_plan([labelled("library/redis:7.2", None)], tree, now=NOW).with_id("p-1")
     kinds = sorted(item.kind.value for item in plan.attention)

@@ -50,9 +50,12 @@ the tree's own hosts (``registry``: the Harbor host; ``registries``: mirrors, ol
 A parent qualified with any other host — Docker Hub's ``docker.io`` included — is external:
 ``alpine/3.7`` with ``FROM docker.io/alpine:3.7`` wraps the upstream image. A ``FROM`` naming
 the image's own name (``nginx/1.25`` with ``FROM nginx:1.25``) is its upstream too, never a
-cycle. A ``FROM`` naming an image of the tree's hosts or of its projects (written with the
-project: ``statemood/jre:8u191``) that no folder builds is a warning: the cascade stops there.
-A parent pinned by digest is external (a rebuild cannot change it).
+cycle. A ``FROM`` (without a host, or with one of the tree's) naming an image that no folder
+builds is a warning when the tree should have built it: another tag of a repository the tree
+builds (``statemood/jre:8u191`` beside ``jre/8u181``), or any image of the tree's own project
+when that is not ``library`` (Harbor's default project, where mirrors of upstream images
+live). The cascade stops there. A parent pinned by digest is external (a rebuild cannot change
+it).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
@@ -287,18 +291,28 @@ class DockerfileTree:
         )
 
     def missing_parent(self, parent: ImageReference) -> bool:
-        """Whether ``parent`` names an image of this tree's registry or projects that no
-        folder builds (a warning: the cascade stops there)."""
+        """Whether ``parent`` names an image this tree should build but no folder does (a
+        warning: the cascade stops there). That is a ``FROM`` without a host or with one of
+        the tree's hosts, not pinned by digest, naming either a repository the tree builds
+        under other tags (``statemood/jre:8u191`` beside ``jre/8u181``) or any image of the
+        tree's own project (``[tree] project``). Images of ``library`` the tree does not
+        build are taken for mirrors of upstream images (Harbor's default project holds
+        them), as are images of other projects."""
         if parent.tag is None or parent.digest is not None:
             return False  # pinned: a rebuild of the tree would not change it anyway
-        if self.resolve_parent(parent) is not None:
+        if not self._names_tree(parent) or self.resolve_parent(parent) is not None:
             return False
-        if parent.registry is not None:
-            return parent.registry.lower() in self.hosts
-        if "/" not in parent.repository:
-            return False  # Docker Hub's official image (alpine:3.11): upstream
-        projects = {self.project} | {key.repository.partition("/")[0] for key in self.images}
-        return parent.repository.partition("/")[0] in projects
+        key = image_key(parent.with_registry(None))
+        if key is None:
+            return False
+        if key.repository in self._repositories:
+            return True
+        project = key.repository.partition("/")[0]
+        return project == self.project and project != DEFAULT_PROJECT
+
+    @cached_property
+    def _repositories(self) -> frozenset[str]:
+        return frozenset(key.repository for key in self.images)
 
     def images_in(self, folder: Path) -> tuple[ImageReference, ...]:
         """The images built from ``folder`` (absolute, or relative to the root)."""
