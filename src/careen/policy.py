@@ -642,10 +642,15 @@ class Selection:
     needs_details: list[Judged] = field(default_factory=list)
     #: Unscanned images not listed because ``policy.unscanned`` is ``ignore``.
     unlisted_unscanned_count: int = 0
+    #: Untagged artifacts the policy selects: superseded digests Harbor keeps until tag
+    #: retention or garbage collection removes them. No tag to rebuild: never selected.
+    untagged: list[Judged] = field(default_factory=list)
 
     def add(self, image: Image, verdict: Verdict) -> None:
         kind = verdict.kind
-        if verdict.selected:
+        if verdict.selected and image.reference.tag is None:
+            self.untagged.append((image, verdict))
+        elif verdict.selected:
             self.selected.append((image, verdict))
         elif kind is VerdictKind.PASSES:
             self.passed_count += 1
@@ -668,7 +673,7 @@ class Selection:
         return (
             len(self.selected) + self.passed_count + len(self.not_scanned)
             + len(self.scan_failed) + len(self.scan_in_progress) + len(self.ignored)
-            + len(self.needs_details) + self.unlisted_unscanned_count
+            + len(self.needs_details) + self.unlisted_unscanned_count + len(self.untagged)
         )
 
 
