@@ -99,6 +99,24 @@ def wrong_password(c: Context) -> CliResult:
     return c.careen("vulnerable", "-o", "-", "--exit-zero")
 
 
+def listed_image_without_folder(c: Context) -> CliResult:
+    (c.tmp_path / "vulnerable.list").write_text("5=1,   library/nosuch:9\n")
+    return c.careen("plan", "--from", "vulnerable.list", "--root", str(SAMPLES / "tree"))
+
+
+def unreadable_list_line(c: Context) -> CliResult:
+    (c.tmp_path / "vulnerable.list").write_text("4=x,  library/nginx:1.25\n")
+    return c.careen("plan", "--from", "vulnerable.list", "--root", str(SAMPLES / "tree"))
+
+
+def tree_image_in_a_cycle(c: Context) -> CliResult:
+    for folder, text in {"a/1": "FROM library/b:1\n", "b/1": "FROM library/a:1\n"}.items():
+        (c.tmp_path / "cyclic" / folder).mkdir(parents=True)
+        (c.tmp_path / "cyclic" / folder / "Dockerfile").write_text(text)
+    (c.tmp_path / "vulnerable.list").write_text("library/a:1\n")
+    return c.careen("plan", "--from", "vulnerable.list", "--root", str(c.tmp_path / "cyclic"))
+
+
 def internal_error(c: Context) -> CliResult:
     from careen.cli.commands import vulnerable_cmd
 
@@ -123,6 +141,13 @@ ROWS = (
     Row("Harbor unreachable", harbor_unreachable, ExitCode.UNREACHABLE, "connection refused"),
     Row("wrong password (answered as anonymous)", wrong_password, ExitCode.UNREACHABLE,
         "careen: error: Harbor at 127.0.0.1:"),
+    Row("listed image without a Dockerfile folder", listed_image_without_folder,
+        ExitCode.FAILED, "needs attention: library/nosuch:9: no Dockerfile folder for it"),
+    Row("unreadable line of vulnerable.list", unreadable_list_line, ExitCode.FAILED,
+        "needs attention: vulnerable.list:1: the head before the comma must be"),
+    Row("tree image in a FROM cycle", tree_image_in_a_cycle, ExitCode.FAILED,
+        "needs attention: library/a:1: built FROM itself or its own children (a FROM cycle); "
+        "next: break the FROM cycle in the Dockerfiles"),
     Row("internal error", internal_error, ExitCode.INTERNAL,
         "careen: internal error: RuntimeError: simulated bug"),
 )
