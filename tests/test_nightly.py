@@ -532,3 +532,20 @@ def test_an_image_still_unscanned_at_the_rescan_deadline_needs_attention(
     item = next(a for a in outcome.result.attention if a.subject == "library/base:1.0")
     assert item.line().endswith("; next: check the scan in Harbor, or run 'careen scan "
                                 "library/base:1.0 --wait'")
+
+
+def test_a_rebuild_that_improved_but_still_breaks_the_policy_needs_attention(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    data = json.loads(json.dumps(FLEET))
+    data["scan_results"] = {"library/web:2": {"medium": 3}}  # 4 -> 3: still medium >= 3
+    harbor.reset(Fleet.from_dict(data))
+    config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, PushingBuilder(harbor), tmp_path)
+    assert outcome.exit_code == 1
+    [item] = outcome.result.attention
+    assert (item.kind, item.subject) == (AttentionKind.IMPROVED, "library/web:2")
+    assert item.line() == ("needs attention: library/web:2: fewer findings (medium 4 -> 3) but "
+                           "still breaks the policy: medium 3 >= 3; next: bump the base image "
+                           "or the pinned package for what remains")

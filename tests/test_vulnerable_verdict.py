@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +319,33 @@ def test_a_failed_build_and_its_children_exit_1(
     report = run_report(tmp_path)["attention"]
     assert [a["kind"] for a in report] == ["build_failed", "parent_failed", "parent_failed"]
     assert report[0]["path"] is not None and Path(report[0]["path"]).is_file()
+
+
+# -- the JSON result: schema, reading back, merging shards ------------------------------
+
+
+def test_attention_and_untagged_validate_read_back_and_merge_once() -> None:
+    """``careen report --merge`` reads the shards' JSON: what needs attention must survive it,
+    and the plan's own items (every shard carries its unreadable lines) appear once."""
+    import jsonschema
+
+    from careen.attention import AttentionItem, AttentionKind
+    from careen.reports.json_report import read_result, render_json
+    from careen.shard import merge_results
+    from tests.reports.sample import sample_result
+
+    line = AttentionItem(AttentionKind.UNREADABLE_LINE, "vulnerable.list:4", "bad head")
+    failed = AttentionItem(AttentionKind.BUILD_FAILED, "library/tomcat:8.5",
+                           "build failed (log: /logs/tomcat.log)", path="/logs/tomcat.log")
+    untagged = ((f"library/base@{SUPERSEDED}", "high 2 > 0"),)
+    whole = replace(sample_result(), attention=(line, failed), untagged=untagged)
+    schema = json.loads((Path(__file__).parents[1] / "docs" / "schemas" /
+                         "run-result.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(whole.to_dict())
+    assert read_result(render_json(whole)) == whole
+
+    first = replace(whole, images=whole.images[:3], run_id="run-a")
+    second = replace(whole, images=whole.images[3:], run_id="run-b", attention=(line,))
+    merged = merge_results([read_result(render_json(first)), read_result(render_json(second))])
+    assert merged.attention == (line, failed)
+    assert merged.untagged == untagged
