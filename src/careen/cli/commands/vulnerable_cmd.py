@@ -67,8 +67,9 @@ def vulnerable(
         export CAREEN_HARBOR_URL=https://harbor.example.com CAREEN_HARBOR_USER='robot$careen'
         careen vulnerable -o vulnerable.list --json vulnerable.json
 
-    Exit code 1 when images break the policy (0 with --exit-zero), 3 when Harbor cannot be
-    reached.
+    Exit code 1 when images break the policy (0 with --exit-zero; untagged artifacts never
+    count), 3 when Harbor cannot be reached or answers a configured user as anonymous (its
+    credentials were not accepted: nothing is judged, no list is written).
     """
     options = globals_of(ctx)
     observer = options.observer()
