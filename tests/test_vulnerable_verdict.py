@@ -349,3 +349,13 @@ def test_attention_and_untagged_validate_read_back_and_merge_once() -> None:
     merged = merge_results([read_result(render_json(first)), read_result(render_json(second))])
     assert merged.attention == (line, failed)
     assert merged.untagged == untagged
+
+
+def test_a_huge_unreadable_line_is_named_short(
+        careen: Careen, nosuch_list: Path, tmp_path: Path) -> None:
+    nosuch_list.write_text("5=1, " + "x" * 5000 + " y\n")
+    result = careen("plan", "--from", str(nosuch_list), "--state",
+                    str(tmp_path / "state.sqlite"))
+    assert result.code == 1, result.err
+    [line] = result.attention()
+    assert len(line) < 400 and "..." in line

@@ -243,7 +243,7 @@ def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *
     not rebuilt); untagged artifacts (``repository@digest`` lines) are counted, not planned."""
     problems = tuple(
         AttentionItem(AttentionKind.UNREADABLE_LINE, f"{listed.shown}:{problem.line}",
-                      f"{problem.reason}: {problem.text.strip()!r} (line skipped, not rebuilt)")
+                      f"{problem.reason}: {problem.shown_text} (line skipped, not rebuilt)")
         for problem in listed.listing.problems)
     candidates = listed.candidates()
     untagged = sum(1 for candidate in candidates if candidate.image.tag is None)

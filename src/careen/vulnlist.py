@@ -89,8 +89,13 @@ class LineProblem:
     text: str
     reason: str
 
+    @property
+    def shown_text(self) -> str:
+        """The line as messages show it: quoted, cut at 80 characters."""
+        return _shown(self.text)
+
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}: {_shown(self.text)}"
+        return f"line {self.line}: {self.reason}: {self.shown_text}"
 
 
 @dataclass(frozen=True, slots=True)
