@@ -220,7 +220,8 @@ def _read_ca_bundle(path: Path, setting: str) -> bytes:
                           key=setting, hint="give the PEM file of the CA that signed the "
                           "registry's certificate") from None
     if _PEM_CERTIFICATE not in data:
-        raise ConfigError(f"{str(path)!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        raise ConfigError(f"the CA file {str(path)!r} holds no PEM certificate "
+                          "(-----BEGIN CERTIFICATE-----)",
                           key=setting, hint="give the PEM file of the CA that signed the "
                           "registry's certificate (convert DER with: openssl x509 -inform der "
                           "-in CA.cer -out ca.pem)")
