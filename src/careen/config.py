@@ -755,12 +755,15 @@ class _Loader:
             warnings.append(f"TLS certificates of Harbor are not verified (harbor.verify_tls = "
                             f"false, from {sources['harbor.verify_tls']}): anyone on the "
                             "network path can read the credentials and forge scan results")
+        spelled = "verify_tls"
         if registry.tls_verify is not None:
             warnings.append(f"registry.tls_verify (from {sources['registry.tls_verify']}) is "
                             "deprecated: write verify_tls, as in [harbor] (variable "
                             f"{environment_variable_for('registry.verify_tls')})")
+            if "registry.verify_tls" not in sources:  # verify_tls took the old spelling's value
+                spelled = "tls_verify"
+                sources["registry.verify_tls"] = sources["registry.tls_verify"]
         if not registry.verify_tls:
-            spelled = "verify_tls" if "registry.verify_tls" in sources else "tls_verify"
             warnings.append(f"TLS certificates of the registry are not verified "
                             f"(registry.{spelled} = false, from {sources[f'registry.{spelled}']})"
                             ": pushed images and credentials can be intercepted"
