@@ -197,6 +197,8 @@ def test_a_login_the_registry_refused_over_tls_says_what_to_set(
                             env={"PATH": f"{fake.parent}:/usr/bin:/bin"})
     assert not result.ok and result.tls_rejected and not result.auth_rejected
     assert result.hint is not None and result.hint.startswith(hint)
+    assert ('set [registry] server = "localhost:5443"' in result.hint) is (
+        tool is LoginTool.DOCKER)
 
 
 # -- buildah: the push registry's TLS settings for bud and push -----------------------------

@@ -378,4 +378,8 @@ def test_docker_login_through_podman_to_an_address_it_does_not_skip_tls_for(
     assert f"registry at {cell.server}: login failed: " in result.stderr
     assert "server gave HTTP response to HTTPS client" in result.stderr
     assert f"the docker daemon does not trust {cell.server} over TLS" in result.stderr
+    port = cell.server.rpartition(":")[2]
+    assert ("podman's Docker API logs in over plain HTTP or an unverified certificate only to "
+            "a localhost:PORT name, whatever its registries.conf says: set [registry] server = "
+            f'"localhost:{port}"') in result.stderr
     assert matrix.lab.password().get_secret_value() not in result.stderr

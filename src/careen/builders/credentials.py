@@ -181,7 +181,7 @@ class AuthContext:
             log_tail=result.tail,
             tool_missing=result.not_found,
             tls_rejected=tls_rejected,
-            hint=tls_hint(tool, login.registry) if tls_rejected else None,
+            hint=tls_hint(tool, login.registry, login=True) if tls_rejected else None,
         )
 
     def close(self) -> None:
@@ -193,8 +193,9 @@ class AuthContext:
         return f"AuthContext(directory={str(self.directory)!r})"
 
 
-def tls_hint(tool: LoginTool, host: str) -> str:
-    """What to change when ``tool`` did not trust ``host`` (``host[:port]``)."""
+def tls_hint(tool: LoginTool, host: str, *, login: bool = False) -> str:
+    """What to change when ``tool`` did not trust ``host`` (``host[:port]``); ``login``: the
+    failure was the login's."""
     if tool is LoginTool.BUILDAH:
         return (f"{host} is not trusted over TLS (or speaks plain HTTP): set [registry] "
                 "ca_bundle to the PEM file of the CA that signed its certificate, or "
@@ -206,7 +207,11 @@ def tls_hint(tool: LoginTool, host: str) -> str:
             "ca.crt) or mark the registry insecure (Docker: \"insecure-registries\" in "
             "/etc/docker/daemon.json; podman: [[registry]] location = "
             f"\"{host}\", insecure = true in registries.conf), then restart the daemon; "
-            "or use the buildah builder, which takes [registry] ca_bundle and verify_tls")
+            "or use the buildah builder, which takes [registry] ca_bundle and verify_tls"
+            + ("; podman's Docker API logs in over plain HTTP or an unverified certificate only "
+               "to a localhost:PORT name, whatever its registries.conf says: set [registry] "
+               f"server = \"localhost:{host.rpartition(':')[2]}\" for a registry on this machine"
+               if login and ":" in host else ""))
 
 
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
