@@ -520,12 +520,14 @@ def test_a_rebuild_that_did_not_help_needs_attention(tmp_path: Path,
 
 
 def test_an_image_still_unscanned_at_the_rescan_deadline_needs_attention(
-    tmp_path: Path, harbor: SimulatorServer,
+    tmp_path: Path,
 ) -> None:
-    harbor.reset(Fleet.from_dict(FLEET))
-    config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
-    with StateStore.open(tmp_path / "state.sqlite") as store:
-        outcome = run(config, store, PushingBuilder(harbor), tmp_path, rescan_timeout=0.0)
+    # Scans that take a minute each: none finishes by a half-second deadline.
+    slow = SimOptions(scan_delay=ScanDelays(pending=60, running=60))
+    with SimulatorServer(Fleet.from_dict(FLEET), slow) as harbor:
+        config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
+        with StateStore.open(tmp_path / "state.sqlite") as store:
+            outcome = run(config, store, PushingBuilder(harbor), tmp_path, rescan_timeout=0.5)
     assert outcome.exit_code == 1
     kinds = {(a.kind, a.subject) for a in outcome.result.attention}
     assert (AttentionKind.UNSCANNED_AT_DEADLINE, "library/base:1.0") in kinds

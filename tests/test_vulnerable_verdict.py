@@ -286,13 +286,15 @@ def test_a_rebuild_that_did_not_help_exits_1(
 
 
 def test_an_image_unscanned_at_the_rescan_deadline_exits_1(
-        careen: Careen, harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
-    use(harbor, monkeypatch, tmp_path)
-    monkeypatch.setenv("CAREEN_POLICY_IGNORE", "library/lone:*")
-    monkeypatch.setenv("CAREEN_RUN_RESCAN_TIMEOUT", "0.001")
-    with_builder(monkeypatch, PushingBuilder(harbor))
-    result = careen("run", "--state", str(tmp_path / "state.sqlite"))
+        careen: Careen, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A Harbor whose scans take a minute each: none can finish by a half-second deadline.
+    slow = SimOptions(scan_delay=ScanDelays(pending=60, running=60))
+    with SimulatorServer(Fleet.from_dict(FLEET), slow) as harbor:
+        use(harbor, monkeypatch, tmp_path)
+        monkeypatch.setenv("CAREEN_POLICY_IGNORE", "library/lone:*")
+        monkeypatch.setenv("CAREEN_RUN_RESCAN_TIMEOUT", "0.5")
+        with_builder(monkeypatch, PushingBuilder(harbor))
+        result = careen("run", "--state", str(tmp_path / "state.sqlite"))
     assert result.code == 1, result.err
     [line] = [line for line in result.attention() if "library/base:1.0:" in line]
     assert line.startswith("needs attention: library/base:1.0: pushed, but Harbor's rescan "
