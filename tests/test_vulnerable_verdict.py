@@ -112,7 +112,8 @@ def test_untagged_artifacts_are_counted_not_listed_and_keep_exit_0(
                         {"tags": ["1.0"], "scan": {}},
                         {"tags": [], "scan": {"critical": 1}},
                         {"tags": [], "scan": {"high": 3}},
-                        {"tags": [], "scan": {"low": 1}}]}]}]}
+                        {"tags": [], "scan": {"low": 1}},
+                        {"tags": [], "scan": None}]}]}]}
     use(harbor, monkeypatch, tmp_path, only_old)
     result = careen("vulnerable", "-o", "vulnerable.list", "--json", "vulnerable.json")
     assert result.code == 0, result.err
@@ -125,6 +126,10 @@ def test_untagged_artifacts_are_counted_not_listed_and_keep_exit_0(
     assert all(item["tag"] is None and "@sha256:" in item["image"]
                for item in document["untagged"])
     assert document["summary"]["untagged"] == 2
+    # Nor is a never-scanned untagged artifact an image to scan: counted, not listed.
+    assert document["not_scanned"] == []
+    assert document["summary"]["unscanned_not_listed"] == 1
+    assert "never scanned" not in result.err
 
 
 def test_after_a_night_that_fixed_everything_vulnerable_exits_0(

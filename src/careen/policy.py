@@ -640,7 +640,7 @@ class Selection:
     ignored: list[Judged] = field(default_factory=list)
     #: Images whose verdict needs per-severity fixable counts: fetch them and evaluate again.
     needs_details: list[Judged] = field(default_factory=list)
-    #: Unscanned images not listed because ``policy.unscanned`` is ``ignore``.
+    #: Unscanned images not listed: ``policy.unscanned`` is ``ignore``, or they are untagged.
     unlisted_unscanned_count: int = 0
     #: Untagged artifacts the policy selects: superseded digests Harbor keeps until tag
     #: retention or garbage collection removes them. No tag to rebuild: never selected.
@@ -650,6 +650,9 @@ class Selection:
         kind = verdict.kind
         if verdict.selected and image.reference.tag is None:
             self.untagged.append((image, verdict))
+        elif image.reference.tag is None and kind in UNSCANNED_KINDS:
+            # An untagged artifact without a scan is no image to scan or rebuild either.
+            self.unlisted_unscanned_count += 1
         elif verdict.selected:
             self.selected.append((image, verdict))
         elif kind is VerdictKind.PASSES:
