@@ -31,7 +31,7 @@ import json
 import re
 import tomllib
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -321,14 +321,10 @@ _REQUIRE_HINTS: Mapping[str, str] = MappingProxyType({
                          "[registry] password_file in careen.toml",
 })
 
-# The seed's plain variables, lowest precedence first.
-_SEED_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("registry_server", "registry.server"),
-    ("registry_user", "registry.user"),
-    ("registry_password", "registry.password"),
-    ("REGISTRY_SERVER", "registry.server"),
-    ("REGISTRY_USER", "registry.user"),
-    ("REGISTRY_PASSWORD", "registry.password"),
+# The seed's plain variables, lowest precedence first: the 2017 job's, then upper case.
+_SEED_VARIABLES: tuple[tuple[str, ...], ...] = (
+    ("registry_server", "registry_user", "registry_password"),
+    ("REGISTRY_SERVER", "REGISTRY_USER", "REGISTRY_PASSWORD"),
 )
 
 
@@ -361,10 +357,6 @@ class _Origin:
     show_label: str
     #: Relative paths given here are relative to this folder.
     base: Path
-
-
-def _environment_origin(name: str, cwd: Path) -> _Origin:
-    return _Origin(f"environment variable {name}", name, cwd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,11 +522,15 @@ def load_config(
     layers: list[_Source] = []
     if file is not None:
         layers.append(_FileSource(file, cwd))
-    layers.append(_DottedSource(
-        _Layers, [(dotted, environ[name], _environment_origin(name, cwd))
-                  for name, dotted in _SEED_VARIABLES if name in environ]))
-    layers.append(_EnvironmentSource(environ, cwd))
-    layers.append(_flag_source(overrides or {}, cwd))
+    settings = tuple(name for name in environ if name.startswith(ENVIRONMENT_PREFIX)
+                     and name not in NON_SETTING_VARIABLES
+                     and not name.startswith(NON_SETTING_PREFIXES))
+    for prefix, names in [*(("", seeds) for seeds in _SEED_VARIABLES),
+                          (ENVIRONMENT_PREFIX, settings)]:
+        variables = {name: environ[name] for name in names if name in environ}
+        if variables:
+            layers.append(_EnvironmentSource(variables, cwd, prefix=prefix))
+    layers.append(_FlagSource(overrides or {}, cwd))
     origins: dict[str, _Origin] = {}
     for layer in layers:
         origins.update(layer.origins)
@@ -552,7 +548,7 @@ class _Layers(BaseSettings):
     model_config = SettingsConfigDict(
         extra="forbid", frozen=True, case_sensitive=False,
         # CAREEN_HARBOR_VERIFY_TLS -> harbor.verify_tls: split once, after the section.
-        env_prefix=ENVIRONMENT_PREFIX, env_nested_delimiter="_", env_nested_max_split=1,
+        env_nested_delimiter="_", env_nested_max_split=1,
     )
 
     harbor: HarborConfig = Field(default_factory=HarborConfig)
@@ -616,20 +612,20 @@ class _FileSource(TomlConfigSettingsSource, _Source):
 
 
 class _EnvironmentSource(EnvSettingsSource, _Source):
-    """``CAREEN_<SECTION>_<KEY>`` variables of the given environment (not ``os.environ``):
-    pydantic-settings nests them by section; their text is read here (:func:`_read_text`)."""
+    """``<prefix><SECTION>_<KEY>`` variables (``CAREEN_HARBOR_URL``, the seed's
+    ``registry_user``) of the mapping given, not ``os.environ``: pydantic-settings nests them by
+    section; their text is read here (:func:`_read_text`)."""
 
-    def __init__(self, environ: Mapping[str, str], cwd: Path) -> None:
-        super().__init__(_Layers)
-        self.origins = {}
-        # The variables it reads are these (lower-cased, as it looks them up), not os.environ's.
-        self.env_vars = {}
-        for name in sorted(environ):
-            if (not name.startswith(ENVIRONMENT_PREFIX) or name in NON_SETTING_VARIABLES
-                    or name.startswith(NON_SETTING_PREFIXES)):
-                continue
-            self.origins[_setting_named(name)] = _environment_origin(name, cwd)
-            self.env_vars[name.lower()] = environ[name]
+    def __init__(self, variables: Mapping[str, str], cwd: Path, *, prefix: str) -> None:
+        self.variables = variables
+        self.origins = {_setting_named(name, prefix): _Origin(
+            f"environment variable {name}", name, cwd) for name in sorted(variables)}
+        super().__init__(_Layers, env_prefix=prefix)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Its hook for where variables come from (os.environ by default); lower-cased, as it
+        # looks names up.
+        return {name.lower(): value for name, value in self.variables.items()}
 
     def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
         return value  # lists and tables are comma-separated text, not JSON: read in __call__
@@ -643,9 +639,9 @@ class _EnvironmentSource(EnvSettingsSource, _Source):
         return sections
 
 
-def _setting_named(name: str) -> str:
+def _setting_named(name: str, prefix: str) -> str:
     """The dotted key of a ``CAREEN_*`` variable, or a :class:`ConfigError` suggesting one."""
-    section, _, key = name[len(ENVIRONMENT_PREFIX):].lower().partition("_")
+    section, _, key = name[len(prefix):].lower().partition("_")
     if section in SECTIONS and key in _KEYS[section]:
         return f"{section}.{key}"
     if section not in SECTIONS:
@@ -660,17 +656,28 @@ def _setting_named(name: str) -> str:
         f"{', '.join(known)}", source=f"environment variable {name}")
 
 
-class _DottedSource(_Source):
-    """Values given by dotted key (the seed's variables, flags), later ones winning. Text is
-    read like the environment's; other values (a flag's list, path or number) as given."""
+class _FlagSource(_Source):
+    """The flags, by dotted key. Text is read like the environment's; other values (a list,
+    a path, a number) are taken as given."""
 
-    def __init__(self, settings_cls: type[BaseSettings],
-                 entries: Iterable[tuple[str, object, _Origin]]) -> None:
-        super().__init__(settings_cls)
+    def __init__(self, overrides: Mapping[str, object], cwd: Path) -> None:
+        super().__init__(_Layers)
         self.data: dict[str, dict[str, object]] = {}
         self.origins = {}
-        for dotted, given, origin in entries:
+        origin = _Origin("command line", "command line", cwd)
+        every = {f"{s}.{k}": None for s in SECTIONS for k in _KEYS[s]}
+        for dotted, given in overrides.items():
             section, _, key = dotted.partition(".")
+            if given is None:
+                continue
+            if dotted not in every:
+                raise ConfigError(f"unknown setting {dotted!r}{_suggest(dotted, every)}",
+                                  source="command line")
+            if dotted in SECRET_KEYS:
+                raise ConfigError(
+                    "secrets are not taken from the command line (other users can see it); "
+                    f"set {environment_variable_for(dotted)} or [{section}] "
+                    f"{SECRET_FILES[dotted]}", source="command line", key=dotted)
             value = given
             if isinstance(given, str):
                 value = _read_text(given, dotted, origin)
@@ -686,23 +693,6 @@ class _DottedSource(_Source):
 
     def __call__(self) -> dict[str, Any]:
         return {section: dict(table) for section, table in self.data.items()}
-
-
-def _flag_source(overrides: Mapping[str, object], cwd: Path) -> _DottedSource:
-    origin = _Origin("command line", "command line", cwd)
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        if value is not None and (section not in SECTIONS or key not in _KEYS[section]):
-            every = {f"{s}.{k}": None for s in SECTIONS for k in _KEYS[s]}
-            raise ConfigError(f"unknown setting {dotted!r}{_suggest(dotted, every)}",
-                              source="command line")
-        if value is not None and dotted in SECRET_KEYS:
-            raise ConfigError(
-                "secrets are not taken from the command line (other users can see it); "
-                f"set {environment_variable_for(dotted)} or [{section}] {SECRET_FILES[dotted]}",
-                source="command line", key=dotted)
-    return _DottedSource(_Layers, [(dotted, value, origin)
-                                   for dotted, value in overrides.items() if value is not None])
 
 
 # --------------------------------------------------------------------------------------------
