@@ -16,11 +16,11 @@ visible to every user of the machine): only from the environment or a ``password
 
 :func:`load_config` is pure: the environment and the working folder are passed in. The layers
 are pydantic-settings sources (its TOML and environment sources, fed the given file and
-environment, never ``os.environ``), merged and validated by it; this module adds what Careen
-promises on top: where each value came from, messages naming the file, variable or flag and the
-key ("did you mean"), the seed's variables, and secrets refused from the file and flags.
-The objects it returns are frozen; secrets are :class:`pydantic.SecretStr`, so ``repr``, ``str`` and
-:meth:`Config.show` never reveal them.
+variables, never ``os.environ``), merged and validated by it. This module adds what Careen
+promises on top: where each value came from, messages naming the file, variable or flag and
+the key ("did you mean"), secrets refused from the file and flags, relative paths, secret
+files. The objects it returns are frozen; secrets are :class:`pydantic.SecretStr`, so ``repr``,
+``str`` and :meth:`Config.show` never reveal them.
 """
 
 from __future__ import annotations
