@@ -288,18 +288,32 @@ class StateConfig(_Section):
     path: Path | None = None
 
 
+class _Layers(BaseSettings):
+    """Every section, as pydantic-settings merges them from :func:`load_config`'s sources
+    (which it is always given: nothing is read from ``os.environ`` behind the caller's back)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, case_sensitive=False,
+        # CAREEN_HARBOR_VERIFY_TLS -> harbor.verify_tls: split once, after the section.
+        env_nested_delimiter="_", env_nested_max_split=1,
+    )
+
+    harbor: HarborConfig = Field(default_factory=HarborConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    tree: TreeConfig = Field(default_factory=TreeConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    jenkins: JenkinsConfig = Field(default_factory=JenkinsConfig)
+
+
+#: Section name -> its model, in the order of the file (and of ``config show``).
 SECTIONS: Mapping[str, type[_Section]] = MappingProxyType({
-    "harbor": HarborConfig,
-    "registry": RegistryConfig,
-    "policy": PolicyConfig,
-    "tree": TreeConfig,
-    "build": BuildConfig,
-    "output": OutputConfig,
-    "state": StateConfig,
-    "run": RunConfig,
-    "notify": NotifyConfig,
-    "jenkins": JenkinsConfig,
-})
+    name: typing.cast(type[_Section], info.annotation)
+    for name, info in _Layers.model_fields.items()})
 
 #: Keys that hold secrets: never from the file or flags, never shown.
 SECRET_KEYS = frozenset({"harbor.password", "registry.password", "notify.webhook"})
@@ -541,28 +555,6 @@ def load_config(
     return _assemble(loaded, file, origins, cwd=cwd, home=environ.get("HOME"))
 
 
-class _Layers(BaseSettings):
-    """The sections as pydantic-settings merges them from :func:`load_config`'s sources
-    (which it is always given: nothing is read from ``os.environ`` behind the caller's back)."""
-
-    model_config = SettingsConfigDict(
-        extra="forbid", frozen=True, case_sensitive=False,
-        # CAREEN_HARBOR_VERIFY_TLS -> harbor.verify_tls: split once, after the section.
-        env_nested_delimiter="_", env_nested_max_split=1,
-    )
-
-    harbor: HarborConfig = Field(default_factory=HarborConfig)
-    registry: RegistryConfig = Field(default_factory=RegistryConfig)
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    tree: TreeConfig = Field(default_factory=TreeConfig)
-    build: BuildConfig = Field(default_factory=BuildConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    state: StateConfig = Field(default_factory=StateConfig)
-    run: RunConfig = Field(default_factory=RunConfig)
-    notify: NotifyConfig = Field(default_factory=NotifyConfig)
-    jenkins: JenkinsConfig = Field(default_factory=JenkinsConfig)
-
-
 class _Source(PydanticBaseSettingsSource):
     """A source that remembers the origin of each dotted key it gives."""
 
@@ -681,8 +673,6 @@ class _FlagSource(_Source):
             value = given
             if isinstance(given, str):
                 value = _read_text(given, dotted, origin)
-            elif isinstance(given, list):
-                value = tuple(given)
             elif isinstance(given, dict):
                 value = MappingProxyType(given)  # replaces a lower layer's table whole
             self.data.setdefault(section, {})[key] = value
@@ -748,12 +738,12 @@ def _assemble(loaded: _Layers, file: Path | None, origins: Mapping[str, _Origin]
               cwd: Path, home: str | None) -> Config:
     sources = {dotted: origin.show_label for dotted, origin in origins.items()
                if "." in dotted}
-    sections = {name: _resolve_paths(name, getattr(loaded, name), origins, cwd, home)
-                for name in SECTIONS}
-    harbor = typing.cast(HarborConfig, sections["harbor"])
-    registry = typing.cast(RegistryConfig, sections["registry"])
-    harbor = _with_password_file(harbor, "harbor", sources, origins)
-    registry = _with_password_file(registry, "registry", sources, origins)
+    def resolved(name: str, section: _S) -> _S:
+        return _resolve_paths(name, section, origins, cwd, home)
+
+    harbor = _with_password_file(resolved("harbor", loaded.harbor), "harbor", sources, origins)
+    registry = _with_password_file(resolved("registry", loaded.registry), "registry", sources,
+                                   origins)
     if registry.server is None and harbor.host is not None:
         # Harbor is the registry: push where the scan results come from...
         registry = registry.model_copy(update={"server": harbor.host})
@@ -780,23 +770,25 @@ def _assemble(loaded: _Layers, file: Path | None, origins: Mapping[str, _Origin]
     return Config(
         harbor=harbor,
         registry=registry,
-        policy=typing.cast(PolicyConfig, sections["policy"]),
-        tree=typing.cast(TreeConfig, sections["tree"]),
-        build=typing.cast(BuildConfig, sections["build"]),
-        output=typing.cast(OutputConfig, sections["output"]),
-        state=typing.cast(StateConfig, sections["state"]),
-        run=typing.cast(RunConfig, sections["run"]),
-        notify=_with_webhook_file(typing.cast(NotifyConfig, sections["notify"]), sources,
-                                  origins),
-        jenkins=typing.cast(JenkinsConfig, sections["jenkins"]),
+        policy=resolved("policy", loaded.policy),
+        tree=resolved("tree", loaded.tree),
+        build=resolved("build", loaded.build),
+        output=resolved("output", loaded.output),
+        state=resolved("state", loaded.state),
+        run=resolved("run", loaded.run),
+        notify=_with_webhook_file(resolved("notify", loaded.notify), sources, origins),
+        jenkins=resolved("jenkins", loaded.jenkins),
         file=file,
         warnings=tuple(warnings),
         sources=MappingProxyType(sources),
     )
 
 
-def _resolve_paths(name: str, section: _Section, origins: Mapping[str, _Origin], cwd: Path,
-                   home: str | None) -> _Section:
+_S = typing.TypeVar("_S", bound=_Section)
+
+
+def _resolve_paths(name: str, section: _S, origins: Mapping[str, _Origin], cwd: Path,
+                   home: str | None) -> _S:
     """Relative paths made absolute: against the config file's folder for values from the
     file, the working folder otherwise (defaults too); ``~`` is ``$HOME``."""
     updates: dict[str, Path] = {}
