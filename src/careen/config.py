@@ -49,7 +49,9 @@ from pydantic import (
     Strict,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -171,7 +173,30 @@ class RegistryConfig(_Section):
     #: Only from ``CAREEN_REGISTRY_PASSWORD`` (or the seed's variables) or ``password_file``.
     password: SecretStr | None = None
     password_file: Path | None = None
-    tls_verify: Flag = True
+    #: Verify the registry's certificate, for the login, the push and the pulls of the build
+    #: (false: plain HTTP or a self-signed certificate). Spelled as ``[harbor] verify_tls``.
+    verify_tls: Flag = True
+    #: A PEM file of the private CA that signed the registry's certificate (buildah takes it;
+    #: a docker daemon must be given it in its own configuration).
+    ca_bundle: Path | None = None
+    #: The old spelling of ``verify_tls``: still read, with a deprecation warning.
+    tls_verify: Flag | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data: Any) -> Any:
+        if (isinstance(data, dict) and isinstance(data.get("tls_verify"), bool)
+                and "verify_tls" not in data):
+            data = {**data, "verify_tls": data["tls_verify"]}
+        return data
+
+    @field_validator("tls_verify")
+    @classmethod
+    def _same_as_new_spelling(cls, old: bool | None, info: ValidationInfo) -> bool | None:
+        if old is not None and info.data.get("verify_tls", old) != old:
+            raise ValueError("tls_verify (the old spelling of verify_tls) disagrees with "
+                             "verify_tls; keep verify_tls only")
+        return old
 
     @field_validator("server")
     @classmethod
@@ -609,26 +634,22 @@ class _EnvironmentSource(EnvSettingsSource, _Source):
     section; their text is read here (:func:`_read_text`)."""
 
     def __init__(self, variables: Mapping[str, str], cwd: Path, *, prefix: str) -> None:
-        self.variables = variables
-        self.origins = {_setting_named(name, prefix): _Origin(
-            f"environment variable {name}", name, cwd) for name in sorted(variables)}
+        self.origins = {}
+        self.values: dict[str, object] = {}
+        for name in sorted(variables):
+            dotted = _setting_named(name, prefix)
+            self.origins[dotted] = _Origin(f"environment variable {name}", name, cwd)
+            self.values[name.lower()] = _read_text(variables[name], dotted, self.origins[dotted])
         super().__init__(_Layers, env_prefix=prefix)
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        # Its hook for where variables come from (os.environ by default); lower-cased, as it
-        # looks names up.
-        return {name.lower(): value for name, value in self.variables.items()}
+    def _load_env_vars(self) -> Mapping[str, Any]:
+        # Its hook for where variables come from (os.environ by default), lower-cased as it
+        # looks names up. Their text is already read (:func:`_read_text`): the source passes
+        # values that are not text through as they are, and only nests them by section.
+        return self.values
 
     def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
-        return value  # lists and tables are comma-separated text, not JSON: read in __call__
-
-    def __call__(self) -> dict[str, Any]:
-        sections = super().__call__()
-        for section, table in sections.items():
-            for key, text in table.items():
-                dotted = f"{section}.{key}"
-                table[key] = _read_text(text, dotted, self.origins[dotted])
-        return sections
+        return value  # lists and tables were read from comma-separated text, not JSON
 
 
 def _setting_named(name: str, prefix: str) -> str:
@@ -758,21 +779,34 @@ def _assemble(loaded: _Layers, file: Path | None, origins: Mapping[str, _Origin]
         if harbor.password is not None:
             sources["registry.password"] = "harbor.password"
 
+    build = resolved("build", loaded.build)
     warnings: list[str] = []
     if not harbor.verify_tls:
         warnings.append(f"TLS certificates of Harbor are not verified (harbor.verify_tls = "
                         f"false, from {sources['harbor.verify_tls']}): anyone on the "
                         "network path can read the credentials and forge scan results")
-    if not registry.tls_verify:
+    spelled = "verify_tls"
+    if registry.tls_verify is not None:
+        warnings.append(f"registry.tls_verify (from {sources['registry.tls_verify']}) is "
+                        "deprecated: write verify_tls, as in [harbor] (variable "
+                        f"{environment_variable_for('registry.verify_tls')})")
+        if "registry.verify_tls" not in sources:  # verify_tls took the old spelling's value
+            spelled = "tls_verify"
+            sources["registry.verify_tls"] = sources["registry.tls_verify"]
+    if not registry.verify_tls:
         warnings.append(f"TLS certificates of the registry are not verified "
-                        f"(registry.tls_verify = false, from {sources['registry.tls_verify']})"
-                        ": pushed images and credentials can be intercepted")
+                        f"(registry.{spelled} = false, from {sources[f'registry.{spelled}']})"
+                        ": pushed images and credentials can be intercepted"
+                        + (_DOCKER_TLS if build.builder == "docker" else ""))
+    if build.builder == "docker" and registry.ca_bundle is not None:
+        warnings.append(f"registry.ca_bundle (from {sources['registry.ca_bundle']}) is "
+                        f"not used by the docker builder{_DOCKER_TLS}")
     return Config(
         harbor=harbor,
         registry=registry,
         policy=resolved("policy", loaded.policy),
         tree=resolved("tree", loaded.tree),
-        build=resolved("build", loaded.build),
+        build=build,
         output=resolved("output", loaded.output),
         state=resolved("state", loaded.state),
         run=resolved("run", loaded.run),
@@ -802,6 +836,13 @@ def _resolve_paths(name: str, section: _S, origins: Mapping[str, _Origin], cwd: 
         updates[attribute] = path if path.is_absolute() else (
             origin.base if origin is not None else cwd) / path
     return section.model_copy(update=updates)
+
+
+#: Why ``[registry] verify_tls`` and ``ca_bundle`` cannot reach a docker daemon.
+_DOCKER_TLS = ("; the docker builder cannot hand TLS settings to its daemon, which pulls and "
+               "pushes itself: the daemon must trust the registry (its certs.d/HOST:PORT/ca.crt"
+               ", or the registry listed as insecure in daemon.json or, for podman, in "
+               "registries.conf); the buildah builder takes both settings")
 
 
 # Secret files are read here rather than by pydantic-settings' secrets source: that one reads
