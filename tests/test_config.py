@@ -319,6 +319,17 @@ def test_a_table_from_a_later_layer_replaces_the_earlier_table_whole(tmp_path: P
     assert from_flag.source_of("build.labels") == "command line"
 
 
+@pytest.mark.parametrize("text", ["00", "[1]", "{}", "null"])
+def test_optional_flags_read_from_text_never_as_json(tmp_path: Path, text: str) -> None:
+    """pydantic-settings would JSON-decode the text of an optional strict key such as
+    registry.tls_verify (``00`` made it crash); Careen reads the text itself."""
+    error = error_of(tmp_path, {"CAREEN_REGISTRY_TLS_VERIFY": text})
+
+    assert str(error).startswith("environment variable CAREEN_REGISTRY_TLS_VERIFY: "
+                                 "registry.tls_verify: expected true or false")
+    assert load(tmp_path, {"CAREEN_REGISTRY_TLS_VERIFY": ""}).registry.tls_verify is None
+
+
 def test_unknown_flag_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
     error = error_of(tmp_path, overrides={"harbor.ulr": "https://x.test"})
 
