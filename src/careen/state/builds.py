@@ -36,7 +36,7 @@ class Builds(Database):
         text = image_text(image)
         log = os.fspath(log_path) if log_path is not None else None
         now = time_text(self._clock())
-        with self._write():
+        with self._write(durable=False):
             run = self._run_row(run_id)
             pending = self._db.execute(
                 "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"

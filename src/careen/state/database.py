@@ -122,16 +122,28 @@ class Database:
         return self._lock_fd is not None
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self, *, durable: bool = True) -> Iterator[None]:
         """One transaction. ``IMMEDIATE`` takes the write lock at once, so a busy database
-        waits (busy timeout) at BEGIN instead of failing half-way."""
-        self._db.execute("BEGIN IMMEDIATE")
+        waits (busy timeout) at BEGIN instead of failing half-way.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous = NORMAL``): in
+        WAL mode the commit survives a crash of Careen itself, and the next durable commit
+        writes it to disk too; only a power loss in between could lose it. For records whose
+        loss costs nothing but repeated work (a build that started: a resume builds whatever
+        is not recorded as pushed), this halves the fsyncs of a build step."""
+        if not durable:
+            self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if not durable:
+                self._db.execute("PRAGMA synchronous = FULL")
 
     def _insert_many(self, sql: str, run_id: str, rows: list[tuple[Any, ...]]) -> None:
         with self._write():
