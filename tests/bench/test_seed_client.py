@@ -8,6 +8,7 @@ into a temporary folder (NOTES §10), or reuses the install in $CAREEN_HARBORCLI
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -116,3 +117,22 @@ def test_the_seed_pipeline_selects_what_careen_selects(harbor_cli: HarborCli,
     careen = careen_vulnerable(sim_v1)
     assert list(run.selected) == careen
     assert "library/grafana:4.1.2" in careen and "library/mysql:5.6.35" not in careen
+
+
+def test_inventory_seed_client_mode_at_a_toy_size(harbor_cli: HarborCli,
+                                                  tmp_path: Path) -> None:
+    """`python -m bench.inventory --seed-client`: the real client against Careen on a
+    simulated Harbor 1.6; requests counted by the simulator, the same selection."""
+    from bench import inventory
+
+    out = tmp_path / "seed.json"
+    assert inventory.main(["--seed-client", "--images", "10", "--latency", "0",
+                           "--harborclient-dir", str(harbor_cli.site.parent),
+                           "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    seed, careen = report["seed"], report["careen"]
+    assert report["selection_match"] is True and seed["selected"] == careen["selected_tagged"]
+    assert seed["images"] == careen["images"] >= 10
+    # Per image: a login, the project's repositories, the repository's tags (harbor show).
+    assert seed["requests"] >= 3 * seed["images"]
+    assert careen["server_requests"] < seed["requests"] / 5
