@@ -23,6 +23,7 @@ from careen.errors import ExitCode, UsageError
 from careen.inventory import Image
 from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
+from careen.registries.interface import ScanControl
 from careen.scan import ScanSummary, Severity
 
 T = TypeVar("T")
@@ -145,7 +146,7 @@ def scan(
     observer = globals_of(ctx).observer()
     config = load(ctx, {"harbor.url": harbor_url}, observer)
 
-    async def work(harbor: HarborClient) -> dict[ImageReference, ScanSummary]:
+    async def work(harbor: ScanControl) -> dict[ImageReference, ScanSummary]:
         if all_:
             started = await harbor.trigger_scan_all()
             observer.info("scan-all started" if started else "a scan-all is already running")
@@ -217,7 +218,7 @@ def schedule_show(ctx: typer.Context, harbor_url: HarborUrlOption = None) -> Non
     observer = globals_of(ctx).observer()
     config = load(ctx, {"harbor.url": harbor_url}, observer)
 
-    async def work(client: HarborClient) -> dict[str, Any] | None:
+    async def work(client: ScanControl) -> dict[str, Any] | None:
         current = await client.scan_all_schedule()
         if current is None:
             return None
@@ -273,7 +274,7 @@ def schedule_scan_all(
     observer = globals_of(ctx).observer()
     config = load(ctx, {"harbor.url": harbor_url}, observer)
 
-    async def work(client: HarborClient) -> None:
+    async def work(client: ScanControl) -> None:
         await client.set_scan_all_schedule(kind, expression)
 
     _with_client(config, observer, work)
