@@ -242,3 +242,19 @@ def test_policy_and_schedule_convert_both_ways(policy: Any, cron: str | None) ->
 def test_only_a_daily_time_fits_the_policy(cron: str) -> None:
     with pytest.raises(UsageError):
         policy_of_schedule("Custom", cron)
+
+
+def test_a_1_10_overview_is_keyed_by_mime_type() -> None:
+    """NOTES §9.3: Harbor 1.10's tags carry the v2-style overview (so `scan --wait` on 1.10
+    sees its scans finish)."""
+    from careen.registries.harbor_v1 import summary_from_v1
+
+    mime = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0"
+    done = summary_from_v1({mime: {
+        "report_id": "r1", "scan_status": "Success", "severity": "High", "duration": 12,
+        "summary": {"total": 4, "fixable": 1, "summary": {"High": 1, "Medium": 3}},
+        "start_time": "2020-02-01T08:00:00Z", "end_time": "2020-02-01T08:00:12Z"}})
+    assert done.status is ScanStatus.SUCCESS and done.counts is not None
+    assert (done.counts.high, done.counts.medium) == (1, 3)
+    running = summary_from_v1({mime: {"report_id": "r2", "scan_status": "Running"}})
+    assert running.status is ScanStatus.RUNNING and running.counts is None

@@ -45,6 +45,7 @@ from careen.registries.harbor_v2 import (
     parse_time,
     schedule_body,
     stream,
+    summary_from_overview,
     valid_reference,
 )
 from careen.registries.http import (
@@ -71,6 +72,9 @@ def summary_from_v1(overview: Any) -> ScanSummary:
     """A v1 tag's ``scan_overview`` to a :class:`ScanSummary` (absent: not scanned)."""
     if not isinstance(overview, dict):
         return ScanSummary.not_scanned()
+    if "scan_status" not in overview and any("/" in str(key) for key in overview):
+        # 1.10: keyed by MIME type, a v2 NativeReportSummary (NOTES 9.3).
+        return summary_from_overview(overview)
     status = ScanStatus.from_harbor(overview.get("scan_status"))
     counts = None
     components = overview.get("components")
