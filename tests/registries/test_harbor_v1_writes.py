@@ -70,11 +70,13 @@ class Contract:
     """Event hooks checking each request and response against the 1.x specs; ``seen`` is
     ``(operation, raw path)`` of every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: str | None = None) -> None:
         self.seen: list[tuple[str, str]] = []
+        self.spec = spec
 
-    @staticmethod
-    def spec_for(path: str) -> HarborSpec:
+    def spec_for(self, path: str) -> HarborSpec:
+        if self.spec is not None:
+            return HarborSpec.load(self.spec)
         return HarborSpec.load("v1.10" if path.startswith("/api/system/") else "v1")
 
     async def on_request(self, request: httpx.Request) -> None:
@@ -258,3 +260,21 @@ def test_a_1_10_overview_is_keyed_by_mime_type() -> None:
     assert (done.counts.high, done.counts.medium) == (1, 3)
     running = summary_from_v1({mime: {"report_id": "r2", "scan_status": "Running"}})
     assert running.status is ScanStatus.RUNNING and running.counts is None
+
+
+async def test_harbor_1_10_scans_and_schedules() -> None:
+    """NOTES §9.3, harbor-v1.10-swagger.yaml throughout: the scan is 202, the overview keyed
+    by MIME type (vulnerabilities, not packages), the schedule the system one."""
+    contract = Contract("v1.10")
+    image = ImageReference.parse("library/team/app:1.0")
+    with server("1.10.1") as sim:
+        async with client(sim, contract) as harbor:
+            await harbor.request_scan(image)
+            results = await harbor.wait_for_scans([image], timeout=10, interval=0.05)
+            await harbor.set_scan_all_schedule("Custom", "0 0 16 * * *")
+            assert await harbor.scan_all_schedule() == ScanAllSchedule("Custom", "0 0 16 * * *")
+    summary = results[image]
+    assert summary.status is ScanStatus.SUCCESS and summary.counts is not None
+    assert (summary.counts.high, summary.counts.medium) == (2, 1)
+    assert summary.counts_unit != "packages"
+    assert "post /system/scanAll/schedule" in contract.operations()

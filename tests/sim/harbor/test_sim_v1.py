@@ -221,3 +221,19 @@ def test_scan_all_schedule_from_1_8(v19: SimulatorServer) -> None:
         # Never scanned before the manual scan-all; now it has been (or is being).
         assert "scan_overview" in client.get("/api/repositories/library/team/app/tags/1.0"
                                              ).json()
+
+
+def test_1_10_tags_carry_the_mime_keyed_overview_and_scans_are_202() -> None:
+    """NOTES §9.3 (harbor-v1.10-swagger.yaml): the tag's scan_overview is a map keyed by MIME
+    type; POST …/scan is 202."""
+    fleet = Fleet.from_dict({**WRITES_FLEET, "harbor_version": "1.10.1"})
+    with SimulatorServer(fleet, FAST) as sim, spec_client(sim, "v1.10") as client:
+        tag = client.get("/api/repositories/library/grafana/tags/4.1.2").json()
+        (summary,) = tag["scan_overview"].values()
+        assert summary["scan_status"] == "Success"
+        assert summary["summary"]["summary"] == {"Medium": 3}
+        assert client.post("/api/repositories/library/team/app/tags/1.0/scan"
+                           ).status_code == 202
+        sim.state.finish_scans()
+        done = client.get("/api/repositories/library/team/app/tags").json()[0]
+        assert next(iter(done["scan_overview"].values()))["severity"] == "High"

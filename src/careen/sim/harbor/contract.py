@@ -356,16 +356,20 @@ def _load(version: str) -> HarborSpec:
     filename = SPEC_FILES.get(version)
     if filename is None:
         raise ValueError(f"unknown Harbor spec {version!r}; known: {sorted(SPEC_FILES)}")
-    if version != "v1":
+    if not version.startswith("v1"):
         return HarborSpec.from_file(SPEC_DIR / filename, version)
     with open(SPEC_DIR / filename, encoding="utf-8") as handle:
         document = yaml.load(handle, Loader=yaml.CSafeLoader)
-    return HarborSpec(_v1_as_sent(document), version)
+    return HarborSpec(_v1_as_sent(document, version), version)
 
 
-def _v1_as_sent(document: dict[str, Any]) -> dict[str, Any]:
-    """The 1.6.3 spec with :data:`V1_WIRE_DEPARTURES` added."""
+def _v1_as_sent(document: dict[str, Any], version: str) -> dict[str, Any]:
+    """A 1.x spec with :data:`V1_WIRE_DEPARTURES` added (1.10: only the tag's ``config``;
+    its overview is declared as sent)."""
     definitions = document["definitions"]
+    if version == "v1.10":
+        definitions["DetailedTag"]["properties"]["config"] = {"type": "object"}
+        return document
     for where, extra in V1_WIRE_DEPARTURES.items():
         node = definitions
         for i, name in enumerate(where.split(".")):

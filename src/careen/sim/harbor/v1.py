@@ -24,6 +24,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from careen.sim.harbor.fleet import MIME_V10
 from careen.sim.harbor.state import Artifact, Identity, Project, SimError, iso_time
 
 if TYPE_CHECKING:
@@ -399,11 +400,33 @@ class V1Api:
             "created": iso_time(artifact.push_time - 60), "config": {"labels": None},
             "signature": None,
         }
-        overview = self.overview(artifact)
+        overview = (self.overview_of_1_10(artifact) if self.state.version_at_least(1, 10)
+                    else self.overview(artifact))
         if overview is not None:
             out["scan_overview"] = overview
         out["labels"] = []
         return out
+
+    def overview_of_1_10(self, artifact: Artifact) -> dict[str, Any] | None:
+        """NOTES §9.3: 1.10's overview is keyed by MIME type, a ``NativeReportSummary``
+        (string severity, vulnerability counts, no scanner or complete_percent)."""
+        record = self.state.current_scan(artifact)
+        if record is None or self.state.scanner is None or (
+                record.status == "Pending" and not artifact.scanned_once):
+            return None
+        summary: dict[str, Any] = {"report_id": record.report_id,
+                                   "scan_status": record.status,
+                                   "start_time": iso_time(record.start),
+                                   "end_time": iso_time(record.end)}
+        duration = round((record.end or record.start) - record.start)
+        if duration > 0:
+            summary["duration"] = duration
+        if record.status == "Success" and record.result is not None:
+            result = record.result
+            summary["severity"] = result.severity
+            summary["summary"] = {"total": result.total, "fixable": result.fixable,
+                                  "summary": dict(result.counts)}
+        return {MIME_V10: summary}
 
     def overview(self, artifact: Artifact) -> dict[str, Any] | None:
         """NOTES §9.2: ``image_digest``, lower-case status, integer severity, ``components``
