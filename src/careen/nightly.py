@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from careen import assemble
+from careen.attention import AttentionItem, AttentionKind
 from careen.builders.buildah import BuildahBuilder, default_slot_folders, storage_slots
 from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
 from careen.builders.docker import DockerBuilder
@@ -55,7 +56,7 @@ from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
 from careen.reports.notify import send_webhook_async
-from careen.results import RunResult
+from careen.results import RunResult, verdict_attention
 from careen.scan import ScanSummary, SeverityCounts
 from careen.state.store import (
     BuildRecord,
@@ -70,9 +71,9 @@ from careen.state.store import (
 from careen.tree.discover import DockerfileTree, discover_configured, image_key
 from careen.tree.graph import BuildGraph
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
-from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan, outcome_attention
 from careen.verify import rescan, results_of, scan_targets
-from careen.vulnerable import find_vulnerable, write_outputs
+from careen.vulnerable import find_vulnerable, untagged_line, write_outputs
 
 #: Judged images written to the state database per transaction while the inventory streams.
 RECORD_BATCH = 2000
@@ -124,6 +125,10 @@ def logged_in_builder(config: Config) -> Iterator[Builder]:
     registry = push_registry(config)
     tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
     with private_auth() as auth:
+        # [registry] verify_tls and ca_bundle hold for the login, the push and the pulls of
+        # the build (a child pulls its rebuilt parent from this registry).
+        auth.trust(registry, verify=config.registry.verify_tls,
+                   ca_bundle=config.registry.ca_bundle)
         _login(config, auth, registry, tool)
         if tool is LoginTool.BUILDAH:
             # Builds at once each get a storage of their own: buildah's storage lock would
@@ -140,13 +145,14 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     if user is None or password is None:
         return  # an open registry (or one the builder is already allowed to push to)
     result = auth.login(RegistryLogin(registry, user, password,
-                                      insecure=not config.registry.tls_verify), tool=tool)
+                                      insecure=not config.registry.verify_tls), tool=tool)
     if not result.ok:
         raise ServiceError("registry", registry,
                            "login rejected" if result.auth_rejected else "login failed: "
                            + " | ".join(result.log_tail[-2:]),
-                           hint="check [registry] user and CAREEN_REGISTRY_PASSWORD "
-                                "(or registry_user and registry_password)")
+                           hint=result.hint or "check [registry] user and "
+                                "CAREEN_REGISTRY_PASSWORD (or registry_user and "
+                                "registry_password)")
 
 
 # -- inventory and plan ----------------------------------------------------------------------
@@ -237,13 +243,21 @@ def _harbor_opener(config: Config, observer: Observer) -> HarborOpener:
 def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *,
                    cascade: bool, revision: TreeRevision,
                    observer: Observer = NULL_OBSERVER) -> Plan:
-    """The plan for the images of a vulnerable.list (nothing known of them but their names);
-    the list's malformed lines are reported to ``observer`` and skipped."""
-    for problem in listed.listing.problems:
-        observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} (line skipped)")
-    return make_plan(listed.candidates(), tree, BuildGraph.from_tree(tree), cascade=cascade,
+    """The plan for the images of a vulnerable.list (nothing known of them but their names).
+    The list's malformed lines are skipped and need attention (the image on such a line was
+    not rebuilt); untagged artifacts (``repository@digest`` lines) are counted, not planned."""
+    problems = tuple(
+        AttentionItem(AttentionKind.UNREADABLE_LINE, f"{listed.shown}:{problem.line}",
+                      f"{problem.reason}: {problem.shown_text} (line skipped, not rebuilt)")
+        for problem in listed.listing.problems)
+    candidates = listed.candidates()
+    untagged = sum(1 for candidate in candidates if candidate.image.tag is None)
+    if untagged:
+        observer.info(untagged_line(untagged))
+    plan = make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), source=listed.source,
                      policy=str(policy.rule), tree_commit=revision.commit)
+    return replace(plan, problems=problems + plan.problems)
 
 
 def ignore_matcher(policy: Policy) -> Callable[[ImageReference], str | None]:
@@ -392,6 +406,7 @@ async def run_nightly(
                     observer.info(f"resuming {interrupted.id} (plan {plan.id})")
                     before = _recorded_before(store, interrupted.id, plan)
                     unscanned: tuple[tuple[str, str], ...] = ()
+                    untagged: tuple[tuple[str, str], ...] = ()
                     judged = 0
                     fleet: dict[str, Any] = {}
                     if plan.tree_commit and revision.commit and plan.tree_commit != \
@@ -405,6 +420,9 @@ async def run_nightly(
                         harbor, policy, tree, projects=config.harbor.projects,
                         observer=observer, on_batch=recording)
                     fleet = recording.summary()
+                    untagged = _untagged(inventory)
+                    if untagged:
+                        observer.info(untagged_line(len(untagged)))
                     write_outputs(inventory.selection, policy,
                                   list_path=config.output.vulnerable_list,
                                   json_path=config.output.json_file)
@@ -431,19 +449,21 @@ async def run_nightly(
                     _record_after(store, run.id, outcomes, after)
                 elif options.rescan:
                     after = {}
+            images = results_of(plan, outcomes, policy=policy, before=before, after=after)
             result = RunResult(
                 run_id=run.id, started_at=started, finished_at=datetime.now(UTC),
-                policy=str(policy.rule),
-                images=results_of(plan, outcomes, policy=policy, before=before, after=after),
+                policy=str(policy.rule), images=images,
                 plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
-                registry=registry, unscanned=unscanned, judged=judged,
+                registry=registry, unscanned=unscanned, judged=judged, untagged=untagged,
+                attention=(plan.attention + outcome_attention(outcomes)
+                           + verdict_attention(images)),
             )
             reports = _report(result, plan, store, config, options, observer,
                               running=fleet.get("fleet"))
             if options.notify and config.notify.webhook is not None:
                 await send_webhook_async(config.notify.webhook.get_secret_value(), result,
                                          observer, title=config.notify.title)
-            code = ExitCode.FAILED if result.failed else ExitCode.OK
+            code = ExitCode.FAILED if result.needs_attention else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
                    {"result": result.to_dict(), "reports": [str(p) for p in reports],
                     **fleet})
@@ -478,9 +498,10 @@ async def run_update(
                 images=results_of(plan, outcomes, policy=policy, before={}, after=None),
                 plan_id=plan.id, tree_commit=revision.commit, registry=registry,
                 extra=_restriction(plan),
+                attention=plan.attention + outcome_attention(outcomes),
             )
             reports = _report(result, plan, store, config, options, observer)
-            code = ExitCode.FAILED if result.failed else ExitCode.OK
+            code = ExitCode.FAILED if result.needs_attention else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
                    {"result": result.to_dict(), "reports": [str(p) for p in reports]})
     return NightlyOutcome(run.id, plan, result, tuple(reports), code)
@@ -505,23 +526,33 @@ async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
     return _dry_run_outcome(plan, policy, started=started, before=inventory.in_tree,
                             tree_commit=revision.commit, harbor=config.harbor.url,
                             registry=config.registry.server, unscanned=inventory.unscanned,
-                            judged=inventory.judged)
+                            judged=inventory.judged, untagged=_untagged(inventory))
 
 
 def _dry_run_outcome(plan: Plan, policy: Policy, *, started: datetime,
                      before: Mapping[ImageReference, Image], tree_commit: str | None,
                      harbor: str | None, registry: str | None,
                      unscanned: tuple[tuple[str, str], ...] = (),
-                     judged: int = 0) -> NightlyOutcome:
-    """What a dry run shows: every step "planned", nothing built, no run recorded."""
+                     judged: int = 0,
+                     untagged: tuple[tuple[str, str], ...] = ()) -> NightlyOutcome:
+    """What a dry run shows: every step "planned", nothing built, no run recorded; exit 1
+    when the plan already needs attention (an image without a folder, an unreadable line)."""
     outcomes = [StepOutcome(step, StepStatus.WOULD_BUILD, step.image) for step in plan.steps]
     result = RunResult(
         run_id=f"dry-run-{plan.id}", started_at=started, finished_at=datetime.now(UTC),
         policy=str(policy.rule),
         images=results_of(plan, outcomes, policy=policy, before=before, after=None),
         plan_id=plan.id, tree_commit=tree_commit, harbor=harbor, registry=registry,
-        unscanned=unscanned, judged=judged, dry_run=True)
-    return NightlyOutcome(None, plan, result, (), ExitCode.OK)
+        unscanned=unscanned, judged=judged, dry_run=True, untagged=untagged,
+        attention=plan.attention)
+    return NightlyOutcome(None, plan, result, (),
+                          ExitCode.FAILED if result.needs_attention else ExitCode.OK)
+
+
+def _untagged(inventory: Inventory) -> tuple[tuple[str, str], ...]:
+    """The untagged artifacts the policy selects: counted apart, never planned."""
+    return tuple((image.reference.short, verdict.reason)
+                 for image, verdict in inventory.selection.untagged)
 
 
 def _resumable(store: StateStore) -> tuple[RunRecord, Plan] | None:
