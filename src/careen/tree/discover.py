@@ -548,15 +548,19 @@ def _missing_parents(tree: DockerfileTree) -> Iterator[TreeProblem]:
         for parent in image.parents:
             if tree.missing_parent(parent):
                 expected = image_key(parent.with_registry(None))
+                name = expected.short if expected else str(parent)
+                built = sorted(i.reference.tag or "" for i in tree.images.values()
+                               if expected and i.reference.repository == expected.repository)
+                what = (f"the tree builds {expected.repository} ({', '.join(built)}) but no "
+                        f"folder builds {name}" if built and expected else
+                        f"no folder builds {name}, an image of this tree's project")
                 yield TreeProblem(
                     _relative_dockerfile(image, tree.root),
-                    f"FROM {parent} names an image of this tree's "
-                    f"{'registry' if parent.registry else 'project'} that no folder builds "
-                    f"({expected.short if expected else parent}): {reference.short} is not "
-                    "rebuilt after it (the cascade stops there)",
+                    f"FROM {parent}: {what}; {reference.short} is not rebuilt after it (the "
+                    "cascade stops there)",
                     kind=AttentionKind.MISSING_PARENT,
-                    advice=f"add the folder of {expected.short if expected else parent}, fix "
-                           "the FROM, or qualify it with the upstream registry",
+                    advice=f"add the folder of {name}, fix the FROM, or qualify it with the "
+                           "upstream registry",
                 )
 
 
