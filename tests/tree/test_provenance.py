@@ -238,3 +238,18 @@ def test_only_takes_any_tag_of_a_multi_tag_step(tree: DockerfileTree) -> None:
     plan = make_plan([Candidate(ref("library/redis:7.2"), "x")], tree, now=NOW)
     assert [s.image.short for s in only_images(plan, [ref("library/redis:latest")]).steps] == [
         "library/redis:7.2"]
+
+
+def test_the_plan_table_shows_every_tag_and_a_first_rebuild(tree: DockerfileTree) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from careen.cli.commands.plan_cmd import print_plan
+
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW).with_id("p")
+    out = StringIO()
+    print_plan(plan.to_dict(), Console(file=out, width=250))
+    text = out.getvalue()
+    assert "(first rebuild: Careen never built this tag)" in text
+    assert "library/redis:7.2 (+ tags 7, latest)" in text

@@ -113,7 +113,7 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
         image = step["image"] + (f" (+ tags {', '.join(tags[1:])})" if len(tags) > 1 else "")
         why = f"{step['reason']}: {step['detail']}"
         if step.get("first_rebuild"):
-            why += " [first rebuild: Careen never built this tag]"
+            why += " (first rebuild: Careen never built this tag)"
         table.add_row(str(step["level"]), image, why,
                       ", ".join(step["parents"]) or "-", step["folder"])
     console.print(table)
