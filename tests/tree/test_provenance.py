@@ -253,3 +253,17 @@ def test_the_plan_table_shows_every_tag_and_a_first_rebuild(tree: DockerfileTree
     text = out.getvalue()
     assert "(first rebuild: Careen never built this tag)" in text
     assert "library/redis:7.2 (+ tags 7, latest)" in text
+
+
+def test_the_plan_table_keeps_brackets_of_a_skip_detail(tree: DockerfileTree) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from careen.cli.commands.plan_cmd import print_plan
+
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW,
+                     require_provenance=True).with_id("p")
+    out = StringIO()
+    print_plan(plan.to_dict(), Console(file=out, width=250))
+    assert "and [tree] require_provenance is set" in out.getvalue()

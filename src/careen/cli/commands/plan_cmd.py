@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from careen import assemble, nightly
 from careen.attention import AttentionItem
@@ -114,13 +115,14 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
         why = f"{step['reason']}: {step['detail']}"
         if step.get("first_rebuild"):
             why += " (first rebuild: Careen never built this tag)"
-        table.add_row(str(step["level"]), image, why,
-                      ", ".join(step["parents"]) or "-", step["folder"])
+        # Text, not markup: details and folder names may hold brackets ("[tree] ...").
+        table.add_row(str(step["level"]), Text(image), Text(why),
+                      ", ".join(step["parents"]) or "-", Text(step["folder"]))
     console.print(table)
     if document["skipped"]:
         skipped = Table(title="not rebuilt", title_justify="left")
         for column in ("image", "reason", "detail"):
             skipped.add_column(column, overflow="fold")
         for item in document["skipped"]:
-            skipped.add_row(item["image"], item["reason"], item["detail"])
+            skipped.add_row(item["image"], item["reason"], Text(item["detail"]))
         console.print(skipped)

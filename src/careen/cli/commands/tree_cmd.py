@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from careen.attention import AttentionItem
 from careen.cli.common import command, emit, load
@@ -133,8 +134,8 @@ def _print_table(document: dict[str, Any]) -> None:
         built_from = item["parents"] + [
             f"{e} ({'upstream' if item['upstream_wrapper'] else 'external'})"
             for e in item["external_parents"]]
-        table.add_row(item["image"], ", ".join(item["tags"]), item["folder"],
-                      ", ".join(built_from) or "-",
+        table.add_row(item["image"], ", ".join(item["tags"]), Text(item["folder"]),
+                      Text(", ".join(built_from) or "-"),
                       "-" if item["level"] is None else str(item["level"]))
     console.print(table)
     console.print("Build order (parents first; images on one line can build at once):")
