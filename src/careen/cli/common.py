@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from careen.cli.main import Globals, globals_of
-from careen.cli.output import ConsoleObserver, unwrap
+from careen.cli.context import Globals, globals_of, unwrap
+from careen.cli.output import ConsoleObserver
 from careen.config import Config, load_config
 from careen.errors import UsageError
 from careen.state.store import StateStore

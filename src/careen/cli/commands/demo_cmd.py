@@ -11,15 +11,13 @@ import typer
 
 from careen import nightly
 from careen.cli.commands.run_cmd import print_summary
-from careen.cli.common import command, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import run_async
+from careen.cli.context import globals_of
 from careen.config import load_config
-from careen.demo import start_demo, stop_demo
 from careen.errors import ExitCode
 from careen.state.store import StateStore
 
 
-@command(app, "demo")
 def demo(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(
@@ -56,6 +54,8 @@ def demo(
     Needs Debian's docker-registry, buildah and podman: 'scripts/lab install' installs
     them. Exit code as 'careen run'.
     """
+    from careen.demo import start_demo, stop_demo  # the demo and the lab: only when it runs
+
     observer = globals_of(ctx).observer()
     if down:
         stop_demo(folder, remove=True)

@@ -11,15 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from careen import assemble, nightly
-from careen.cli.common import StateOption, command, emit, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import StateOption, emit, load, run_async
+from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
 from careen.listsource import read_list
 from careen.state.store import StateStore
 
 
-@command(app, "plan")
 def plan(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(

@@ -10,15 +10,14 @@ import typer
 
 from careen import nightly
 from careen.cli.commands.plan_cmd import print_plan
-from careen.cli.common import StateOption, command, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import StateOption, load, run_async
+from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.results import RunResult
 from careen.scan import ScanSummary
 from careen.state.store import StateStore
 
 
-@command(app, "run")
 def run(
     ctx: typer.Context,
     resume: Annotated[bool, typer.Option(

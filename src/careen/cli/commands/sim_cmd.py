@@ -8,13 +8,10 @@ from typing import Annotated
 import typer
 
 from careen.cli.common import command
-from careen.cli.main import app, globals_of
-from careen.sim.harbor import FaultPlan, SimOptions, serve
-from careen.sim.harbor.package_scanner import package_scanner_from_file
+from careen.cli.context import globals_of
 
 sim_app = typer.Typer(help="Simulators for trying Careen without the real services.",
                       no_args_is_help=True, rich_markup_mode="rich")
-app.add_typer(sim_app, name="sim")
 
 
 @command(sim_app, "harbor")
@@ -53,6 +50,9 @@ def harbor(
         CAREEN_HARBOR_URL=http://127.0.0.1:8080 CAREEN_HARBOR_USER=admin \\
           CAREEN_HARBOR_PASSWORD=Harbor12345 careen vulnerable -o -
     """
+    from careen.sim.harbor import FaultPlan, SimOptions, serve  # only when it runs
+    from careen.sim.harbor.package_scanner import package_scanner_from_file
+
     globals_of(ctx)
     faults = FaultPlan(error_rate=error_rate, seed=seed) if error_rate else None
     scanner = package_scanner_from_file(advisories) if advisories is not None else None

@@ -11,8 +11,8 @@ import typer
 
 from careen import assemble, nightly
 from careen.cli.commands.run_cmd import print_summary
-from careen.cli.common import StateOption, command, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import StateOption, load, run_async
+from careen.cli.context import globals_of
 from careen.errors import ExitCode, UsageError
 from careen.listsource import read_list
 from careen.plan import Plan
@@ -21,7 +21,6 @@ from careen.shard import at_level, only_images, parse_shard, shard
 from careen.state.store import StateStore
 
 
-@command(app, "update")
 def update(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
