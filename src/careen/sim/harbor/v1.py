@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote
 
-from careen.sim.harbor.state import Artifact, SimError, iso_time
-
-if TYPE_CHECKING:
-    from careen.sim.harbor.app import Call, HarborApp, Reply
+from careen.sim.harbor.state import Artifact, SimError, SimState, iso_time
+from careen.sim.harbor.wire import Call, Reply
 
 #: Clair-era mapping (NOTES §9.2): high and critical -> 5, unknown -> 2.
 V1_SEVERITY = {"None": 1, "Negligible": 1, "Unknown": 2, "Low": 3, "Medium": 4, "High": 5,
@@ -27,20 +26,24 @@ V1_STATUS = {"Pending": "pending", "Running": "running", "Success": "finished",
 V1_MAX_PAGE = 500
 
 
+class Host(Protocol):
+    """What the v1 API needs of the app serving it (``app.HarborApp``)."""
+
+    state: SimState
+
+    async def _refresh(self) -> None: ...
+
+
 class V1Api:
-    def __init__(self, app: HarborApp) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
         self.state = app.state
 
     def text(self, status: int, message: str) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         return Reply(status, (message + "\n").encode(),
                      [(b"content-type", b"text/plain; charset=utf-8")])
 
     async def handle(self, call: Call, body: bytes) -> Reply:
-        from urllib.parse import parse_qsl, unquote
-
         path = unquote(call.raw_path)
         call.query_items = parse_qsl(call.raw_query, keep_blank_values=True)
         call.query = dict(call.query_items)
@@ -104,8 +107,6 @@ class V1Api:
         return items[(page - 1) * size: page * size], headers
 
     def systeminfo(self, call: Call) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         info: dict[str, Any] = {"with_notary": False, "with_clair": self.state.scanner is not None,
                                 "with_admiral": False, "auth_mode": "db_auth",
                                 "self_registration": False, "has_ca_root": False,
@@ -113,8 +114,6 @@ class V1Api:
         return Reply.json(info)
 
     def projects(self, call: Call) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         projects = list(self.state.visible_projects(call.identity))
         if call.query.get("name"):
             projects = [p for p in projects if call.query["name"] in p.name]
@@ -129,8 +128,6 @@ class V1Api:
         } for p in chunk], headers=headers)
 
     def repositories(self, call: Call) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         raw = call.query.get("project_id")
         if not raw or not raw.isdigit():
             raise SimError(400, "BAD_REQUEST", "invalid project_id " + (raw or ""))
@@ -148,8 +145,6 @@ class V1Api:
         } for r in chunk], headers=headers)
 
     def tag_routes(self, call: Call, rest: str) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         # beego wildcard route /api/repositories/*/tags/:tag (NOTES §9.1): the repository is
         # everything before the last "/tags".
         repo_name, _, after = rest.rpartition("/tags")
