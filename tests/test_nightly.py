@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from careen.assemble import job_parts
 from careen.builders.interface import (
     Builder,
     BuildRequest,
@@ -122,8 +123,8 @@ def options(tmp_path: Path, **changes: Any) -> NightlyOptions:
 
 def run(config: Config, store: StateStore, builder: Builder, tmp_path: Path,
         **changes: Any) -> Any:
-    return asyncio.run(run_nightly(config, options(tmp_path, **changes), store=store,
-                                   open_builder=opener(builder)))
+    return asyncio.run(run_nightly(job_parts(config, open_builder=opener(builder)),
+                                   options(tmp_path, **changes), store=store))
 
 
 def test_a_night_rebuilds_parents_first_verifies_and_remembers(
@@ -195,7 +196,8 @@ def test_an_interrupted_night_is_resumed_without_pushing_twice(
         def cancel() -> None:
             loop.call_soon_threadsafe(task.cancel)
         stop["cancel"] = cancel
-        await run_nightly(config, options(tmp_path), store=store, open_builder=opener(builder))
+        await run_nightly(job_parts(config, open_builder=opener(builder)), options(tmp_path),
+                          store=store)
 
     first = PushingBuilder(harbor, after_push=interrupt)
     with StateStore.open(tmp_path / "state.sqlite") as store:

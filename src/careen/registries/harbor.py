@@ -13,6 +13,7 @@ import httpx
 
 from careen.errors import ServiceError
 from careen.events import NULL_OBSERVER, Observer
+from careen.registries import AUTO, HARBOR_APIS
 from careen.registries.harbor_v1 import API_V1, HarborV1Client
 from careen.registries.harbor_v2 import API_V2, HarborV2Client
 from careen.registries.http import SERVICE, EventHook, HarborApiError, HarborSettings, Sleep
@@ -52,23 +53,21 @@ async def open_harbor(settings: HarborSettings, *, observer: Observer = NULL_OBS
     """A client for ``settings.api_version`` (``auto`` probes Harbor). The caller closes it
     (``await client.aclose()`` or ``async with``). Both clients implement
     :class:`careen.registries.interface.ScanSource`."""
-    def v1() -> HarborV1Client:
-        return HarborV1Client(settings, observer=observer, transport=transport,
-                              event_hooks=event_hooks, sleep=sleep)
+    def speaking(version: str) -> HarborClient:
+        return HARBOR_APIS[version](settings, observer=observer, transport=transport,
+                                    event_hooks=event_hooks, sleep=sleep)
 
-    if settings.api_version == "v1":
-        return v1()
+    if settings.api_version != AUTO:
+        return speaking(settings.api_version)
     client = HarborV2Client(settings, observer=observer, transport=transport,
                             event_hooks=event_hooks, sleep=sleep)
-    if settings.api_version == "v2":
-        return client
     try:
         version = await detect_api_version(client)
     except BaseException:
         await client.aclose()
         raise
-    if version == "v2":
+    if version == client.api_version:
         return client
     await client.aclose()
     observer.info(f"Harbor at {settings.host} speaks the 1.x API: reading it, read only")
-    return v1()
+    return speaking(version)

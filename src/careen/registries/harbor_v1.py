@@ -44,6 +44,7 @@ from careen.registries.http import (
     crawl_pages,
     shown,
 )
+from careen.registries.interface import ScanControl
 from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
 
 API_V1: Final = "/api"
@@ -80,6 +81,12 @@ class HarborV1Client(HarborClientBase):
     :meth:`request_scan` refuses (rescans need Harbor 2.x)."""
 
     api_version: Final = "v1"
+    #: Capabilities (:class:`~careen.registries.interface.ScanSource`): rescans name tags,
+    #: and scans cannot be started nor scheduled from here.
+    rescans_by_digest: Final = False
+
+    def scan_control(self) -> ScanControl | None:
+        return None
 
     def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
                  transport: httpx.AsyncBaseTransport | None = None,

@@ -9,16 +9,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact
 from careen.reference import ImageReference
 from careen.scan import ScanSummary
 
+if TYPE_CHECKING:
+    from careen.registries.harbor_v2 import ScanAllSchedule
+
 
 class ScanSource(Protocol):
-    """A registry with a vulnerability scanner."""
+    """A registry with a vulnerability scanner.
+
+    What differs between registries (Harbor versions) is a capability read here, never the
+    adapter's class: :attr:`rescans_by_digest`, :meth:`scan_control`."""
+
+    @property
+    def rescans_by_digest(self) -> bool:
+        """Whether a rescan can name the pushed digest, so the scan judged is the new image's
+        even if the tag moves again (Harbor 2.x); otherwise rescans name tags (Harbor 1.x,
+        whose scan API names tags only)."""
+        ...
+
+    def scan_control(self) -> ScanControl | None:
+        """This registry's scan controls (scan-all, its schedule, waiting for scans), or
+        ``None`` when Careen cannot start or schedule its scans (Harbor 1.x, read only)."""
+        ...
 
     def artifacts(self, projects: Sequence[str] | None = None) -> AsyncIterator[Artifact]:
         """Stream every artifact (all projects, or only ``projects``) with its scan summary."""
@@ -38,6 +56,24 @@ class ScanSource(Protocol):
         ...
 
     async def aclose(self) -> None:
+        ...
+
+
+class ScanControl(ScanSource, Protocol):
+    """A registry whose scans Careen can start, wait for and schedule (Harbor 2.x)."""
+
+    async def trigger_scan_all(self) -> bool:
+        """Start a scan of every artifact now; ``False`` when one is already running."""
+        ...
+
+    async def wait_for_scans(self, images: Sequence[ImageReference], *, timeout: float,
+                             interval: float = 5.0) -> dict[ImageReference, ScanSummary]:
+        ...
+
+    async def scan_all_schedule(self) -> ScanAllSchedule | None:
+        ...
+
+    async def set_scan_all_schedule(self, kind: str, cron: str | None = None) -> None:
         ...
 
 

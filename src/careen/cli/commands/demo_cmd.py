@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from careen import nightly
+from careen import assemble, nightly
 from careen.cli.commands.run_cmd import print_summary
 from careen.cli.common import run_async
 from careen.cli.context import globals_of
@@ -77,8 +77,9 @@ def demo(
             rescan_timeout=config.run.rescan_timeout,
             rescan_interval=config.run.rescan_interval, notify=False)
         observer.info("== careen run (what the nightly Jenkins job runs)")
-        with StateStore.open(nightly.state_path(config)) as store, observer:
-            outcome = run_async(nightly.run_nightly(config, options, store=store,
+        with StateStore.open(assemble.state_path(config)) as store, observer:
+            parts = assemble.job_parts(config, observer=observer)
+            outcome = run_async(nightly.run_nightly(parts, options, store=store,
                                                     observer=observer))
     finally:
         if not keep:

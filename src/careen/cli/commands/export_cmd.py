@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
+from careen.assemble import state_path
 from careen.cli.common import StateOption, command, emit, load, open_state
 from careen.cli.context import globals_of
 from careen.errors import UsageError
 from careen.export.bake import bake_file
 from careen.export.jenkins import jenkins_stage
 from careen.fileio import write_atomically
-from careen.nightly import load_plan, state_path
+from careen.nightly import load_plan
 from careen.plan import Plan
 
 export_app = typer.Typer(

@@ -22,7 +22,7 @@ from careen.errors import ExitCode, UsageError
 from careen.inventory import Image
 from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
-from careen.registries.harbor_v2 import HarborV2Client
+from careen.registries.interface import ScanControl
 from careen.scan import ScanSummary, Severity
 
 T = TypeVar("T")
@@ -45,10 +45,11 @@ def _with_client(config: Config, observer: ConsoleObserver,
         return run_async(run())
 
 
-def _v2(client: HarborClient, what: str) -> HarborV2Client:
-    if not isinstance(client, HarborV2Client):
+def _v2(client: HarborClient, what: str) -> ScanControl:
+    control = client.scan_control()
+    if control is None:
         raise UsageError(f"{what} needs Harbor 2.x; this Harbor speaks the 1.x API (read only)")
-    return client
+    return control
 
 
 def image_row(image: Image) -> dict[str, Any]:

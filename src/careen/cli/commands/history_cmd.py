@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from careen import nightly
+from careen import assemble
 from careen.cli.common import StateOption, emit, load, open_state
 from careen.cli.context import globals_of
 from careen.cli.output import table_console
@@ -34,7 +34,7 @@ def history(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"state.path": state}, observer)
-    with open_state(nightly.state_path(config)) as store:
+    with open_state(assemble.state_path(config)) as store:
         store.mark_interrupted_runs()
         runs = store.runs(limit)
     if output_format == "json":
@@ -65,7 +65,7 @@ def show(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"state.path": state}, observer)
-    with open_state(nightly.state_path(config)) as store:
+    with open_state(assemble.state_path(config)) as store:
         store.mark_interrupted_runs()
         if run_id == "latest":
             last = store.last_run()

@@ -59,18 +59,19 @@ def plan(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "state.path": state}, observer)
-    tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
-                                       observer=observer)
+    tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty, sync=False,
+                                        observer=observer)
     policy = assemble.policy(config)
     with observer:
         if source is None:
-            made, _ = run_async(nightly.plan_from_harbor(config, tree, revision, policy,
-                                                         cascade=cascade, observer=observer))
+            made, _ = run_async(nightly.plan_from_harbor(
+                assemble.harbor_opener(config, observer), tree, revision, policy,
+                cascade=cascade, projects=config.harbor.projects, observer=observer))
         else:
             made = nightly.plan_from_list(read_list(source, stdin=sys.stdin, strict=strict),
                                           tree, policy, cascade=cascade, revision=revision,
                                           observer=observer)
-    with StateStore.open(nightly.state_path(config)) as store:
+    with StateStore.open(assemble.state_path(config)) as store:
         stored = nightly.store_plan(store, made)
     if output_format == "json":
         emit(json.dumps(stored.to_dict(), indent=2))

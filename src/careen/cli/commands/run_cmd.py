@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from careen import nightly
+from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_plan
 from careen.cli.common import StateOption, load, run_async
 from careen.cli.context import globals_of
@@ -73,9 +73,9 @@ def run(
         report_formats=config.run.reports, rescan=config.run.rescan,
         rescan_timeout=config.run.rescan_timeout, rescan_interval=config.run.rescan_interval,
     )
-    with StateStore.open(nightly.state_path(config)) as store, observer:
-        outcome = run_async(nightly.run_nightly(config, options, store=store,
-                                                observer=observer))
+    with StateStore.open(assemble.state_path(config)) as store, observer:
+        parts = assemble.job_parts(config, observer=observer)
+        outcome = run_async(nightly.run_nightly(parts, options, store=store, observer=observer))
     if dry_run:
         print_plan(outcome.plan.to_dict(), table_console(stderr=True))
         observer.info(f"dry run: plan {outcome.plan.id} stored; run it with "

@@ -91,15 +91,15 @@ def update(
         reports_dir=config.output.reports_dir, report_formats=config.run.reports,
         rescan=False)
     problems = False
-    with StateStore.open(nightly.state_path(config)) as store, observer:
+    with StateStore.open(assemble.state_path(config)) as store, observer:
         if plan_id is not None:
-            nightly.open_tree(config, allow_dirty=allow_dirty, observer=observer)
+            assemble.open_tree(config, allow_dirty=allow_dirty, observer=observer)
             if plan_id.endswith(".json") or Path(plan_id).is_file():
                 plan = nightly.read_plan_file(Path(plan_id), store, config.tree.root)
             else:
                 plan = nightly.load_plan(store, plan_id)
         else:
-            tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty,
+            tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty,
                                                observer=observer)
             listed = read_list(source or str(config.output.vulnerable_list), stdin=sys.stdin,
                                strict=strict)
@@ -114,7 +114,8 @@ def update(
         if shard_spec is not None:
             plan = shard(plan, *parse_shard(shard_spec))
         _print_plan(plan, observer.info)
-        outcome = run_async(nightly.run_update(config, plan, options, store=store,
+        parts = assemble.job_parts(config, observer=observer)
+        outcome = run_async(nightly.run_update(parts, plan, options, store=store,
                                                observer=observer))
     print_summary(outcome.result, observer.info)
     return int(ExitCode.FAILED if outcome.exit_code or (problems and strict) else ExitCode.OK)
