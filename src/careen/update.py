@@ -158,7 +158,10 @@ async def execute_plan(
 
     async def run_step(step: PlanStep) -> StepOutcome:
         request = build_request(step, plan, options, created)
-        parents = [await done[parent] for parent in step.parents if parent in done]
+        # Shielded: a child cancelled while it waits (Ctrl-C, SIGTERM) must not cancel its
+        # parent's outcome, which the parent's own step still sets.
+        parents = [await asyncio.shield(done[parent]) for parent in step.parents
+                   if parent in done]
         failed = [p for p in parents if not p.ok]
         if failed:
             return finish(StepOutcome(

@@ -194,6 +194,8 @@ def _root(
 
 
 def _run(args: Sequence[str] | None, prog_name: str) -> int:
+    from careen.cli.common import Interrupted
+
     debug = "--debug" in (args if args is not None else sys.argv[1:])
     try:
         result: Any = app(args=list(args) if args is not None else None, prog_name=prog_name,
@@ -205,6 +207,9 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
 
         print(describe_error(error), file=sys.stderr)
         return int(error.exit_code)
+    except Interrupted as stop:  # a run: how far it got, and how to finish it
+        print(f"careen: {stop}", file=sys.stderr)
+        return 130
     except (typer.Abort, KeyboardInterrupt, asyncio.CancelledError):
         # Ctrl-C, or SIGTERM (a Jenkins abort), which the nightly job turns into a cancel.
         print("careen: interrupted", file=sys.stderr)

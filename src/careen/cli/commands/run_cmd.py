@@ -10,12 +10,12 @@ import typer
 
 from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_plan
-from careen.cli.common import StateOption, load, run_async
+from careen.cli.common import StateOption, load, run_async, telling_interruption
 from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.results import RunResult
 from careen.scan import ScanSummary
-from careen.state.store import StateStore
+from careen.state.store import RunKind, StateStore
 
 
 def run(
@@ -75,7 +75,9 @@ def run(
     )
     with StateStore.open(assemble.state_path(config)) as store, observer:
         parts = assemble.job_parts(config, observer=observer)
-        outcome = run_async(nightly.run_nightly(parts, options, store=store, observer=observer))
+        with telling_interruption(store, RunKind.RUN, lambda _: "careen run --resume"):
+            outcome = run_async(nightly.run_nightly(parts, options, store=store,
+                                                    observer=observer))
     if dry_run:
         print_plan(outcome.plan.to_dict(), table_console(stderr=True))
         observer.info(f"dry run: plan {outcome.plan.id} stored; run it with "

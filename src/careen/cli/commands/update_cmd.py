@@ -11,14 +11,14 @@ import typer
 
 from careen import assemble, nightly
 from careen.cli.commands.run_cmd import print_summary
-from careen.cli.common import StateOption, load, run_async
+from careen.cli.common import StateOption, load, run_async, telling_interruption
 from careen.cli.context import globals_of
 from careen.errors import ExitCode, UsageError
 from careen.listsource import read_list
 from careen.plan import Plan
 from careen.reference import ImageReference
 from careen.shard import at_level, only_images, parse_shard, shard
-from careen.state.store import StateStore
+from careen.state.store import RunKind, StateStore
 
 
 def update(
@@ -115,10 +115,25 @@ def update(
             plan = shard(plan, *parse_shard(shard_spec))
         _print_plan(plan, observer.info)
         parts = assemble.job_parts(config, observer=observer)
-        outcome = run_async(nightly.run_update(parts, plan, options, store=store,
-                                               observer=observer))
+        again = _resume_command(only, level, shard_spec)
+        with telling_interruption(store, RunKind.UPDATE, again,
+                                  [step.image.short for step in plan.steps]):
+            outcome = run_async(nightly.run_update(parts, plan, options, store=store,
+                                                   observer=observer))
     print_summary(outcome.result, observer.info)
     return int(ExitCode.FAILED if outcome.exit_code or (problems and strict) else ExitCode.OK)
+
+
+def _resume_command(only: list[str] | None, level: int | None,
+                    shard_spec: str | None) -> Callable[[str | None], str]:
+    """``careen update --plan ID`` with this run's restriction: what finishes it."""
+    def command(plan_id: str | None) -> str:
+        words = ["careen", "update", "--plan", str(plan_id)]
+        words += [f"--level {level}"] if level is not None else []
+        words += [f"--shard {shard_spec}"] if shard_spec is not None else []
+        words += [f"--only {image}" for image in only or ()]
+        return " ".join(words)
+    return command
 
 
 def _print_plan(plan: Plan, say: Callable[[str], None]) -> None:
