@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from careen.cli.context import Globals, globals_of, unwrap
+from careen.cli.context import Globals, Interrupted, globals_of, unwrap
 from careen.cli.output import ConsoleObserver
 from careen.config import Config, load_config
 from careen.errors import UsageError
@@ -72,10 +72,6 @@ def open_state(path: Path) -> Iterator[StateStore]:
                          hint="give the state file with --state, or set [state] path")
     with StateStore.open(path) as store:
         yield store
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM stopped a run: the text is the one line the CLI prints (exit 130)."""
 
 
 #: Says the command that finishes an interrupted run, given its plan's id (None: no plan yet).

@@ -36,6 +36,10 @@ def globals_of(ctx: typer.Context) -> Globals:
     return obj
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a run: the text is the one line the CLI prints (exit 130)."""
+
+
 def unwrap(text: str) -> str:
     """Join the hard-wrapped lines of each paragraph of a help text, so rich can wrap it to
     the terminal. Indented lines (examples) stay as they are."""

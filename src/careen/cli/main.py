@@ -31,7 +31,7 @@ from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 from careen import __version__
-from careen.cli.context import Globals, globals_of, unwrap
+from careen.cli.context import Globals, Interrupted, globals_of, unwrap
 from careen.errors import CareenError, ExitCode
 
 __all__ = ["COMMANDS", "Globals", "app", "globals_of", "main"]
@@ -194,8 +194,6 @@ def _root(
 
 
 def _run(args: Sequence[str] | None, prog_name: str) -> int:
-    from careen.cli.common import Interrupted
-
     debug = "--debug" in (args if args is not None else sys.argv[1:])
     try:
         result: Any = app(args=list(args) if args is not None else None, prog_name=prog_name,
