@@ -15,7 +15,6 @@ of the core.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import sys
@@ -208,8 +207,7 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
     except Interrupted as stop:  # a run: how far it got, and how to finish it
         print(f"careen: {stop}", file=sys.stderr)
         return 130
-    except (typer.Abort, KeyboardInterrupt, asyncio.CancelledError):
-        # Ctrl-C, or SIGTERM (a Jenkins abort), which the nightly job turns into a cancel.
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C
         print("careen: interrupted", file=sys.stderr)
         return 130
     except typer.Exit as exit_:
@@ -221,7 +219,15 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
         else:
             print(f"careen: error: {error}", file=sys.stderr)
         return int(getattr(error, "exit_code", ExitCode.USAGE))
-    except Exception as error:  # a bug: say so in one line, keep the traceback for --debug
+    except BaseException as error:
+        # SIGTERM (a Jenkins abort), which a command's event loop turns into a cancel. asyncio
+        # is not imported for it: a cancel can only come from a loop that imported it.
+        running = sys.modules.get("asyncio")
+        if running is not None and isinstance(error, running.CancelledError):
+            print("careen: interrupted", file=sys.stderr)
+            return 130
+        if not isinstance(error, Exception):  # SystemExit and the like go on
+            raise
         if debug:
             raise
         print(f"careen: internal error: {type(error).__name__}: {error}\n"
