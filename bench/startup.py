@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -81,9 +82,15 @@ def describe_venv(folder: Path) -> dict[str, Any]:
     return found
 
 
+#: The commands run as a user's would: byte-code caches used (pip writes them at install
+#: time), whatever this shell says.
+USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def wall(argv: Sequence[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=USER_ENV)
     return time.perf_counter() - started
 
 
@@ -110,7 +117,7 @@ def import_list(folder: Path) -> list[tuple[str, float]]:
     slowest first (``python -X importtime``)."""
     done = subprocess.run([str(folder / "bin" / "python"), "-X", "importtime",
                            str(folder / "bin" / "careen"), "--help"],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=USER_ENV)
     found = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:

@@ -45,7 +45,6 @@ from careen.listsource import ListedImages
 from careen.plan import Candidate, Plan, PlanStep, make_plan
 from careen.policy import Policy, Selection, Verdict
 from careen.reference import ImageReference
-from careen.registries.harbor import HarborClient
 from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
@@ -77,8 +76,9 @@ INTERRUPTED_EXIT = 130
 # -- what a job works with ------------------------------------------------------------------
 
 
-#: Opens the Harbor client (tests hand in one bound to a simulator's transport).
-HarborOpener = Callable[[], Awaitable[HarborClient]]
+#: Opens the Harbor client: any :class:`ScanSource` (:func:`careen.assemble.harbor_opener`
+#: picks the API version; tests hand in one bound to a simulator's transport).
+HarborOpener = Callable[[], Awaitable[ScanSource]]
 #: Gives a logged-in builder for the length of the ``with``.
 BuilderOpener = Callable[[], AbstractContextManager[Builder]]
 #: The Dockerfile tree and its revision, brought up to date first where it is configured so;
@@ -570,7 +570,7 @@ def _report(result: RunResult, plan: Plan, store: StateStore, parts: JobParts,
 
 
 @asynccontextmanager
-async def _harbor(opener: HarborOpener) -> AsyncIterator[HarborClient]:
+async def _harbor(opener: HarborOpener) -> AsyncIterator[ScanSource]:
     client = await opener()
     try:
         yield client

@@ -2,7 +2,7 @@
 
 Nothing here decides anything about images; every command is a few lines of wiring around a
 function of the core (``careen.nightly`` and the modules it uses), its parts built from the
-config by :mod:`careen.compose`. Errors of the core (:class:`careen.errors.CareenError`)
+config by :mod:`careen.assemble`. Errors of the core (:class:`careen.errors.CareenError`)
 become a one-line diagnosis on stderr and the documented exit code; no traceback reaches a
 person unless ``--debug`` is given.
 
