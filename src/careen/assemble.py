@@ -101,6 +101,10 @@ def logged_in_builder(config: Config) -> Iterator[Builder]:
     registry = push_registry(config)
     kind = BUILDERS[config.build.builder]
     with private_auth() as auth:
+        # [registry] verify_tls and ca_bundle hold for the login, the push and the pulls of
+        # the build (a child pulls its rebuilt parent from this registry).
+        auth.trust(registry, verify=config.registry.verify_tls,
+                   ca_bundle=config.registry.ca_bundle)
         _login(config, auth, registry, kind.login_tool)
         yield kind.make(auth, config.build.jobs)
 
@@ -110,13 +114,14 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     if user is None or password is None:
         return  # an open registry (or one the builder is already allowed to push to)
     result = auth.login(RegistryLogin(registry, user, password,
-                                      insecure=not config.registry.tls_verify), tool=tool)
+                                      insecure=not config.registry.verify_tls), tool=tool)
     if not result.ok:
         raise ServiceError("registry", registry,
                            "login rejected" if result.auth_rejected else "login failed: "
                            + " | ".join(result.log_tail[-2:]),
-                           hint="check [registry] user and CAREEN_REGISTRY_PASSWORD "
-                                "(or registry_user and registry_password)")
+                           hint=result.hint or "check [registry] user and "
+                                "CAREEN_REGISTRY_PASSWORD (or registry_user and "
+                                "registry_password)")
 
 
 def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,

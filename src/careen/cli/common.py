@@ -64,7 +64,7 @@ StateOption = Annotated[Path | None, typer.Option(
 
 @contextlib.contextmanager
 def open_state(path: Path) -> Iterator[StateStore]:
-    """Open an existing state to read it (``path``: :func:`careen.nightly.state_path` of the
+    """Open an existing state to read it (``path``: :func:`careen.assemble.state_path` of the
     config, where ``--state`` is the ``state.path`` override). Never creates one (a mistyped
     --state would leave an empty database behind) and never takes the run lock."""
     if not path.is_file():
