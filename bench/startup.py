@@ -1,14 +1,15 @@
 """Start-up benchmark (issue 16): ``careen --version`` and ``careen --help`` against
 ``python -c "import httpx"``, from what users install.
 
-    python -m bench.startup                        # a new venv, `pip install .`, 20 runs each
+    python -m bench.startup                        # bench/venv.py's `pip install .`, 20 runs each
     python -m bench.startup --venv /tmp/careen-venv --repeat 30
     python -m bench.startup --quick --importtime   # and the import list of `careen --help`
 
 Careen is measured from a virtual environment made with ``pip install .`` alone (no extras,
-not editable): ``--venv DIR`` reuses one (made there first when DIR does not exist), else one
-is made in a temporary folder and removed afterwards. The output says which venv it used and
-whether it is such a plain install (no test extras in it, Careen not installed editable).
+not editable): ``--venv DIR`` reuses one (made there first when DIR does not exist), else
+:func:`bench.venv.user_python`'s, made once per state of the sources. The output says which
+venv it used and whether it is such a plain install (no test extras in it, Careen not installed
+editable).
 
 Each command runs ``--repeat`` times, the three interleaved (so a busy moment of a shared
 machine weighs on all three alike); the median wall time of each is reported, and the ratio of
@@ -24,10 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from bench.common import (
     say,
     write_outputs,
 )
+from bench.venv import user_python
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 3.0
@@ -134,28 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--venv", type=Path, metavar="DIR",
                         help="the venv to measure (made there with `pip install .` when "
-                             "missing); default: a new one in a temporary folder")
+                             "missing); default: bench/venv.py's")
     parser.add_argument("--importtime", action="store_true",
                         help="also list the modules `careen --help` imports")
     add_common_options(parser, default_repeat=20)
     args = parser.parse_args(argv)
     repeat = repeat_of(args, 20) if not args.quick or args.repeat else 5
     began = time.monotonic()
-    scratch = None
-    folder = args.venv
-    if folder is None:
-        scratch = Path(tempfile.mkdtemp(prefix="careen-startup-"))
-        folder = scratch / "venv"
-    try:
+    if args.venv is None:
+        folder = user_python().parent.parent  # bench/venv.py: made once per source state
+    else:
+        folder = args.venv
         if not (folder / "bin" / "python").exists():
             make_venv(folder)
-        venv = describe_venv(folder)
-        say(f"measuring {repeat} runs of each from {folder}")
-        times = measure(folder, repeat)
-        imports = import_list(folder) if args.importtime else []
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    venv = describe_venv(folder)
+    say(f"measuring {repeat} runs of each from {folder}")
+    times = measure(folder, repeat)
+    imports = import_list(folder) if args.importtime else []
 
     medians = {name: median(values) for name, values in times.items()}
     baseline_name = "python -c 'import httpx'"
