@@ -13,7 +13,7 @@ import httpx
 
 from careen.errors import ServiceError
 from careen.events import NULL_OBSERVER, Observer
-from careen.registries import AUTO, HARBOR_APIS
+from careen.registries import AUTO, harbor_api
 from careen.registries.harbor_v1 import API_V1, HarborV1Client
 from careen.registries.harbor_v2 import API_V2, HarborV2Client
 from careen.registries.http import SERVICE, EventHook, HarborApiError, HarborSettings, Sleep
@@ -54,8 +54,10 @@ async def open_harbor(settings: HarborSettings, *, observer: Observer = NULL_OBS
     (``await client.aclose()`` or ``async with``). Both clients implement
     :class:`careen.registries.interface.ScanSource`."""
     def speaking(version: str) -> HarborClient:
-        return HARBOR_APIS[version](settings, observer=observer, transport=transport,
-                                    event_hooks=event_hooks, sleep=sleep)
+        client: HarborClient = harbor_api(version)(
+            settings, observer=observer, transport=transport, event_hooks=event_hooks,
+            sleep=sleep)
+        return client
 
     if settings.api_version != AUTO:
         return speaking(settings.api_version)
