@@ -14,9 +14,8 @@ from careen.builders import BUILDERS, BuildahBuilder, BuilderKind, DockerBuilder
 from careen.builders.credentials import AuthContext, LoginTool
 from careen.builders.interface import Builder
 from careen.config import Config, load_config
-from careen.errors import ConfigError, UsageError
+from careen.errors import ConfigError, PolicySyntaxError, UsageError
 from careen.events import NULL_OBSERVER
-from careen.policy import PolicySyntaxError
 from careen.registries import HARBOR_APIS, harbor_api
 from careen.registries.harbor import open_harbor
 
@@ -74,27 +73,24 @@ def test_an_api_version_not_in_the_table_is_a_config_error(tmp_path: Path) -> No
     assert 'expected one of "auto", "v2" or "v1"' in str(caught.value)
 
 
-@pytest.mark.parametrize(("version", "by_digest", "controls"), [("v2", True, True),
-                                                                ("v1", False, False)])
-def test_each_harbor_api_says_what_it_can_do(
-    tmp_path: Path, version: str, by_digest: bool, controls: bool,
+@pytest.mark.parametrize(("version", "by_digest"), [("v2", True), ("v1", False)])
+def test_each_harbor_api_says_how_it_rescans(
+    tmp_path: Path, version: str, by_digest: bool,
 ) -> None:
-    """Harbor 1.x's scan API names tags only and Careen reads it only (NOTES §8(d), §9): a
-    rescan names the tag, and scanning or its schedule are refused."""
+    """Harbor 1.x's scan API names tags only (NOTES §9): a rescan names the tag there, the
+    pushed digest on 2.x. The nightly job reads this, not the client's class."""
     config = config_of(tmp_path, CAREEN_HARBOR_API_VERSION=version)
 
-    async def capabilities() -> tuple[str, bool, bool]:
+    async def capability() -> tuple[str, bool]:
         client = await open_harbor(assemble.harbor_settings(config))  # no request sent
         try:
-            control = client.scan_control()
-            return type(client).__name__, client.rescans_by_digest, control is client
+            return type(client).__name__, client.rescans_by_digest
         finally:
             await client.aclose()
 
-    name, rescans_by_digest, has_controls = asyncio.run(capabilities())
+    name, rescans_by_digest = asyncio.run(capability())
     assert name == HARBOR_APIS[version].rpartition(":")[2] == harbor_api(version).__name__
     assert rescans_by_digest is by_digest
-    assert has_controls is controls
 
 
 def test_job_parts_check_the_policy_and_the_registry_first(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from careen.builders.interface import (
     PushResult,
     Status,
 )
+from careen.events import NullObserver
 from careen.plan import Candidate, Plan, make_plan
 from careen.reference import ImageReference
 from careen.shard import only_images
@@ -196,3 +198,48 @@ async def test_every_outcome_is_recorded_with_labels(plan: Plan, tmp_path: Path)
     assert labels["org.opencontainers.image.revision"] == "abc123"
     assert labels["careen.run"] == "run-1"
     assert requests[0].context == Path(plan.tree_root) / "base/1.0"
+
+
+async def test_ctrl_c_while_children_wait_still_records_the_parent_in_flight(
+    plan: Plan, tmp_path: Path,
+) -> None:
+    """Ctrl-C cancels the children waiting for base as well as base's own step; base's build
+    in flight ends, and its push is recorded (a resume trusts that record), not lost to the
+    children's cancelled wait."""
+    building = threading.Event()
+    release = threading.Event()
+
+    class SlowBaseBuilder(FakeBuilder):
+        def build(self, request: BuildRequest) -> BuildResult:
+            if request.image.short == "library/base:1.0":
+                building.set()
+                release.wait(30)
+            return super().build(request)
+
+    recorded: list[StepOutcome] = []
+
+    class Recorder:
+        def step_started(self, step: object, image: object, log_path: object) -> None:
+            pass
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            recorded.append(outcome)
+
+    warnings: list[str] = []
+
+    class Watcher(NullObserver):
+        def warning(self, message: str) -> None:
+            warnings.append(message)
+
+    running = asyncio.ensure_future(execute_plan(plan, SlowBaseBuilder(), options(tmp_path),
+                                                 recorder=Recorder(), observer=Watcher()))
+    while not building.is_set():
+        await asyncio.sleep(0.01)
+    running.cancel()
+    await asyncio.sleep(0.05)  # the cancellation reaches the waiting children first
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    base = [o for o in recorded if o.step.image.short == "library/base:1.0"]
+    assert [o.status for o in base] == [StepStatus.PUSHED]
+    assert warnings == []  # no step broke while stopping (the parent's result was delivered)

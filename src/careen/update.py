@@ -163,8 +163,8 @@ async def execute_plan(
 
     async def run_step(step: PlanStep) -> StepOutcome:
         request = build_request(step, plan, options, created)
-        # Shielded: a child cancelled while it waits (Ctrl-C, SIGTERM) must not cancel its
-        # parent's outcome, which the parent's own step still sets.
+        # Shielded: cancelling a waiting child (Ctrl-C) must not cancel its parent's future,
+        # which the parent's own step still completes when its build in flight ends.
         parents = [await asyncio.shield(done[parent]) for parent in step.parents
                    if parent in done]
         failed = [p for p in parents if not p.ok]
@@ -210,7 +210,13 @@ async def execute_plan(
         for task in tasks:
             task.cancel()
         # Let every step record how it ended (a build in flight finishes first).
-        await _uncancellable(asyncio.gather(*tasks, return_exceptions=True))
+        stopping = asyncio.gather(*tasks, return_exceptions=True)
+        await _uncancellable(stopping)
+        for error in stopping.result():
+            # A step that failed while stopping (not one that was cancelled) is a bug or a
+            # state write that did not happen: said, not swallowed.
+            if isinstance(error, Exception):
+                observer.warning(f"while stopping: {type(error).__name__}: {error}")
         raise
     finally:
         workers.shutdown(wait=False)

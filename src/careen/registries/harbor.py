@@ -1,4 +1,4 @@
-"""Open the right Harbor client: v2 (Harbor 2.x) or v1 (Harbor 1.x, read only).
+"""Open the right Harbor client: v2 (Harbor 2.x) or v1 (Harbor 1.x).
 
 ``api_version = "auto"`` asks Harbor: ``/api/v2.0/systeminfo`` (or ``/api/v2.0/ping``, for a
 Harbor whose system info is locked down) means 2.x; otherwise ``/api/systeminfo`` means 1.x.
@@ -71,5 +71,5 @@ async def open_harbor(settings: HarborSettings, *, observer: Observer = NULL_OBS
     if version == client.api_version:
         return client
     await client.aclose()
-    observer.info(f"Harbor at {settings.host} speaks the 1.x API: reading it, read only")
+    observer.info(f"Harbor at {settings.host} speaks the 1.x API")
     return speaking(version)

@@ -52,7 +52,7 @@ from careen.registries.http import (
     crawl_pages,
     shown,
 )
-from careen.registries.interface import ScanControl, wait_for_final_scans
+from careen.registries.interface import wait_for_final_scans
 from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
 
 API_V2: Final = "/api/v2.0"
@@ -489,9 +489,6 @@ class HarborV2Client(HarborClientBase):
     api_version: Final = "v2"
     #: Capabilities (:class:`~careen.registries.interface.ScanSource`).
     rescans_by_digest: Final = True
-
-    def scan_control(self) -> ScanControl | None:
-        return self
 
     def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
                  transport: httpx.AsyncBaseTransport | None = None,

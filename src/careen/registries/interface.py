@@ -24,18 +24,13 @@ class ScanSource(Protocol):
     """A registry with a vulnerability scanner.
 
     What differs between registries (Harbor versions) is a capability read here, never the
-    adapter's class: :attr:`rescans_by_digest`, :meth:`scan_control`."""
+    adapter's class: :attr:`rescans_by_digest`."""
 
     @property
     def rescans_by_digest(self) -> bool:
         """Whether a rescan can name the pushed digest, so the scan judged is the new image's
         even if the tag moves again (Harbor 2.x); otherwise rescans name tags (Harbor 1.x,
         whose scan API names tags only)."""
-        ...
-
-    def scan_control(self) -> ScanControl | None:
-        """This registry's scan controls (scan-all, its schedule, waiting for scans), or
-        ``None`` when Careen cannot start or schedule its scans (Harbor 1.x, read only)."""
         ...
 
     def artifacts(self, projects: Sequence[str] | None = None) -> AsyncIterator[Artifact]:
@@ -60,20 +55,24 @@ class ScanSource(Protocol):
 
 
 class ScanControl(ScanSource, Protocol):
-    """A registry whose scans Careen can start, wait for and schedule (Harbor 2.x)."""
-
-    async def trigger_scan_all(self) -> bool:
-        """Start a scan of every artifact now; ``False`` when one is already running."""
-        ...
+    """A registry whose scans Careen drives (``careen scan``, ``careen schedule``, the
+    nightly rescans): Harbor 2.x and Harbor 1.x alike."""
 
     async def wait_for_scans(self, images: Sequence[ImageReference], *, timeout: float,
                              interval: float = 5.0) -> dict[ImageReference, ScanSummary]:
+        """Poll until each image's scan is final or ``timeout``; the latest summaries."""
+        ...
+
+    async def trigger_scan_all(self) -> bool:
+        """Scan every image now; ``False`` when a scan-all is already running."""
         ...
 
     async def scan_all_schedule(self) -> ScanAllSchedule | None:
+        """The scan-all schedule (its cron in UTC), or ``None``."""
         ...
 
     async def set_scan_all_schedule(self, kind: str, cron: str | None = None) -> None:
+        """Set the scan-all schedule; ``kind`` ``"None"`` removes it."""
         ...
 
 
