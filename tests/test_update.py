@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from careen.attention import AttentionKind
 from careen.builders.interface import (
     BuildRequest,
     BuildResult,
@@ -23,7 +24,13 @@ from careen.plan import Candidate, Plan, make_plan
 from careen.reference import ImageReference
 from careen.shard import only_images
 from careen.tree.discover import discover_tree
-from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+from careen.update import (
+    StepOutcome,
+    StepStatus,
+    UpdateOptions,
+    execute_plan,
+    outcome_attention,
+)
 
 
 def ref(text: str) -> ImageReference:
@@ -108,6 +115,14 @@ async def test_a_failed_parent_skips_its_children_only(plan: Plan, tmp_path: Pat
     assert outcomes["library/nginx:1.25"].status is StepStatus.PUSHED
     assert outcomes["library/tools:1"].status is StepStatus.PUSHED
     assert ("build", "library/tomcat:8.5") not in builder.events
+    # A person must look at the failed build (its log) and the child it held back.
+    items = outcome_attention(outcomes.values())
+    assert [(i.kind, i.subject) for i in items] == [
+        (AttentionKind.BUILD_FAILED, "library/jre:8"),
+        (AttentionKind.PARENT_FAILED, "library/tomcat:8.5")]
+    assert items[0].path == str(outcomes["library/jre:8"].log_path)
+    assert items[0].reason == f"build failed (log: {outcomes['library/jre:8'].log_path})"
+    assert items[1].advice == "fix library/jre:8 first; its children follow"
 
 
 async def test_auth_rejected_push_is_a_failure(plan: Plan, tmp_path: Path) -> None:

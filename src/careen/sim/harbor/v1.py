@@ -85,6 +85,9 @@ class V1Api:
             if rest == "systeminfo":
                 call.template = "/systeminfo"
                 return self.systeminfo(call)
+            if rest == "users/current":
+                call.template = "/users/current"
+                return self.current_user(call)
             if rest == "projects":
                 call.template = "/projects"
                 await self.app._refresh()
@@ -179,6 +182,16 @@ class V1Api:
                                 "self_registration": False, "has_ca_root": False,
                                 "harbor_version": f"v{self.state.harbor_version}-simulated"}
         return Reply.json(info)
+
+    def current_user(self, call: Call) -> Reply:
+        """``GET /api/users/current``: 401 for an anonymous caller (bad credentials fall
+        through to anonymous, NOTES §2), else the caller's profile (v1 spec ``User``)."""
+        if not call.identity.authenticated:
+            return self.text(401, "UnAuthorize")
+        return Reply.json({"user_id": 1 if call.identity.admin else 2,
+                           "username": call.identity.name, "email": "", "realname": "",
+                           "comment": "", "deleted": False,
+                           "has_admin_role": call.identity.admin})
 
     def projects(self, call: Call) -> Reply:
         projects = list(self.state.visible_projects(call.identity))
