@@ -265,7 +265,7 @@ def make_plan(
     known: Mapping[ImageReference, Candidate] | None = None,
     already_rebuilt: Iterable[ImageReference] = (),
     multi_platform: bool = True,
-    require_provenance: bool = False,
+    require_provenance: bool | None = None,
     source: str = "harbor",
     policy: str | None = None,
     tree_commit: str | None = None,
@@ -283,9 +283,12 @@ def make_plan(
     any of its tags is. Before a step overwrites a tag, the tag's labels (as Harbor lists
     them) are checked: a tag last built from another folder (label ``careen.tree.path``) is
     refused, naming both folders; a tag no Careen build made is a "first rebuild" (skipped
-    instead when ``require_provenance``). Tags whose labels are unknown are not checked.
+    instead when ``require_provenance``, by default the tree's ``[tree] require_provenance``).
+    Tags whose labels are unknown are not checked.
     """
     graph = graph if graph is not None else BuildGraph.from_tree(tree)
+    if require_provenance is None:
+        require_provenance = tree.require_provenance
 
     def key_of(image: ImageReference) -> ImageReference | None:
         raw = image_key(image)

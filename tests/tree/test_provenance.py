@@ -267,3 +267,17 @@ def test_the_plan_table_keeps_brackets_of_a_skip_detail(tree: DockerfileTree) ->
     out = StringIO()
     print_plan(plan.to_dict(), Console(file=out, width=250))
     assert "and [tree] require_provenance is set" in out.getvalue()
+
+
+def test_require_provenance_comes_from_the_tree_config(tmp_path: Path) -> None:
+    """``[tree] require_provenance = true`` reaches every plan (careen plan, run) through
+    the tree the configuration opens."""
+    from careen.config import load_config
+    from careen.tree.discover import discover_configured
+
+    write_tree(tmp_path / "t", {"debian/bookworm": "FROM debian:bookworm\n"})
+    (tmp_path / "careen.toml").write_text("[tree]\nrequire_provenance = true\n")
+    config = load_config(tmp_path / "careen.toml", cwd=tmp_path, environ={})
+    tree = discover_configured(config, root=tmp_path / "t")
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW)
+    assert [s.reason for s in plan.skipped] == [SkipReason.PROVENANCE]

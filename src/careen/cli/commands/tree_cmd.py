@@ -12,15 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from careen.attention import AttentionItem
-from careen.cli.common import command, emit, load
-from careen.cli.main import app
+from careen.cli.common import emit, load
 from careen.cli.output import table_console
 from careen.errors import ExitCode, UsageError
 from careen.tree.discover import DockerfileTree, discover_configured
 from careen.tree.graph import BuildGraph, tree_attention
 
 
-@command(app, "tree")
 def tree(
     ctx: typer.Context,
     root: Annotated[Path | None, typer.Option(
