@@ -35,11 +35,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.common import add_common_options, machine, print_table, repeat_of, say, write_outputs
+from careen.assemble import job_parts
 from careen.attention import AttentionKind
 from careen.builders.interface import BuildRequest, BuildResult, PushResult, Status
 from careen.config import load_config
@@ -220,10 +221,11 @@ def run_nights(plan: FleetPlan, *, hold: bool, workdir: Path, jobs: int) -> list
                 rescan_timeout=120, rescan_interval=0.05, notify=False,
                 hold=HoldSettings(enabled=hold))
             started = time.perf_counter()
+            parts = replace(job_parts(config, open_builder=lambda b=builder: _builder(b)),
+                            base_digests=upstreams)
             with StateStore.open(workdir / "state.sqlite") as store:
-                outcome = asyncio.run(run_nightly(
-                    config, night_options, store=store, observer=NULL_OBSERVER,
-                    open_builder=lambda b=builder: _builder(b), base_digests=upstreams))
+                outcome = asyncio.run(run_nightly(parts, night_options, store=store,
+                                                  observer=NULL_OBSERVER))
             wall = time.perf_counter() - started
             held = sum(1 for item in outcome.plan.attention if item.kind is AttentionKind.HELD)
             rows.append({"night": night, "hold": hold, "builds": builder.builds,

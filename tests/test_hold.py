@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from careen.assemble import job_parts
 from careen.attention import AttentionKind
 from careen.builders.interface import BuildRequest, PushResult
 from careen.config import Config, load_config
@@ -127,10 +128,10 @@ class Nights:
     def night(self, builder: PushingBuilder, **changes: Any) -> NightlyOutcome:
         options = NightlyOptions(reports_dir=self.tmp_path / "reports", rescan_timeout=10,
                                  rescan_interval=0.05, **changes)
+        parts = replace(job_parts(self.config(), open_builder=opener(builder)),
+                        base_digests=self.bases)
         with StateStore.open(self.tmp_path / "state.sqlite") as store:
-            return asyncio.run(run_nightly(self.config(), options, store=store,
-                                           open_builder=opener(builder),
-                                           base_digests=self.bases))
+            return asyncio.run(run_nightly(parts, options, store=store))
 
 
 def write_tree(root: Path) -> None:

@@ -28,14 +28,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from careen.attention import AttentionItem, AttentionKind
-from careen.config import Config
 from careen.errors import InvalidReferenceError, UsageError
 from careen.inputs import BaseDigests, BuildInputs, InputsCalculator
 from careen.inventory import Image
 from careen.plan import Candidate, Plan, PlanStep, SkippedImage, SkipReason
 from careen.reference import ImageReference
-from careen.registries.resolve import resolver_for
 from careen.results import Outcome, RunResult
 from careen.state.memory import RebuildMemory
 from careen.state.store import StateStore
@@ -116,10 +113,8 @@ class HoldDecision:
         present = {s.image for s in plan.skipped}
         skipped = list(plan.skipped) + [SkippedImage(key, SkipReason.HELD, item.reason)
                                         for key, item in held if key not in present]
-        attention = list(plan.attention) + [
-            AttentionItem(AttentionKind.HELD, key.short, item.reason) for key, item in held]
-        return replace(plan, skipped=tuple(sorted(skipped, key=lambda s: s.image.short)),
-                       attention=tuple(attention))
+        # Each held skip is a needs-attention item of kind HELD (plan.ATTENTION_SKIPS).
+        return replace(plan, skipped=tuple(sorted(skipped, key=lambda s: s.image.short)))
 
 
 def _key(tree: DockerfileTree, image: ImageReference) -> ImageReference | None:
@@ -127,20 +122,16 @@ def _key(tree: DockerfileTree, image: ImageReference) -> ImageReference | None:
     return None if raw is None else tree.primary(raw)
 
 
-def night_memory(config: Config, tree: DockerfileTree, revision: TreeRevision,
-                 store: StateStore | None, settings: HoldSettings, *,
-                 images: Mapping[ImageReference, Image],
+def night_memory(tree: DockerfileTree, revision: TreeRevision, store: StateStore | None,
+                 settings: HoldSettings, *, build_args: Mapping[str, str],
+                 registry: str | None, images: Mapping[ImageReference, Image],
                  source: BaseDigests | None = None) -> NightMemory:
     """The night's memory: the tree's inputs (git tree hashes when the tree is a clean
-    checkout), the digests Harbor listed, the state's verdict history, and a resolver for the
-    bases (which may log in to the push registry only)."""
-    registry = config.registry
+    checkout), the digests Harbor listed, the state's verdict history, and ``source`` to
+    resolve the bases (``None``: none resolved, so nothing is held on unknown bases)."""
     calculator = InputsCalculator(
-        tree, config.build.build_args, use_git=revision.is_git and not revision.dirty,
-        known=NightMemory.known_digests(tree, images), registry=registry.server)
-    if source is None:
-        source = resolver_for(registry.server, registry.user, registry.password,
-                              tls_verify=registry.tls_verify)
+        tree, build_args, use_git=revision.is_git and not revision.dirty,
+        known=NightMemory.known_digests(tree, images), registry=registry)
     return NightMemory(calculator, memory=RebuildMemory.of(store) if store else None,
                        settings=settings, source=source)
 

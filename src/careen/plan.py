@@ -57,12 +57,23 @@ class SkipReason(StrEnum):
     MULTI_ARCH = "multi_arch"
     #: Built FROM itself or its own children: no order can build it.
     CYCLE = "cycle"
-    #: Only digest-addressed in Harbor (no tag to push to).
+    #: Only digest-addressed in Harbor (no tag to push to). Plans made since untagged
+    #: artifacts are counted apart no longer hold it; kept to read older stored plans.
     UNTAGGED = "untagged"
     #: The tag was last built from another folder, or (``require_provenance``) never by Careen.
     PROVENANCE = "provenance"
     #: Its last rebuild did not help and none of its inputs changed since (careen.hold).
     HELD = "held"
+
+
+#: Skips a person must act on (the others were never Careen's to fix: ignored by config, an
+#: immutable tag, a builder that cannot build several platforms, rebuilt already).
+ATTENTION_SKIPS: Mapping[SkipReason, AttentionKind] = {
+    SkipReason.NO_FOLDER: AttentionKind.NO_FOLDER,
+    SkipReason.CYCLE: AttentionKind.CYCLE,
+    SkipReason.PROVENANCE: AttentionKind.PROVENANCE_REFUSED,
+    SkipReason.HELD: AttentionKind.HELD,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +148,17 @@ class Plan:
     tree_commit: str | None = None
     id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    #: What a person must look at: the tree's unmapped Dockerfiles, missing parents and
-    #: cycles, and tags refused by the provenance guard.
-    attention: tuple[AttentionItem, ...] = ()
+    #: What needs attention beyond the skips: the unreadable lines of the list planned from,
+    #: the tree's unmapped Dockerfiles and missing parents.
+    problems: tuple[AttentionItem, ...] = ()
+
+    @property
+    def attention(self) -> tuple[AttentionItem, ...]:
+        """Everything of this plan a person must act on: the list's unreadable lines, then
+        the images skipped for want of a folder or for a FROM cycle. Any makes exit 1."""
+        return self.problems + tuple(
+            AttentionItem(ATTENTION_SKIPS[s.reason], s.image.short, s.detail)
+            for s in self.skipped if s.reason in ATTENTION_SKIPS)
 
     @property
     def levels(self) -> list[list[PlanStep]]:
@@ -156,7 +175,7 @@ class Plan:
     def with_id(self, plan_id: str) -> Plan:
         return Plan(self.steps, self.skipped, self.tree_root, self.created_at, self.cascade,
                     self.source, self.policy, self.tree_commit, plan_id, self.extra,
-                    self.attention)
+                    self.problems)
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -191,6 +210,8 @@ class Plan:
                 {"image": s.image.short, "reason": s.reason.value, "detail": s.detail}
                 for s in self.skipped
             ],
+            # Everything that needs attention; the skips' items are derived from "skipped"
+            # again when the plan is read back.
             "attention": attention_to_dicts(self.attention),
         }
 
@@ -229,7 +250,8 @@ class Plan:
                 cascade=bool(data.get("cascade", True)), source=str(data.get("source", "")),
                 policy=data.get("policy"), tree_commit=data.get("tree_commit"),
                 id=plan_id or data.get("id"),
-                attention=attention_from_dicts(data.get("attention", ())),
+                problems=tuple(item for item in attention_from_dicts(data.get("attention") or ())
+                               if item.kind not in ATTENTION_SKIPS.values()),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UsageError(f"plan {plan_id or data.get('id')} is damaged: {error}",
@@ -246,7 +268,7 @@ def make_plan(
     known: Mapping[ImageReference, Candidate] | None = None,
     already_rebuilt: Iterable[ImageReference] = (),
     multi_platform: bool = True,
-    require_provenance: bool = False,
+    require_provenance: bool | None = None,
     source: str = "harbor",
     policy: str | None = None,
     tree_commit: str | None = None,
@@ -264,9 +286,12 @@ def make_plan(
     any of its tags is. Before a step overwrites a tag, the tag's labels (as Harbor lists
     them) are checked: a tag last built from another folder (label ``careen.tree.path``) is
     refused, naming both folders; a tag no Careen build made is a "first rebuild" (skipped
-    instead when ``require_provenance``). Tags whose labels are unknown are not checked.
+    instead when ``require_provenance``, by default the tree's ``[tree] require_provenance``).
+    Tags whose labels are unknown are not checked.
     """
     graph = graph if graph is not None else BuildGraph.from_tree(tree)
+    if require_provenance is None:
+        require_provenance = tree.require_provenance
 
     def key_of(image: ImageReference) -> ImageReference | None:
         raw = image_key(image)
@@ -282,7 +307,9 @@ def make_plan(
     blocked = graph.blocked()
     skipped: dict[ImageReference, SkippedImage] = {}
     chosen: dict[ImageReference, tuple[StepReason, str, Candidate | None]] = {}
-    attention: list[AttentionItem] = list(tree_attention(tree, graph))
+    # The tree's own items; its cycles are said by the CYCLE skips of the images they hold.
+    problems = tuple(item for item in tree_attention(tree, graph)
+                     if item.kind is not AttentionKind.CYCLE)
     first_rebuild: dict[ImageReference, bool] = {}
 
     def guard(key: ImageReference) -> SkippedImage | None:
@@ -308,21 +335,11 @@ def make_plan(
             if built_from != folder:
                 reason = (f"{reference.short} was last built from the folder {built_from}, "
                           f"this plan would build it from {folder}: not overwritten")
-                attention.append(AttentionItem(
-                    AttentionKind.PROVENANCE_REFUSED, reference.short, reason,
-                    next_step=f"check which of {built_from} and {folder} owns the tag and fix "
-                              "[tree.mapping] or the folders",
-                ))
                 return SkippedImage(key, SkipReason.PROVENANCE, reason)
         first = labelled and not careen_built
         if first and require_provenance:
             reason = (f"never built by Careen (no {TREE_PATH_LABEL} label) and [tree] "
-                      "require_provenance is set")
-            attention.append(AttentionItem(
-                AttentionKind.PROVENANCE_REFUSED, key.short, reason,
-                next_step=f"check that {folder} builds this image, rebuild it once with "
-                          "require_provenance = false, or map it elsewhere",
-            ))
+                      f"require_provenance is set: check that {folder} builds it")
             return SkippedImage(key, SkipReason.PROVENANCE, reason)
         first_rebuild[key] = first
         return None
@@ -355,6 +372,8 @@ def make_plan(
         return guard(key)
 
     for candidate in candidates:
+        if candidate.image.tag is None:
+            continue  # an untagged artifact is no image to rebuild (callers count them)
         key = key_of(candidate.image)
         if key is not None and (key in chosen or key in skipped):
             continue  # another tag of the same build already decided it
@@ -392,7 +411,7 @@ def make_plan(
         steps=tuple(steps),
         skipped=tuple(sorted(skipped.values(), key=lambda s: s.image.short)),
         tree_root=str(tree.root), created_at=now or datetime.now(UTC), cascade=cascade,
-        source=source, policy=policy, tree_commit=tree_commit, attention=tuple(attention),
+        source=source, policy=policy, tree_commit=tree_commit, problems=problems,
     )
 
 

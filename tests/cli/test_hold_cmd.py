@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from careen.assemble import job_parts
 from careen.config import load_config
 from careen.nightly import NightlyOptions, run_nightly
 from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
@@ -53,9 +54,10 @@ def held_env(careen: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> An
         config = load_config(None, cwd=tmp_path, environ=env, overrides={})
         builder = LabellingBuilder(harbor, {"library/busybox": ScanResult.of({"High": 1})})
         with StateStore.open(tmp_path / "state.sqlite") as store:
-            asyncio.run(run_nightly(config, NightlyOptions(
-                reports_dir=tmp_path / "reports", rescan_timeout=10, rescan_interval=0.05),
-                store=store, open_builder=opener(builder)))
+            asyncio.run(run_nightly(job_parts(config, open_builder=opener(builder)),
+                                    NightlyOptions(reports_dir=tmp_path / "reports",
+                                                   rescan_timeout=10, rescan_interval=0.05),
+                                    store=store))
         assert sorted(builder.pushed) == ["library/busybox:1.36", "library/shell:1"]
         yield harbor
 

@@ -425,8 +425,9 @@ def test_careen_plan_carries_the_tree_attention_and_takes_layout_and_project(
     assert code == 1
     document = json.loads(out)
     assert document["steps"] == []
+    # The two Dockerfiles, the root hint, and the listed image without a folder.
     assert {item["subject"] for item in document["attention"]} == {
-        "acme/app/2.0", "acme/base/1.0", "acme"}
+        "acme/app/2.0", "acme/base/1.0", "acme", "acme/base:1.0"}
     hint = next(item for item in document["attention"] if item["subject"] == "acme")
     assert hint["next_step"].startswith("if acme is the Harbor project, give --project acme")
     assert "needs attention: acme/app/2.0:" in err

@@ -78,8 +78,9 @@ def test_a_tag_built_from_another_folder_is_refused_naming_both(tree: Dockerfile
     assert skip.image == ref("library/redis:7.2") and skip.reason is SkipReason.PROVENANCE
     assert "redis/7.0" in skip.detail and "redis/7.2" in skip.detail
     [item] = plan.attention
-    assert item.kind is AttentionKind.PROVENANCE_REFUSED and item.subject == "library/redis:7"
-    assert "redis/7.0" in item.advice and "redis/7.2" in item.advice
+    assert item.kind is AttentionKind.PROVENANCE_REFUSED and item.subject == "library/redis:7.2"
+    assert "library/redis:7 was last built from the folder redis/7.0" in item.reason
+    assert "redis/7.2" in item.reason
 
 
 def test_another_tag_of_the_build_is_guarded_too(tree: DockerfileTree) -> None:
@@ -237,3 +238,46 @@ def test_only_takes_any_tag_of_a_multi_tag_step(tree: DockerfileTree) -> None:
     plan = make_plan([Candidate(ref("library/redis:7.2"), "x")], tree, now=NOW)
     assert [s.image.short for s in only_images(plan, [ref("library/redis:latest")]).steps] == [
         "library/redis:7.2"]
+
+
+def test_the_plan_table_shows_every_tag_and_a_first_rebuild(tree: DockerfileTree) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from careen.cli.commands.plan_cmd import print_plan
+
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW).with_id("p")
+    out = StringIO()
+    print_plan(plan.to_dict(), Console(file=out, width=250))
+    text = out.getvalue()
+    assert "(first rebuild: Careen never built this tag)" in text
+    assert "library/redis:7.2 (+ tags 7, latest)" in text
+
+
+def test_the_plan_table_keeps_brackets_of_a_skip_detail(tree: DockerfileTree) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from careen.cli.commands.plan_cmd import print_plan
+
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW,
+                     require_provenance=True).with_id("p")
+    out = StringIO()
+    print_plan(plan.to_dict(), Console(file=out, width=250))
+    assert "and [tree] require_provenance is set" in out.getvalue()
+
+
+def test_require_provenance_comes_from_the_tree_config(tmp_path: Path) -> None:
+    """``[tree] require_provenance = true`` reaches every plan (careen plan, run) through
+    the tree the configuration opens."""
+    from careen.config import load_config
+    from careen.tree.discover import discover_configured
+
+    write_tree(tmp_path / "t", {"debian/bookworm": "FROM debian:bookworm\n"})
+    (tmp_path / "careen.toml").write_text("[tree]\nrequire_provenance = true\n")
+    config = load_config(tmp_path / "careen.toml", cwd=tmp_path, environ={})
+    tree = discover_configured(config, root=tmp_path / "t")
+    plan = make_plan([labelled("library/debian:bookworm", None)], tree, now=NOW)
+    assert [s.reason for s in plan.skipped] == [SkipReason.PROVENANCE]

@@ -15,8 +15,11 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from careen.cli.context import unwrap
 from careen.errors import CareenError
 from careen.vulnlist import render_processing_line
+
+__all__ = ["ConsoleObserver", "describe_error", "table_console", "unwrap"]
 
 
 class ConsoleObserver:
@@ -93,19 +96,6 @@ def table_console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, highlight=False, soft_wrap=False,
                    width=None if stream.isatty() else PIPE_WIDTH)
-
-
-def unwrap(text: str) -> str:
-    """Join the hard-wrapped lines of each paragraph of a help text, so rich can wrap it to
-    the terminal. Indented lines (examples) stay as they are."""
-    paragraphs: list[str] = []
-    for block in text.strip("\n").split("\n\n"):
-        lines = block.split("\n")
-        if all(line.startswith("    ") for line in lines):
-            paragraphs.append("\n".join(lines))
-        else:
-            paragraphs.append(" ".join(line.strip() for line in lines))
-    return "\n\n".join(paragraphs)
 
 
 def describe_error(error: CareenError) -> str:

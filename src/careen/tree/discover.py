@@ -220,6 +220,9 @@ class DockerfileTree:
     registry: str | None = None
     #: More hosts that mean "this tree's registry" (``[tree] registries``).
     registries: tuple[str, ...] = ()
+    #: ``[tree] require_provenance``: a plan skips a tag Careen never built (see
+    #: :func:`careen.plan.make_plan`).
+    require_provenance: bool = False
     _by_folder: Mapping[Path, tuple[ImageReference, ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -355,6 +358,7 @@ def discover_tree(
     build_args: Mapping[str, str] | None = None,
     layout: Layout | str = Layout.AUTO, ignore: Collection[str] = DEFAULT_IGNORE,
     rules: Sequence[TreeRule] = (), registries: Collection[str] = (),
+    require_provenance: bool = False,
 ) -> DockerfileTree:
     """Walk ``root`` and return the images it builds (see the module docstring for the rule).
 
@@ -455,8 +459,8 @@ def discover_tree(
     problems.extend(_missing_parents(tree))
     return DockerfileTree(
         root=root, images=tree.images, problems=tuple(problems), project=project,
-        registry=registry, registries=tree.registries, _by_folder=tree._by_folder,
-        _aliases=tree._aliases,
+        registry=registry, registries=tree.registries, require_provenance=require_provenance,
+        _by_folder=tree._by_folder, _aliases=tree._aliases,
     )
 
 
@@ -474,6 +478,7 @@ def discover_configured(
         mapping=mapping_entries(tree.mapping), rules=tree_rules(tree.rules),
         build_args=config.build.build_args,
         layout=layout if layout is not None else tree.layout,
+        require_provenance=tree.require_provenance,
     )
 
 
@@ -548,15 +553,19 @@ def _missing_parents(tree: DockerfileTree) -> Iterator[TreeProblem]:
         for parent in image.parents:
             if tree.missing_parent(parent):
                 expected = image_key(parent.with_registry(None))
+                name = expected.short if expected else str(parent)
+                built = sorted(i.reference.tag or "" for i in tree.images.values()
+                               if expected and i.reference.repository == expected.repository)
+                what = (f"the tree builds {expected.repository} ({', '.join(built)}) but no "
+                        f"folder builds {name}" if built and expected else
+                        f"no folder builds {name}, an image of this tree's project")
                 yield TreeProblem(
                     _relative_dockerfile(image, tree.root),
-                    f"FROM {parent} names an image of this tree's "
-                    f"{'registry' if parent.registry else 'project'} that no folder builds "
-                    f"({expected.short if expected else parent}): {reference.short} is not "
-                    "rebuilt after it (the cascade stops there)",
+                    f"FROM {parent}: {what}; {reference.short} is not rebuilt after it (the "
+                    "cascade stops there)",
                     kind=AttentionKind.MISSING_PARENT,
-                    advice=f"add the folder of {expected.short if expected else parent}, fix "
-                           "the FROM, or qualify it with the upstream registry",
+                    advice=f"add the folder of {name}, fix the FROM, or qualify it with the "
+                           "upstream registry",
                 )
 
 

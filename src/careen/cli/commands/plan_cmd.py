@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from careen import assemble, nightly
-from careen.cli.common import StateOption, command, emit, load, run_async
-from careen.cli.main import app, globals_of
+from careen.attention import AttentionItem
+from careen.cli.common import StateOption, emit, load, run_async
+from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
-from careen.hold import HoldSettings
+from careen.hold import HoldDecision, HoldSettings
 from careen.listsource import read_list
 from careen.state.store import StateStore
 
 
-@command(app, "plan")
 def plan(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
@@ -61,6 +63,10 @@ def plan(
     old script's "directory does not exist"), ignored by \\[policy] ignore, tag immutable in
     Harbor, a FROM cycle.
 
+    Exit code 1 when something needs attention (an image without a folder, a FROM cycle, an
+    unreadable line of the list: each named on stderr with its next step), 2 for a
+    malformed list with --strict.
+
     The plan is stored with an id; 'careen update --plan ID' runs exactly this plan, and
     'careen export bake|jenkins --plan ID' hands it to BuildKit or Jenkins.
 
@@ -74,16 +80,24 @@ def plan(
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "state.path": state, "tree.layout": layout,
                         "tree.project": project}, observer)
-    tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
-                                       observer=observer)
+    tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty, sync=False,
+                                        observer=observer)
     policy = assemble.policy(config)
     hold = HoldSettings(enabled=config.run.hold and not no_hold, rebuild=tuple(rebuild or ()))
-    with StateStore.open(nightly.state_path(config)) as store:
+    with StateStore.open(assemble.state_path(config)) as store:
+
+        async def holder(inventory: nightly.Inventory) -> HoldDecision | None:
+            return (await nightly.hold_night(
+                tree, revision, store, hold, inventory,
+                build_args=config.build.build_args, registry=config.registry.server,
+                base_digests=assemble.base_digests(config)))[1]
+
         with observer:
             if source is None:
                 made, _ = run_async(nightly.plan_from_harbor(
-                    config, tree, revision, policy, cascade=cascade, observer=observer,
-                    hold=hold, store=store))
+                    assemble.harbor_opener(config, observer), tree, revision, policy,
+                    cascade=cascade, projects=config.harbor.projects, observer=observer,
+                    holder=holder))
             else:
                 made = nightly.plan_from_list(read_list(source, stdin=sys.stdin,
                                                         strict=strict),
@@ -95,10 +109,15 @@ def plan(
     else:
         print_plan(stored.to_dict(), table_console())
     observer.info(f"plan {stored.id} stored; run it with: careen update --plan {stored.id}")
-    console = Console(stderr=True, highlight=False)
-    for item in stored.attention:
-        console.print(item.line(), markup=False, soft_wrap=True)
+    print_attention(stored.attention)
     return int(ExitCode.FAILED if stored.attention else ExitCode.OK)
+
+
+def print_attention(items: Iterable[AttentionItem]) -> None:
+    """Each item that needs attention, one line on stderr with its next step (shown even
+    with --quiet: each one makes the command exit 1)."""
+    for item in items:
+        print(item.line(), file=sys.stderr, flush=True)
 
 
 def print_plan(document: dict[str, Any], console: Console) -> None:
@@ -112,14 +131,15 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
         image = step["image"] + (f" (+ tags {', '.join(tags[1:])})" if len(tags) > 1 else "")
         why = f"{step['reason']}: {step['detail']}"
         if step.get("first_rebuild"):
-            why += " [first rebuild: Careen never built this tag]"
-        table.add_row(str(step["level"]), image, why,
-                      ", ".join(step["parents"]) or "-", step["folder"])
+            why += " (first rebuild: Careen never built this tag)"
+        # Text, not markup: details and folder names may hold brackets ("[tree] ...").
+        table.add_row(str(step["level"]), Text(image), Text(why),
+                      ", ".join(step["parents"]) or "-", Text(step["folder"]))
     console.print(table)
     if document["skipped"]:
         skipped = Table(title="not rebuilt", title_justify="left")
         for column in ("image", "reason", "detail"):
             skipped.add_column(column, overflow="fold")
         for item in document["skipped"]:
-            skipped.add_row(item["image"], item["reason"], item["detail"])
+            skipped.add_row(item["image"], item["reason"], Text(item["detail"]))
         console.print(skipped)

@@ -8,18 +8,17 @@ from typing import Annotated
 
 import typer
 
-from careen import nightly
-from careen.cli.commands.plan_cmd import print_plan
-from careen.cli.common import StateOption, command, load, run_async
-from careen.cli.main import app, globals_of
+from careen import assemble, nightly
+from careen.cli.commands.plan_cmd import print_attention, print_plan
+from careen.cli.common import StateOption, load, run_async, telling_interruption
+from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.hold import HoldSettings
 from careen.results import RunResult
 from careen.scan import ScanSummary
-from careen.state.store import StateStore
+from careen.state.store import RunKind, StateStore
 
 
-@command(app, "run")
 def run(
     ctx: typer.Context,
     resume: Annotated[bool, typer.Option(
@@ -67,9 +66,11 @@ def run(
         careen run --reports-dir reports
 
     A run killed half-way is finished by 'careen run --resume'. Exit code 0 when every
-    rebuilt image passes the policy, 1 when a build failed or an image still breaks it after
-    its rebuild, 2 for bad settings or input, 3 when Harbor, the registry or the builder
-    cannot be reached, 130 when interrupted.
+    image that broke the policy passes it now (or was never Careen's to fix), 1 when
+    something needs attention (a build failed, a rebuild did not help, a rescan missed its
+    deadline, an image has no folder or sits in a FROM cycle: each named on stderr with its
+    next step), 2 for bad settings or input, 3 when Harbor, the registry or the builder
+    cannot be reached or Harbor does not accept the credentials, 130 when interrupted.
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "build.jobs": jobs,
@@ -82,19 +83,18 @@ def run(
         rescan_timeout=config.run.rescan_timeout, rescan_interval=config.run.rescan_interval,
         hold=HoldSettings(enabled=config.run.hold and not no_hold, rebuild=tuple(rebuild or ())),
     )
-    with StateStore.open(nightly.state_path(config)) as store, observer:
-        outcome = run_async(nightly.run_nightly(config, options, store=store,
-                                                observer=observer))
+    with StateStore.open(assemble.state_path(config)) as store, observer:
+        parts = assemble.job_parts(config, observer=observer)
+        with telling_interruption(store, RunKind.RUN, lambda _: "careen run --resume"):
+            outcome = run_async(nightly.run_nightly(parts, options, store=store,
+                                                    observer=observer))
     if dry_run:
         print_plan(outcome.plan.to_dict(), table_console(stderr=True))
         observer.info(f"dry run: plan {outcome.plan.id} stored; run it with "
                       f"'careen update --plan {outcome.plan.id}'")
     else:
         print_summary(outcome.result, observer.info)
-    for item in outcome.plan.attention:  # the tree's and the provenance guard's
-        observer.warning(item.line())
-    if outcome.plan.attention and int(outcome.exit_code) == 0:
-        return 1
+    print_attention(outcome.result.attention)
     return int(outcome.exit_code)
 
 

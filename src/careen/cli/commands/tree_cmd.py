@@ -9,17 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from careen.attention import AttentionItem
-from careen.cli.common import command, emit, load
-from careen.cli.main import app
+from careen.cli.common import emit, load
 from careen.cli.output import table_console
 from careen.errors import ExitCode, UsageError
 from careen.tree.discover import DockerfileTree, discover_configured
 from careen.tree.graph import BuildGraph, tree_attention
 
 
-@command(app, "tree")
 def tree(
     ctx: typer.Context,
     root: Annotated[Path | None, typer.Option(
@@ -133,8 +132,8 @@ def _print_table(document: dict[str, Any]) -> None:
         built_from = item["parents"] + [
             f"{e} ({'upstream' if item['upstream_wrapper'] else 'external'})"
             for e in item["external_parents"]]
-        table.add_row(item["image"], ", ".join(item["tags"]), item["folder"],
-                      ", ".join(built_from) or "-",
+        table.add_row(item["image"], ", ".join(item["tags"]), Text(item["folder"]),
+                      Text(", ".join(built_from) or "-"),
                       "-" if item["level"] is None else str(item["level"]))
     console.print(table)
     console.print("Build order (parents first; images on one line can build at once):")
