@@ -27,23 +27,17 @@ from careen.errors import ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact
 from careen.reference import ImageReference
-from careen.registries.harbor_v2 import (
-    Emit,
-    SystemInfo,
-    check_project_name,
-    parse_time,
-    stream,
-    valid_reference,
-)
 from careen.registries.http import (
     EventHook,
     HarborClientBase,
     HarborHttp,
     HarborSettings,
     Sleep,
-    crawl_pages,
-    shown,
 )
+from careen.registries.paging import crawl_pages, listing_of
+from careen.registries.streaming import Emit, stream
+from careen.registries.text import shown
+from careen.registries.wire import SystemInfo, check_project_name, parse_time, valid_reference
 from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
 
 API_V1: Final = "/api"
@@ -115,7 +109,7 @@ class HarborV1Client(HarborClientBase):
                 if isinstance(ident, int):
                     found.append((str(name), ident))
 
-        await crawl_pages(self.http, f"{API_V1}/projects", {},
+        await crawl_pages(self.http, f"{API_V1}/projects", {}, null_is_empty=True,
                           page_size=self.settings.v1_page_size, on_page=keep,
                           slots=asyncio.Semaphore(1), permission="listing projects")
         return found
@@ -149,9 +143,13 @@ class HarborV1Client(HarborClientBase):
                 if count == 0:
                     continue
                 await repo_slots.acquire()
-                group.create_task(self._crawl_repository(name, emit, repo_slots))
+                # A repository that claims tags must list them: ``null`` is then no answer.
+                group.create_task(self._crawl_repository(
+                    name, emit, repo_slots,
+                    null_is_empty=not (isinstance(count, int) and count > 0)))
 
         await crawl_pages(self.http, f"{API_V1}/repositories", {"project_id": ident},
+                          null_is_empty=True,
                           page_size=self.settings.v1_page_size, on_page=spawn,
                           slots=asyncio.Semaphore(1), permission=f"reading project {project}")
 
@@ -160,12 +158,13 @@ class HarborV1Client(HarborClientBase):
         return f"{API_V1}/repositories/{quote(repository, safe='/')}/tags"
 
     async def _crawl_repository(self, repository: str, emit: Emit,
-                                repo_slots: asyncio.Semaphore) -> None:
+                                repo_slots: asyncio.Semaphore, *,
+                                null_is_empty: bool = True) -> None:
         try:
-            body = await self.http.get_json(self._tags_path(repository),
-                                            permission=f"reading {repository}")
-            for artifact in self._artifacts_of(repository, body if isinstance(body, list)
-                                               else []):
+            path = self._tags_path(repository)
+            response = await self.http.request("GET", path, permission=f"reading {repository}")
+            tags = listing_of(self.http, response, path, null_is_empty=null_is_empty)
+            for artifact in self._artifacts_of(repository, tags):
                 await emit(artifact)
         finally:
             repo_slots.release()

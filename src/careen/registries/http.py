@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import re
-import select
 import socket
 import ssl
 import uuid
@@ -39,10 +37,9 @@ from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 from urllib.request import Request
 
-import httpcore
 import httpx
 from pydantic import SecretStr
 from tenacity import (
@@ -56,13 +53,13 @@ from tenacity import (
 
 from careen.errors import ConfigError, ServiceError
 from careen.events import NULL_OBSERVER, Observer
+from careen.registries.pool import pooled_transport
+from careen.registries.text import one_line, whole_number
 
 SERVICE = "Harbor"
 #: Statuses worth another try: Harbor masks every 5xx as ``UNKNOWN internal server error``,
 #: and 502/503/504 come from the proxy in front of it while core restarts.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Longest text of a server message quoted in an error (Harbor's can hold a whole list).
-MESSAGE_MAX = 200
 
 ApiVersion = Literal["auto", "v2", "v1"]
 Sleep = Callable[[float], Awaitable[None]]
@@ -180,23 +177,6 @@ class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
-
-
-def one_line(text: str, limit: int = MESSAGE_MAX) -> str:
-    """Server text made safe to quote: control characters escaped, length bounded."""
-    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """An untrusted name quoted for a message (``repr`` escapes newlines and quotes)."""
-    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
-
-
-def whole_number(text: str) -> int | None:
-    """``text`` as a whole number >= 0 if it is only ASCII digits (``str.isdigit`` also takes
-    ``'²'``, which ``int`` refuses)."""
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -473,177 +453,10 @@ class HarborHttp:
             hint="check [harbor] url and the network between here and Harbor")
 
 
-def total_count(response: httpx.Response) -> int | None:
-    """``X-Total-Count`` (the number of items before paging), or ``None`` when absent or bad."""
-    return whole_number(response.headers.get("X-Total-Count", "").strip())
-
-
-_LINK_ENTRY = re.compile(r'<([^>]*)>\s*;\s*rel="?([A-Za-z]+)"?')
-
-
-def next_page(response: httpx.Response, current: int) -> int | None:
-    """The page number of ``Link: <...>; rel="next"`` (entries joined by ``" , "`` in v2 and
-    ``", "`` in v1), or ``None`` when there is no next page. Only the page number is taken from
-    the link: the next request is built like the first, so it stays exactly as encoded."""
-    for url, rel in _LINK_ENTRY.findall(response.headers.get("Link", "")):
-        if rel.lower() != "next":
-            continue
-        pages = parse_qs(urlsplit(url).query).get("page", [])
-        page = whole_number(pages[0]) if pages else None
-        return page if page is not None and page > current else current + 1
-    return None
-
-
-OnPage = Callable[[list[Any]], Awaitable[None]]
-
-
-async def crawl_pages(
-    http: HarborHttp, path: str, params: Mapping[str, str | int | bool], *,
-    page_size: int, on_page: OnPage, slots: asyncio.Semaphore,
-    known_total: int | None = None, headers: Mapping[str, str] | None = None,
-    permission: str | None = None, max_pages: int = 100_000,
-) -> None:
-    """Read every page of one paged listing, handing each page's items to ``on_page``.
-
-    With ``known_total`` (e.g. a repository's ``artifact_count``) every page is requested at
-    once; otherwise page 1 first, then, when it tells ``X-Total-Count``, the remaining pages
-    concurrently, and when it does not, ``rel="next"`` links one after the other. A page that
-    fails is retried alone by :meth:`HarborHttp.request`. ``slots`` is held from a page's
-    request until ``on_page`` returns, so the pages held in memory are bounded.
-    """
-    if known_total == 0:
-        return
-
-    async def fetch(page: int) -> tuple[int | None, int | None]:
-        async with slots:
-            query = {**params, "page": page, "page_size": page_size}
-            response = await http.request("GET", path, params=query, headers=headers,
-                                          permission=permission)
-            body = http.json_of(response, "GET", path)
-            if body is None:
-                body = []
-            if not isinstance(body, list):
-                raise ServiceError(SERVICE, http.host,
-                                   f"GET {path}: expected a JSON list, got {type(body).__name__}")
-            await on_page(body)
-        return total_count(response), next_page(response, page)
-
-    async def fetch_all(pages: range) -> int:
-        """Fetch ``pages`` concurrently; the largest ``X-Total-Count`` seen."""
-        if not pages:
-            return 0
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(fetch(page)) for page in pages]
-        return max((task.result()[0] or 0) for task in tasks)
-
-    if known_total is not None:
-        last = -(-known_total // page_size)
-        seen = await fetch_all(range(1, last + 1))
-        # The repository grew since it was listed: read what was pushed meanwhile too.
-        await fetch_all(range(last + 1, -(-seen // page_size) + 1))
-        return
-    total, following = await fetch(1)
-    if total is not None:
-        await fetch_all(range(2, -(-total // page_size) + 1))
-        return
-    fetched = 1
-    while following is not None and fetched < max_pages:
-        _, following = await fetch(following)
-        fetched += 1
-
-
 def _query_value(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-# -- the connection pool's sockets ------------------------------------------------------------
-#
-# Before each request is given a connection, httpcore's pool asks every pooled connection
-# whether it has expired, and an idle HTTP/1.1 connection answers by checking whether the
-# server closed its socket: it asks anyio for the raw socket, and anyio rebuilds its table of
-# socket attributes for that (a getpeername() system call included) before the poll() that
-# does the check. With 16 connections that was a fifth of the client's CPU per request on a
-# fast Harbor (bench/README.md; upstream: encode/httpcore PR #928). The streams below keep
-# the socket they were opened with, so the check is one poll() again, and still done: a
-# connection the server closed while idle is never reused.
-
-
-def socket_readable(sock: socket.socket | None) -> bool:
-    """Whether ``sock`` has something to read, or is gone (an idle HTTP/1.1 connection with
-    something to read was closed by the server); as httpcore's own check, without a wait."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-class SocketKeepingStream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream that remembers its raw socket (see above)."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        return SocketKeepingStream(
-            await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._socket is not None:
-            return socket_readable(self._socket)
-        return self._inner.get_extra_info(info)
-
-
-class SocketKeepingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, whose streams are :class:`SocketKeepingStream`."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        return SocketKeepingStream(await self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address,
-            socket_options=socket_options))
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        return SocketKeepingStream(await self._inner.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def pooled_transport(verify: ssl.SSLContext | bool,
-                     limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, set up as ``AsyncClient`` would set it up, over a connection pool
-    whose network backend is :class:`SocketKeepingBackend`. httpx takes no backend of its
-    own, so the pool it made is replaced; if a future httpx keeps it elsewhere, its own pool
-    is kept, which only costs the CPU described above."""
-    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=SocketKeepingBackend())
-    return transport
 
 
 def _tls_verify(settings: HarborSettings) -> ssl.SSLContext | bool:
