@@ -29,8 +29,9 @@ import json
 import socket
 import ssl
 import uuid
+import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import Cookie, CookieJar
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit
 from urllib.request import Request
 
 import httpx
+import sniffio  # noqa: F401  (a runtime dependency: see pyproject.toml; issue 16)
 from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
@@ -74,7 +76,9 @@ class HarborSettings:
     ``concurrency`` bounds the requests in flight at once for the whole client;
     ``max_attempts`` and ``max_retry_seconds`` bound one request's retries;
     ``retry_after_max`` caps how long a ``Retry-After`` may make it wait;
-    ``queue_size`` bounds the artifacts buffered between the crawl and its consumer.
+    ``queue_size`` bounds the artifacts buffered between the crawl and its consumer;
+    ``max_response_bytes`` bounds one answer's body, counted once decoded (a gzip bomb is
+    refused as it inflates); ``timeout`` bounds one whole exchange, not each read.
     """
 
     url: str
@@ -93,6 +97,7 @@ class HarborSettings:
     backoff_max: float = 10.0
     retry_after_max: float = 60.0
     queue_size: int = 1000
+    max_response_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -119,6 +124,8 @@ class HarborSettings:
             ("harbor.backoff_max", self.backoff_max >= 0, "must be 0 or more"),
             ("harbor.retry_after_max", self.retry_after_max >= 0, "must be 0 or more"),
             ("harbor.queue_size", self.queue_size >= 1, "must be at least 1"),
+            ("harbor.max_response_bytes", self.max_response_bytes >= 1024,
+             "must be at least 1024"),
         ]
         for key, ok, message in checks:
             if not ok:
@@ -235,6 +242,63 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError) and not _is_tls_verify_failure(exc)
 
 
+#: Content codings Careen asks for and decodes itself, bounded (see :func:`read_bounded`).
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class _TooLarge(Exception):
+    """The decoded body passed ``max_response_bytes``; never leaves this module."""
+
+
+class _BadEncoding(Exception):
+    """A content coding Careen did not ask for, or bytes that do not decode."""
+
+
+async def _chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def read_bounded(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
+    """The body of ``chunks`` (raw, as sent) decoded from ``encoding`` (identity, gzip or
+    deflate), refused with :class:`_TooLarge` as soon as the decoded bytes pass ``limit``.
+    Inflating is bounded too: at most ``limit + 1`` bytes are inflated from any input, so a
+    1 MB gzip body that inflates to 1 GiB costs ``limit`` bytes of memory, not a GiB."""
+    coding = encoding.strip().lower()
+    inflater: Any = None
+    if coding in {"gzip", "x-gzip"}:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif coding == "deflate":
+        inflater = zlib.decompressobj()
+    elif coding not in ("", "identity"):
+        raise _BadEncoding(f"content coding {one_line(coding, 40)!r} was not asked for")
+    parts: list[bytes] = []
+    size = 0
+
+    def keep(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > limit:
+            raise _TooLarge
+        parts.append(data)
+
+    try:
+        async for chunk in chunks:
+            if inflater is None:
+                keep(chunk)
+                continue
+            data = chunk
+            while data:
+                keep(inflater.decompress(data, limit - size + 1))
+                data = inflater.unconsumed_tail
+        if inflater is not None:
+            # All input was taken with bounded output: what zlib still holds is at most
+            # its window (32 KiB).
+            keep(inflater.flush())
+    except zlib.error as error:
+        raise _BadEncoding(f"{coding}: {one_line(str(error), 80)}") from None
+    return b"".join(parts)
+
+
 class HarborHttp:
     """An httpx client set up for Harbor, shared by the v2 and v1 clients.
 
@@ -333,7 +397,7 @@ class HarborHttp:
             return None
         try:
             return json.loads(response.content.decode("utf-8-sig", errors="replace"))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: 200,000 nested ``[``
             raise ServiceError(
                 SERVICE, self.host,
                 f"{method} {path}: the answer is not JSON "
@@ -345,19 +409,58 @@ class HarborHttp:
 
     async def _send_once(self, method: str, path: str, query: Mapping[str, str],
                          json_body: Any, headers: Mapping[str, str] | None) -> httpx.Response:
-        request_headers = {"X-Request-Id": str(uuid.uuid4()), **(headers or {})}
+        request_headers = {"X-Request-Id": str(uuid.uuid4()), "Accept-Encoding": ACCEPT_ENCODING,
+                           **(headers or {})}
         async with self._limit:
             self.stats.requests += 1
             try:
-                response = await self._client.request(
-                    method, path, params=query or None, json=json_body,
-                    headers=request_headers)
-                await response.aread()
+                # One deadline for the whole exchange (connect, headers, every byte of the
+                # body): httpx's timeouts are per read, and a server trickling a byte a
+                # second never trips them (issue 18 row 8).
+                async with asyncio.timeout(self.settings.timeout):
+                    response = await self._exchange(method, path, query, json_body,
+                                                    request_headers)
+            except TimeoutError:
+                self.stats.transport_errors += 1
+                raise httpx.ReadTimeout(
+                    f"no complete answer within {self.settings.timeout:g} s") from None
             except httpx.TransportError:
                 self.stats.transport_errors += 1
                 raise
         self.stats.by_status[response.status_code] += 1
         return response
+
+    async def _exchange(self, method: str, path: str, query: Mapping[str, str],
+                        json_body: Any, headers: Mapping[str, str]) -> httpx.Response:
+        """Send one request and read its body, decoded, up to ``max_response_bytes``."""
+        request = self._client.build_request(method, path, params=query or None,
+                                             json=json_body, headers=headers)
+        response = await self._client.send(request, stream=True)
+        try:
+            if response.is_stream_consumed:  # a transport that read it (httpx.MockTransport)
+                chunks, encoding = _chunks_of(response.content), "identity"
+            else:
+                chunks = response.aiter_raw()
+                encoding = response.headers.get("Content-Encoding", "identity")
+            body = await read_bounded(chunks, encoding, self.settings.max_response_bytes)
+        except _TooLarge:
+            raise ServiceError(
+                SERVICE, self.host,
+                f"{method} {path}: the answer is larger than [harbor] max_response_bytes "
+                f"({self.settings.max_response_bytes} bytes once decoded; request id "
+                f"{headers.get('X-Request-Id', '?')})",
+                hint="this is not Harbor's answer, or raise [harbor] max_response_bytes") \
+                from None
+        except _BadEncoding as bad:
+            raise ServiceError(
+                SERVICE, self.host, f"{method} {path}: the answer cannot be decoded ({bad})",
+                hint="check [harbor] url and any proxy in front of Harbor") from None
+        finally:
+            await response.aclose()
+        kept = [(k, v) for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=kept, content=body,
+                              request=response.request, extensions=response.extensions)
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,
