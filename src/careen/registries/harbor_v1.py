@@ -37,8 +37,14 @@ from careen.registries.http import (
 from careen.registries.paging import crawl_pages, listing_of
 from careen.registries.streaming import Emit, stream
 from careen.registries.text import shown
-from careen.registries.wire import SystemInfo, check_project_name, parse_time, valid_reference
-from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
+from careen.registries.wire import (
+    SystemInfo,
+    check_project_name,
+    parse_time,
+    valid_reference,
+    warn_unreadable,
+)
+from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts, read_count
 
 API_V1: Final = "/api"
 
@@ -52,12 +58,18 @@ def summary_from_v1(overview: Any) -> ScanSummary:
     components = overview.get("components")
     if status is ScanStatus.SUCCESS and isinstance(components, dict):
         totals: dict[Severity, int] = {}
-        for entry in components.get("summary") or ():
-            if not isinstance(entry, dict):
-                continue
-            level, count = entry.get("severity"), entry.get("count")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                continue
+        entries = components.get("summary") or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return ScanSummary.unreadable("components.summary is not a list of "
+                                          "{severity, count}", counts_unit="packages")
+        for entry in entries:
+            level, count = entry.get("severity"), read_count(entry.get("count"))
+            if count is None:
+                extra = {k: str(overview[k]) for k in ("job_id", "severity")
+                         if overview.get(k) is not None}
+                return ScanSummary.unreadable(
+                    f"a count of severity {shown(str(level), 20)} is not a whole number >= 0",
+                    extra, counts_unit="packages")
             # 1..5 are Severity's own numbers; 0 ("not scanned") or anything else is unknown.
             severity = (Severity(level) if isinstance(level, int)
                         and Severity.NONE <= level <= Severity.HIGH else Severity.UNKNOWN)
@@ -188,9 +200,12 @@ class HarborV1Client(HarborClientBase):
                 continue
             names, _ = by_digest.setdefault(digest, ([], raw.get("scan_overview")))
             names.append(name)
-        return [Artifact(repository=repository, digest=digest, tags=tuple(names),
-                         scan=summary_from_v1(overview), registry=self.registry)
-                for digest, (names, overview) in by_digest.items()]
+        found = [Artifact(repository=repository, digest=digest, tags=tuple(names),
+                          scan=summary_from_v1(overview), registry=self.registry)
+                 for digest, (names, overview) in by_digest.items()]
+        for artifact in found:
+            warn_unreadable(artifact, self.observer.warning)
+        return found
 
     async def scan_summary(self, image: ImageReference) -> ScanSummary:
         if image.tag is None:

@@ -64,6 +64,7 @@ from careen.registries.wire import (
     schedule_body,
     summary_from_overview,
     valid_reference,
+    warn_unreadable,
 )
 from careen.scan import ScanStatus, ScanSummary
 
@@ -255,6 +256,7 @@ class HarborV2Client(HarborClientBase):
                 if (artifact.is_index and artifact.children
                         and artifact.scan.status is ScanStatus.NOT_SCANNED):
                     artifact = replace(artifact, scan=await self._children_summary(artifact))
+                warn_unreadable(artifact, self.observer.warning)
                 await emit(artifact)
         return on_page
 

@@ -22,6 +22,7 @@ Mapping choices (Harbor NOTES sections 6 and 8):
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ from urllib.parse import quote
 from careen.errors import CareenError, UsageError
 from careen.inventory import Artifact, Platform
 from careen.reference import ImageReference
-from careen.registries.text import shown
-from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
+from careen.registries.text import one_line, shown
+from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts, read_count
 
 API_V2: Final = "/api/v2.0"
 MIME_V11: Final = "application/vnd.security.vulnerability.report; version=1.1"
@@ -184,15 +185,34 @@ def summary_from_overview(overview: Any) -> ScanSummary:
     counts = fixable_total = None
     summary = native.get("summary")
     if status is ScanStatus.SUCCESS and isinstance(summary, dict):
-        per_severity = summary.get("summary") or {}
-        if isinstance(per_severity, dict):
-            counts = _severity_counts(tuple(
-                (str(k), int(v)) for k, v in per_severity.items() if isinstance(v, int)))
-        if isinstance(summary.get("fixable"), int):
-            fixable_total = summary["fixable"]
+        per_severity = summary.get("summary")
+        # Harbor sends ``null`` (a nil Go map) for a scan with no findings.
+        per_severity = {} if per_severity is None else per_severity
+        if not isinstance(per_severity, dict):
+            return ScanSummary.unreadable(
+                f"summary.summary is a JSON {type(per_severity).__name__}, not a map",
+                extra)
+        read = {str(k): read_count(v) for k, v in per_severity.items()}
+        bad = [k for k, v in read.items() if v is None]
+        if bad:
+            shown_value = _shown_json(per_severity[bad[0]])
+            return ScanSummary.unreadable(
+                f"severity count {shown(bad[0], 40)} is {shown_value}, not a whole number "
+                ">= 0", extra)
+        counts = _severity_counts(tuple((k, v) for k, v in read.items() if v is not None))
+        fixable_total = read_count(summary.get("fixable"))
     return ScanSummary(status=status, counts=counts, fixable_total=fixable_total,
                        scanner=scanner_name, scanned_at=parse_time(native.get("end_time")),
                        extra=extra)
+
+
+def _shown_json(value: Any) -> str:
+    """A JSON value as a message quotes it (bounded, escaped)."""
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return one_line(text, 40)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -209,6 +229,11 @@ _IN_PROGRESS_ORDER = (ScanStatus.RUNNING, ScanStatus.PENDING, ScanStatus.ERROR,
 def combine_children(children: Sequence[ScanSummary]) -> ScanSummary:
     """An image index's summary from its children's (see the module docstring): the worst
     count per severity across the children that succeeded."""
+    unreadable = next((c for c in children if c.unreadable_reason is not None), None)
+    if unreadable is not None:
+        # One platform's counts are unknown: the index is not known to be clean.
+        return ScanSummary.unreadable(f"a child's {unreadable.unreadable_reason}",
+                                      {"combined_from": "children"})
     done = [c for c in children if c.succeeded and c.counts is not None]
     if not done:
         for status in _IN_PROGRESS_ORDER:
@@ -384,6 +409,15 @@ def artifact_from_json(raw: Any, *, registry: str | None, warn: Warn,
         platforms=tuple(platforms), children=tuple(children), immutable_tags=tuple(immutable),
         push_time=parse_time(raw.get("push_time")),
         size=size if isinstance(size, int) and not isinstance(size, bool) else None)
+
+
+def warn_unreadable(artifact: Artifact, warn: Warn) -> None:
+    """Say so when ``artifact``'s scan counts could not be read (it is then judged as a
+    failed scan: listed as needing attention, never clean)."""
+    reason = artifact.scan.unreadable_reason
+    if reason is not None:
+        warn(f"{artifact.repository}@{artifact.digest}: Harbor's scan summary is unreadable "
+             f"({reason}); judged as not scanned, never clean")
 
 
 def repository_segment(repository: str, project: str) -> str:
