@@ -21,6 +21,7 @@ def harbor_settings(config: Config) -> HarborSettings:
         url=url, user=harbor.user, password=harbor.password, verify_tls=harbor.verify_tls,
         ca_bundle=harbor.ca_bundle, timeout=harbor.timeout, concurrency=harbor.concurrency,
         page_size=harbor.page_size, api_version=harbor.api_version,
+        max_response_bytes=harbor.max_response_bytes,
     )
 
 

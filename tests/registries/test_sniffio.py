@@ -11,8 +11,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from tests.reliability.support import Answer, loopback_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +52,7 @@ def test_a_crawl_looks_for_sniffio_once_not_per_request() -> None:
     """30 pages, one request each: sniffio is looked up at most once (when Careen is
     imported), so it is cached in ``sys.modules`` and never searched for again."""
     def route(path: str) -> Answer:
-        page = int(path.split("page=")[1].split("&")[0])
+        page = int(path.split("page=")[1].split("&", maxsplit=1)[0])
         body = [{"name": f"p{page}"}] if page <= 30 else []
         return Answer(200, json.dumps(body).encode())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,8 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
         result: Any = app(args=list(args) if args is not None else None, prog_name=prog_name,
                           standalone_mode=False)
     except CareenError as error:
-        if debug:
-            raise
+        if debug:  # the traceback, and still the class's own exit code (issue 18 row 10)
+            traceback.print_exc(file=sys.stderr)
         print(describe_error(error), file=sys.stderr)
         return int(error.exit_code)
     except (typer.Abort, KeyboardInterrupt, asyncio.CancelledError):
@@ -135,7 +136,7 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
         return int(getattr(error, "exit_code", ExitCode.USAGE))
     except Exception as error:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
-            raise
+            traceback.print_exc(file=sys.stderr)
         print(f"careen: internal error: {type(error).__name__}: {error}\n"
               "  hint: this is a bug in Careen; run again with --debug for the traceback "
               "and report it", file=sys.stderr)

@@ -24,6 +24,7 @@ from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
 from careen.registries.harbor_v2 import HarborV2Client
 from careen.scan import ScanSummary, Severity
+from careen.textsafe import csv_row, terminal_text
 
 T = TypeVar("T")
 
@@ -104,13 +105,13 @@ def images(
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["image"],
                                 lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(csv_row(row) for row in rows)
     else:
         table = Table(show_edge=False)
         for column in ("image", "status", *SEVERITY_COLUMNS, "fixable"):
             table.add_column(column, justify="left" if column in ("image", "status") else "right")
         for row in rows:
-            table.add_row(*(("-" if row[c] is None else str(row[c]))
+            table.add_row(*(("-" if row[c] is None else terminal_text(str(row[c])))
                             for c in ("image", "status", *SEVERITY_COLUMNS, "fixable")))
         # Piped output keeps whole names rather than fitting 80 columns.
         table_console().print(table)
