@@ -42,7 +42,7 @@ from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, p
 from careen.builders.docker import DockerBuilder
 from careen.builders.interface import Builder
 from careen.config import Config
-from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
+from careen.errors import ExitCode, InputFileError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Image
 from careen.listsource import ListedImages
@@ -144,11 +144,7 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     result = auth.login(RegistryLogin(registry, user, password,
                                       insecure=not config.registry.tls_verify), tool=tool)
     if not result.ok:
-        raise ServiceError("registry", registry,
-                           "login rejected" if result.auth_rejected else "login failed: "
-                           + " | ".join(result.log_tail[-2:]),
-                           hint="check [registry] user and CAREEN_REGISTRY_PASSWORD "
-                                "(or registry_user and registry_password)")
+        raise result.failure()
 
 
 # -- inventory and plan ----------------------------------------------------------------------

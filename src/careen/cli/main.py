@@ -22,6 +22,7 @@ from typer.exceptions import TyperException
 from careen import __version__
 from careen.cli.output import ConsoleObserver, describe_error, unwrap
 from careen.errors import CareenError, ExitCode
+from careen.fileio import full_disk_in
 
 HELP = unwrap("""\
 Careen keeps a fleet of container images patched.
@@ -137,6 +138,10 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
     except Exception as error:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
             traceback.print_exc(file=sys.stderr)
+        full = full_disk_in(error)
+        if full is not None:  # whoever wrote it, a full disk is no bug (issue 18 row 14)
+            print(describe_error(full), file=sys.stderr)
+            return int(full.exit_code)
         print(f"careen: internal error: {type(error).__name__}: {error}\n"
               "  hint: this is a bug in Careen; run again with --debug for the traceback "
               "and report it", file=sys.stderr)

@@ -147,6 +147,44 @@ class StateFileError(UsageError):
         self.path = path
 
 
+class StateBusyError(UsageError):
+    """Another process holds a transaction on the state database (issue 18 row 15). It is
+    live: the message names the holder when a run lock names one, and never advises moving
+    the file."""
+
+    def __init__(self, path: Path, pid: int | None, started_at: str | None) -> None:
+        holder = "another process"
+        if pid is not None:
+            holder = f"another process (careen run pid {pid}"
+            holder += f", started {started_at})" if started_at else ")"
+        super().__init__(
+            f"state {path}: {holder} holds the database and did not let go in time",
+            hint="wait for it to finish, or use another --state",
+        )
+        self.path = path
+        self.pid = pid
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def _busy_error(path: Path) -> StateBusyError:
+    """Who holds ``path``, as its run lock says (``None`` when no run lock names one)."""
+    try:
+        fd = os.open(lock_path_for(path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return StateBusyError(path, None, None)
+    try:
+        pid, started = _read_holder(fd)
+    finally:
+        os.close(fd)
+    if pid == os.getpid():  # our own run's lock: the holder is someone else, unnamed
+        return StateBusyError(path, None, None)
+    return StateBusyError(path, pid, started)
+
+
 class UnknownRecordError(UsageError):
     """No record of that id; the message lists the latest ids of the kind."""
 
@@ -346,6 +384,8 @@ class StateStore:
             migrate(connection, str(target))
         except sqlite3.OperationalError as error:
             connection.close()
+            if _busy(error):
+                raise _busy_error(target) from error
             raise StateFileError(target, f"cannot open: {error}") from error
         except sqlite3.DatabaseError as error:
             connection.close()
@@ -794,7 +834,12 @@ class StateStore:
     def _write(self) -> Iterator[None]:
         """One transaction. ``IMMEDIATE`` takes the write lock at once, so a busy database
         waits (busy timeout) at BEGIN instead of failing half-way."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if _busy(error):
+                raise _busy_error(self._path) from error
+            raise
         try:
             yield
         except BaseException:
