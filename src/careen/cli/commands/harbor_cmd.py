@@ -57,7 +57,9 @@ def image_row(image: Image) -> dict[str, Any]:
     counts = scan.counts.as_dict() if scan.counts is not None else dict.fromkeys(
         SEVERITY_COLUMNS)
     return {
-        "image": image.reference.short, "digest": image.digest, "status": scan.status.value,
+        "image": image.reference.short, "digest": image.digest,
+        # Success with counts Careen cannot read is not a clean success (issue 18 row 2).
+        "status": "unreadable" if scan.unreadable_reason else scan.status.value,
         **counts, "fixable": scan.fixable_total, "scanner": scan.scanner,
         "scanned_at": scan.scanned_at.isoformat() if scan.scanned_at else None,
         "multi_arch": image.is_index, "immutable": image.immutable,
