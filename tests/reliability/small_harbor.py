@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from careen.registries.wire import MIME_V11
+from careen.registries.harbor_v2 import MIME_V11
 
 from .support import Answer
 
