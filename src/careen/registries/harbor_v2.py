@@ -66,7 +66,7 @@ from careen.registries.wire import (
     valid_reference,
     warn_unreadable,
 )
-from careen.scan import ScanStatus, ScanSummary
+from careen.scan import ScanStatus, ScanSummary, read_count
 
 #: Kept importable from here: the wire names callers knew this module by.
 __all__ = [
@@ -389,9 +389,12 @@ class HarborV2Client(HarborClientBase):
         body = body if isinstance(body, dict) else {}
         metrics = body.get("metrics") or {}
         return ScanAllMetrics(
-            total=int(body.get("total") or 0), completed=int(body.get("completed") or 0),
+            # Counts that are no whole numbers >= 0 are not trusted as progress.
+            total=read_count(body.get("total")) or 0,
+            completed=read_count(body.get("completed")) or 0,
             ongoing=bool(body.get("ongoing")),
-            metrics={str(k): int(v) for k, v in metrics.items() if isinstance(v, int)},
+            metrics={str(k): n for k, v in (metrics.items() if isinstance(metrics, dict) else ())
+                     if (n := read_count(v)) is not None},
             trigger=str(body["trigger"]) if body.get("trigger") else None)
 
     async def scan_all_schedule(self) -> ScanAllSchedule | None:
