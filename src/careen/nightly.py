@@ -126,6 +126,10 @@ def logged_in_builder(config: Config) -> Iterator[Builder]:
     registry = push_registry(config)
     tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
     with private_auth() as auth:
+        # [registry] verify_tls and ca_bundle hold for the login, the push and the pulls of
+        # the build (a child pulls its rebuilt parent from this registry).
+        auth.trust(registry, verify=config.registry.verify_tls,
+                   ca_bundle=config.registry.ca_bundle)
         _login(config, auth, registry, tool)
         if tool is LoginTool.BUILDAH:
             # Builds at once each get a storage of their own: buildah's storage lock would
@@ -142,7 +146,7 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     if user is None or password is None:
         return  # an open registry (or one the builder is already allowed to push to)
     result = auth.login(RegistryLogin(registry, user, password,
-                                      insecure=not config.registry.tls_verify), tool=tool)
+                                      insecure=not config.registry.verify_tls), tool=tool)
     if not result.ok:
         raise result.failure()
 
