@@ -21,6 +21,7 @@ import httpx
 
 from careen.errors import ServiceError
 from careen.registries.http import SERVICE, HarborHttp
+from careen.registries.streaming import first_error
 from careen.registries.text import whole_number
 
 OnPage = Callable[[list[Any]], Awaitable[None]]
@@ -101,22 +102,25 @@ async def crawl_pages(
             changed.set()
 
     page = 1
-    async with asyncio.TaskGroup() as group:
-        while True:
-            await window.acquire()
-            while last is None and page > claimed and page > full_upto + 1:
-                changed.clear()
-                await changed.wait()
-            if last is not None:
-                window.release()
-                break
-            if page > max_pages:
-                window.release()
-                raise ServiceError(
-                    SERVICE, http.host,
-                    f"GET {path}: more than {max_pages} full pages of {page_size}; Harbor "
-                    "keeps sending more",
-                    hint="this is not Harbor's answer; check [harbor] url and any proxy in "
-                         "front of Harbor")
-            group.create_task(fetch(page))
-            page += 1
+    try:
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await window.acquire()
+                while last is None and page > claimed and page > full_upto + 1:
+                    changed.clear()
+                    await changed.wait()
+                if last is not None or page > max_pages:
+                    window.release()
+                    break
+                group.create_task(fetch(page))
+                page += 1
+    except BaseExceptionGroup as failed:
+        # One page's error (not Harbor's answer, unreachable...) is the listing's error.
+        raise first_error(failed) from None
+    if last is None:
+        raise ServiceError(
+            SERVICE, http.host,
+            f"GET {path}: more than {max_pages} full pages of {page_size}; Harbor keeps "
+            "sending more",
+            hint="this is not Harbor's answer; check [harbor] url and any proxy in front of "
+                 "Harbor")
