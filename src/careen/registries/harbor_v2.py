@@ -345,7 +345,13 @@ class HarborV2Client(HarborClientBase):
             return summary_from_overview(body.get("scan_overview")
                                          if isinstance(body, dict) else None)
 
-        summaries = await asyncio.gather(*(child(d) for d in index.children))
+        # In batches of ``concurrency``: an index may list any number of children, and a
+        # task per child up front would cost memory in proportion (issue 18).
+        summaries: list[ScanSummary] = []
+        step = self.settings.concurrency
+        for start in range(0, len(index.children), step):
+            summaries += await asyncio.gather(
+                *(child(d) for d in index.children[start:start + step]))
         return combine_children(summaries)
 
     async def vulnerabilities(self, image: ImageReference) -> VulnerabilityReport | None:
