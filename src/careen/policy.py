@@ -288,12 +288,20 @@ class Selection:
     ignored: list[Judged] = field(default_factory=list)
     #: Images whose verdict needs per-severity fixable counts: fetch them and evaluate again.
     needs_details: list[Judged] = field(default_factory=list)
-    #: Unscanned images not listed because ``policy.unscanned`` is ``ignore``.
+    #: Unscanned images not listed: ``policy.unscanned`` is ``ignore``, or they are untagged.
     unlisted_unscanned_count: int = 0
+    #: Untagged artifacts the policy selects: superseded digests Harbor keeps until tag
+    #: retention or garbage collection removes them. No tag to rebuild: never selected.
+    untagged: list[Judged] = field(default_factory=list)
 
     def add(self, image: Image, verdict: Verdict) -> None:
         kind = verdict.kind
-        if verdict.selected:
+        if verdict.selected and image.reference.tag is None:
+            self.untagged.append((image, verdict))
+        elif image.reference.tag is None and kind in UNSCANNED_KINDS:
+            # An untagged artifact without a scan is no image to scan or rebuild either.
+            self.unlisted_unscanned_count += 1
+        elif verdict.selected:
             self.selected.append((image, verdict))
         elif kind is VerdictKind.PASSES:
             self.passed_count += 1
@@ -316,7 +324,7 @@ class Selection:
         return (
             len(self.selected) + self.passed_count + len(self.not_scanned)
             + len(self.scan_failed) + len(self.scan_in_progress) + len(self.ignored)
-            + len(self.needs_details) + self.unlisted_unscanned_count
+            + len(self.needs_details) + self.unlisted_unscanned_count + len(self.untagged)
         )
 
 

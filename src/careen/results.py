@@ -9,12 +9,13 @@ bump the base version".
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from careen.attention import AttentionItem, AttentionKind, attention_to_dicts
 from careen.inventory import Image
 from careen.policy import Policy, VerdictKind
 from careen.reference import ImageReference
@@ -89,6 +90,11 @@ class RunResult:
     judged: int = 0
     dry_run: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Untagged artifacts the policy selects (superseded digests awaiting Harbor's tag
+    #: retention or GC), as (``repository@digest``, reason): counted, never rebuilt.
+    untagged: tuple[tuple[str, str], ...] = ()
+    #: What a person must act on (:mod:`careen.attention`); any item makes the run exit 1.
+    attention: tuple[AttentionItem, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,6 +104,11 @@ class RunResult:
     @property
     def failed(self) -> bool:
         return any(result.failing for result in self.images)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Exit 1: a failing image, or anything else a person must act on."""
+        return self.failed or bool(self.attention)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +126,8 @@ class RunResult:
             "counts": self.counts,
             "images": [_image_dict(result) for result in self.images],
             "unscanned": [{"image": image, "reason": reason} for image, reason in self.unscanned],
+            "untagged": [{"image": image, "reason": reason} for image, reason in self.untagged],
+            "attention": attention_to_dicts(self.attention),
         }
 
 
@@ -175,6 +188,25 @@ def judge_rebuild(policy: Policy, image: ImageReference, before: ScanSummary | N
                                   f"still breaks the policy: {verdict.reason}")
     return Outcome.NOT_HELPED, "rebuild did not help: " + _likely_cause(
         before, before_digest, after_digest)
+
+
+def verdict_attention(results: Iterable[ImageResult]) -> tuple[AttentionItem, ...]:
+    """The rebuilds a person must look at: not helped, improved but still breaking the
+    policy, or pushed with no rescan result by the deadline."""
+    items: list[AttentionItem] = []
+    for result in results:
+        image = result.image.short
+        if result.outcome is Outcome.NOT_HELPED:
+            items.append(AttentionItem(AttentionKind.NOT_HELPED, image, result.note))
+        elif result.outcome is Outcome.IMPROVED:
+            items.append(AttentionItem(AttentionKind.IMPROVED, image, result.note))
+        elif result.outcome is Outcome.RESCAN_MISSING:
+            state = "no result" if result.after is None else result.after.status.value
+            items.append(AttentionItem(
+                AttentionKind.UNSCANNED_AT_DEADLINE, image,
+                f"pushed, but Harbor's rescan gave {state} by the deadline",
+                next_step=f"check the scan in Harbor, or run 'careen scan {image} --wait'"))
+    return tuple(items)
 
 
 def _lower(after: SeverityCounts, before: SeverityCounts) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from careen.attention import attention_from_dicts
 from careen.errors import InputFileError
 from careen.reference import ImageReference
 from careen.reports.interface import ReportContext
@@ -68,6 +69,10 @@ def result_from_dict(data: object, *, source: str = "JSON result") -> RunResult:
                             for item in data.get("unscanned", ())),
             judged=_count(data.get("judged", 0), "judged"),
             dry_run=bool(data.get("dry_run", False)),
+            untagged=tuple((_text(item["image"], "untagged.image"),
+                            _text(item["reason"], "untagged.reason"))
+                           for item in data.get("untagged", ())),
+            attention=attention_from_dicts(data.get("attention", ())),
         )
     except (KeyError, TypeError, ValueError) as error:
         what = f"missing field {error}" if isinstance(error, KeyError) else str(error)
