@@ -27,7 +27,7 @@ from careen.policy import Policy
 from careen.registries.harbor import open_harbor
 from careen.registries.http import HarborSettings
 from careen.state.store import default_state_path
-from careen.tree.discover import DockerfileTree, discover_tree
+from careen.tree.discover import DockerfileTree, discover_configured
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
 
 
@@ -80,9 +80,7 @@ def open_tree(config: Config, *, allow_dirty: bool, sync: bool = True,
         revision = describe_tree(root)
     if revision.is_git:
         require_clean(revision, allow_dirty=allow_dirty)
-    tree = discover_tree(root, project=config.tree.project, registry=config.registry.server,
-                         mapping=config.tree.mapping, build_args=config.build.build_args,
-                         layout=config.tree.layout)
+    tree = discover_configured(config, root=root)
     return tree, revision
 
 

@@ -47,6 +47,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     SecretStr,
     Strict,
     TypeAdapter,
@@ -260,6 +261,41 @@ class PolicyConfig(_Section):
     unscanned: Literal["report", "select", "ignore"] = "report"
 
 
+def _tree_table(value: Mapping[str, object], required: tuple[str, ...],
+                what: str) -> Mapping[str, object]:
+    """A read-only table of strings (and ``tags``, a list of strings) with these keys."""
+    missing = [key for key in required if key not in value]
+    unknown = [key for key in value if key not in (*required, "tags")]
+    if missing or unknown:
+        raise ValueError(f"{what} needs {', '.join(required)} (and may have tags)"
+                         + (f"; unknown key {unknown[0]!r}" if unknown else ""))
+    for key in required:
+        if not isinstance(value[key], str):
+            raise ValueError(f"{what}: {key} must be a string")
+    return MappingProxyType(dict(value))
+
+
+def _mapping_value(value: object) -> object:
+    """A folder, or a table ``{ folder = "redis/7.2", tags = ["7", "latest"] }``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        tags = value.get("tags", ())
+        if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+            raise ValueError("tags must be a list of strings")
+        return _tree_table({**value, "tags": tuple(tags)}, ("folder",), "a mapping table")
+    raise ValueError(f"expected a string (a folder) or a table, got {_describe(value)}")
+
+
+#: ``[tree.mapping]`` value: a folder, or ``{ folder = "redis/7.2", tags = ["7", "latest"] }``.
+MappingValue = Annotated[object, PlainValidator(_mapping_value)]
+#: One ``[[tree.rule]]``: ``path``, ``image`` and optional ``tags`` templates.
+RuleTable = Annotated[
+    Mapping[Text, Text | TextList],
+    AfterValidator(lambda value: _tree_table(value, ("path", "image"), "a [[tree.rule]]")),
+]
+
+
 class TreeConfig(_Section):
     """``[tree]``: where the Dockerfiles are (``app/version/Dockerfile``)."""
 
@@ -267,8 +303,17 @@ class TreeConfig(_Section):
     layout: Literal["auto", "app/version", "project/app/version"] = "auto"
     #: The Harbor project of ``app/version`` folders.
     project: Annotated[str, Strict(), Field(min_length=1)] = "library"
-    #: Explicit image -> folder (relative to ``root``) pairs, for folders off the layout.
-    mapping: Table = Field(default_factory=_empty_table)
+    #: Explicit image -> folder (relative to ``root``), or -> ``{ folder, tags }``.
+    mapping: Annotated[
+        Mapping[Text, MappingValue], AfterValidator(MappingProxyType),
+        PlainSerializer(dict),
+    ] = Field(default_factory=_empty_table)
+    #: ``[[tree.rule]]``: folder patterns -> image names, tried in order before the layout.
+    rules: tuple[RuleTable, ...] = Field(default=(), alias="rule")
+    #: More registry hosts that mean "this tree's registry" in FROM lines (mirrors, old names).
+    registries: TextList = ()
+    #: Skip (rather than mark "first rebuild") a tag Careen never built.
+    require_provenance: Flag = False
     #: A git URL to clone the tree from, and the branch to use.
     git: Text | None = None
     branch: Text | None = None

@@ -57,6 +57,7 @@ from careen.registries.wire import (
     artifact_from_json,
     check_project_name,
     combine_children,
+    config_labels,
     parse_time,
     parse_vulnerabilities,
     parses_as_reference,
@@ -73,7 +74,8 @@ __all__ = [
     "ACCEPT_VULNERABILITIES", "API_V2", "DEFAULT_CRON", "MIME_V10", "MIME_V11",
     "PERIODIC_TYPES", "PROJECT_LISTING_SINCE", "REPORT_MIME_TYPES", "Emit", "HarborV2Client",
     "ScanAllMetrics", "ScanAllSchedule", "SystemInfo", "Vulnerability", "VulnerabilityReport",
-    "artifact_from_json", "check_project_name", "combine_children", "first_error",
+    "artifact_from_json", "check_project_name", "combine_children", "config_labels",
+    "first_error",
     "parse_time", "parse_vulnerabilities", "parses_as_reference", "repository_segment",
     "schedule_body", "stream", "summary_from_overview", "valid_reference",
 ]

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -408,7 +409,21 @@ def artifact_from_json(raw: Any, *, registry: str | None, warn: Warn,
         media_type=media_type if isinstance(media_type, str) else None, is_index=is_index,
         platforms=tuple(platforms), children=tuple(children), immutable_tags=tuple(immutable),
         push_time=parse_time(raw.get("push_time")),
-        size=size if isinstance(size, int) and not isinstance(size, bool) else None)
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        labels=config_labels(raw.get("extra_attrs")))
+
+
+def config_labels(extra_attrs: Any) -> Mapping[str, str] | None:
+    """The image config's labels from an artifact's ``extra_attrs.config.Labels`` (Docker's
+    config spelling; ``{}`` when the config has none), or ``None`` when the listing has no
+    image config (an index, an older Harbor): then nothing is known of them."""
+    config = extra_attrs.get("config") if isinstance(extra_attrs, dict) else None
+    if not isinstance(config, dict):
+        return None
+    labels = config.get("Labels")
+    if not isinstance(labels, dict):
+        return MappingProxyType({})
+    return MappingProxyType({str(k): v for k, v in labels.items() if isinstance(v, str)})
 
 
 def warn_unreadable(artifact: Artifact, warn: Warn) -> None:
