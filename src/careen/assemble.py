@@ -20,7 +20,7 @@ from careen.builders import BUILDERS
 from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
 from careen.builders.interface import Builder
 from careen.config import Config
-from careen.errors import ServiceError, UsageError
+from careen.errors import UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.nightly import BuildDefaults, BuilderOpener, HarborOpener, JobParts
 from careen.policy import Policy
@@ -41,6 +41,7 @@ def harbor_settings(config: Config) -> HarborSettings:
         url=url, user=harbor.user, password=harbor.password, verify_tls=harbor.verify_tls,
         ca_bundle=harbor.ca_bundle, timeout=harbor.timeout, concurrency=harbor.concurrency,
         page_size=harbor.page_size, api_version=harbor.api_version,
+        max_response_bytes=harbor.max_response_bytes,
     )
 
 
@@ -115,12 +116,7 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     result = auth.login(RegistryLogin(registry, user, password,
                                       insecure=not config.registry.verify_tls), tool=tool)
     if not result.ok:
-        raise ServiceError("registry", registry,
-                           "login rejected" if result.auth_rejected else "login failed: "
-                           + " | ".join(result.log_tail[-2:]),
-                           hint=result.hint or "check [registry] user and "
-                                "CAREEN_REGISTRY_PASSWORD (or registry_user and "
-                                "registry_password)")
+        raise result.failure()
 
 
 def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,

@@ -28,7 +28,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 import re
+import stat
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -141,6 +143,8 @@ class HarborConfig(_Section):
     #: ``auto`` or a name of :data:`careen.registries.HARBOR_APIS`.
     api_version: Text = "auto"
     page_size: Annotated[int, Strict(), Field(ge=1, le=100)] = 100
+    #: Largest answer read from Harbor, counted once decoded (a bigger one is exit 3).
+    max_response_bytes: Annotated[int, Strict(), Field(ge=1024)] = 16 * 1024 * 1024
 
     @field_validator("api_version")
     @classmethod
@@ -212,6 +216,12 @@ class RegistryConfig(_Section):
     def _check_server(cls, server: str | None) -> str | None:
         if server is None:
             return None
+        if "@" in server:
+            # Never echoed: what comes before the @ is a user name and a password.
+            host = server.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+            raise ValueError(f"expected host[:port] without a user name or password; write "
+                             f"{host!r} and set [registry] user and CAREEN_REGISTRY_PASSWORD "
+                             "instead")
         if "://" in server:
             bare = server.split("://", 1)[1].split("/", 1)[0]
             raise ValueError(f"expected host[:port] without a scheme; write {bare!r}, "
@@ -937,11 +947,47 @@ def _with_webhook_file(section: NotifyConfig, sources: dict[str, str],
     return section.model_copy(update={"webhook": secret})
 
 
+#: Largest secret file read: a password or a webhook URL is far smaller.
+SECRET_FILE_MAX = 64 * 1024
+
+
+class _NotASecretFile(Exception):
+    """A secret file that is not a regular file, or too large to be one."""
+
+
+def _read_small_regular_file(path: Path) -> bytes:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotASecretFile("is not a regular file (a device, FIFO or folder)")
+        if info.st_size > SECRET_FILE_MAX:
+            raise _NotASecretFile(f"is larger than {SECRET_FILE_MAX // 1024} KiB")
+        data = b""
+        while len(data) <= SECRET_FILE_MAX:
+            chunk = os.read(fd, SECRET_FILE_MAX + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > SECRET_FILE_MAX:
+            raise _NotASecretFile(f"is larger than {SECRET_FILE_MAX // 1024} KiB")
+        return data
+    finally:
+        os.close(fd)
+
+
 def _read_secret_file(path: Path, what: str, dotted: str,
                       origins: Mapping[str, _Origin]) -> SecretStr:
-    """The secret a file holds, without the newline editors end it with."""
+    """The secret a file holds, without the newline editors end it with. Regular files of
+    at most :data:`SECRET_FILE_MAX` bytes only: ``/dev/zero`` never ends and a FIFO blocks
+    until someone writes (issue 18 row 13)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = _read_small_regular_file(path).decode("utf-8")
+    except _NotASecretFile as error:
+        raise ConfigError(f"the {what} file {str(path)!r} {error}",
+                          source=origins[dotted].error_label, key=dotted,
+                          hint="point it at a regular file holding only the secret") from None
     except (OSError, ValueError) as error:  # ValueError: not UTF-8, NUL in the path
         reason = error.strerror if isinstance(error, OSError) and error.strerror else (
             "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "unreadable")
