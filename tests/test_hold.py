@@ -186,6 +186,9 @@ def test_nothing_changed_the_second_night_builds_nothing_and_holds_the_image(
     second = nights.night(builder)
     assert builder.pushed == []
     assert second.plan.steps == ()
+    assert int(second.exit_code) == 1  # held: needs attention
+    assert [i.subject for i in second.result.attention
+            if i.kind is AttentionKind.HELD] == ["library/base:1.0"]
     held = [item for item in second.plan.attention if item.kind is AttentionKind.HELD]
     assert [item.subject for item in held] == ["library/base:1.0"]
     reason = held[0].reason
