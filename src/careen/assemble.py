@@ -155,4 +155,4 @@ def base_digests(config: Config) -> DigestResolver:
     (``[registry]``'s credentials), and to no other."""
     registry = config.registry
     return resolver_for(registry.server, registry.user, registry.password,
-                        tls_verify=registry.verify_tls)
+                        tls_verify=registry.verify_tls, ca_bundle=registry.ca_bundle)

@@ -10,14 +10,17 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import SecretStr
 
+from careen.errors import ConfigError
 from careen.reference import ImageReference
 from careen.registries.resolve import (
     MANIFEST_TYPES,
@@ -25,6 +28,7 @@ from careen.registries.resolve import (
     Resolution,
     registry_endpoint,
 )
+from tests.tls import self_signed_server
 
 DIGEST = "sha256:" + "ab" * 32
 #: Docker Hub's token answer carries both spellings (distribution's token spec).
@@ -36,7 +40,8 @@ class Registry:
     ``"basic"`` or ``"bearer"``; ``digest_header`` False answers HEAD without the digest (as
     some registries do), so the client must GET and hash the bytes."""
 
-    def __init__(self, auth: str | None = None, *, digest_header: bool = True) -> None:
+    def __init__(self, auth: str | None = None, *, digest_header: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.auth = auth
         self.digest_header = digest_header
         self.requests: list[tuple[str, str, dict[str, str]]] = []
@@ -55,6 +60,8 @@ class Registry:
                 registry.answer(self, body=True)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -193,3 +200,17 @@ def test_a_reference_pinned_by_digest_asks_nothing() -> None:
 def test_docker_hub_names_are_asked_of_its_api_host(text: str,
                                                     expected: tuple[str, str]) -> None:
     assert registry_endpoint(ImageReference.parse(text)) == expected
+
+
+def test_a_registry_with_a_private_ca_is_trusted_with_its_bundle(tmp_path: Path) -> None:
+    """Harbor behind an internal CA: ``[registry] ca_bundle`` (the system's CAs still hold
+    for every other registry); without it the certificate is refused: unknown."""
+    context, cert = self_signed_server(tmp_path)
+    with Registry(tls=context) as registry:
+        trusted = resolve(DigestResolver(ca_bundle=cert), f"{registry.host}/library/alpine:3.20")
+        refused = resolve(DigestResolver(), f"{registry.host}/library/alpine:3.20")
+    assert trusted.digest == DIGEST
+    assert refused.digest is None and refused.problem is not None
+    with pytest.raises(ConfigError, match="cannot read CA bundle"):
+        resolve(DigestResolver(ca_bundle=tmp_path / "nosuch.pem"),
+                f"{registry.host}/library/alpine:3.20")

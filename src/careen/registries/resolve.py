@@ -25,12 +25,15 @@ import asyncio
 import base64
 import hashlib
 import re
+import ssl
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
 
+from careen.errors import ConfigError
 from careen.reference import ImageReference
 
 __all__ = ["MANIFEST_TYPES", "DigestResolver", "Resolution", "registry_endpoint"]
@@ -71,10 +74,13 @@ class DigestResolver:
     """Resolves references through one HTTP client. ``credentials`` maps a registry host to
     ``(user, password)`` (only the push registry's are ever given); ``insecure`` hosts are
     asked over HTTPS without verification first, then over plain HTTP (a loopback registry,
-    as ``[registry] tls_verify = false`` means for the builder)."""
+    as ``[registry] verify_tls = false`` means for the builder). ``ca_bundle`` is trusted
+    besides the system's certificate authorities (``[registry] ca_bundle``: a registry with
+    a private CA)."""
 
     credentials: Mapping[str, tuple[str, SecretStr]] = field(default_factory=dict)
     insecure: Collection[str] = ()
+    ca_bundle: Path | None = None
     timeout: float = 15.0
     concurrency: int = 8
     transport: httpx.AsyncBaseTransport | None = None
@@ -106,8 +112,21 @@ class DigestResolver:
         return Resolution(reference, answer[reference], self.problems.get(reference))
 
     def _client(self, *, verify: bool) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.timeout, verify=verify, transport=self.transport,
-                                 follow_redirects=True, trust_env=False)
+        return httpx.AsyncClient(timeout=self.timeout,
+                                 verify=self._trust() if verify else False,
+                                 transport=self.transport, follow_redirects=True,
+                                 trust_env=False)
+
+    def _trust(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self.ca_bundle is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ca_bundle))
+            except (OSError, ssl.SSLError) as error:
+                raise ConfigError(f"cannot read CA bundle {str(self.ca_bundle)!r}: "
+                                  f"{error.__class__.__name__}", key="registry.ca_bundle",
+                                  ) from None
+        return context
 
     async def _resolve(self, reference: ImageReference, secure: httpx.AsyncClient,
                        loose: httpx.AsyncClient) -> Resolution:
@@ -197,8 +216,8 @@ class DigestResolver:
 
 
 def resolver_for(server: str | None, user: str | None, password: SecretStr | None, *,
-                 tls_verify: bool = True) -> DigestResolver:
+                 tls_verify: bool = True, ca_bundle: Path | None = None) -> DigestResolver:
     """A resolver that may log in to the push registry ``server`` (and only to it)."""
     credentials = {server: (user, password)} if server and user and password else {}
     insecure = {server} if server and not tls_verify else set()
-    return DigestResolver(credentials=credentials, insecure=insecure)
+    return DigestResolver(credentials=credentials, insecure=insecure, ca_bundle=ca_bundle)
