@@ -42,6 +42,7 @@ from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, p
 from careen.builders.docker import DockerBuilder
 from careen.builders.interface import Builder
 from careen.config import Config
+from careen.cves import CveStep, scans_of_plan
 from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Image
@@ -55,7 +56,7 @@ from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
 from careen.reports.notify import send_webhook_async
-from careen.results import RunResult
+from careen.results import RunResult, fleet_totals
 from careen.scan import ScanSummary, SeverityCounts
 from careen.state.store import (
     BuildRecord,
@@ -394,6 +395,7 @@ async def run_nightly(
                     unscanned: tuple[tuple[str, str], ...] = ()
                     judged = 0
                     fleet: dict[str, Any] = {}
+                    totals: dict[str, int] = {}
                     if plan.tree_commit and revision.commit and plan.tree_commit != \
                             revision.commit:
                         observer.warning(f"the tree moved since plan {plan.id} was made "
@@ -413,8 +415,16 @@ async def run_nightly(
                     store.attach_plan(run.id, str(plan.id))
                     before, unscanned, judged = inventory.in_tree, inventory.unscanned, \
                         inventory.judged
+                    # issue 14: skipped images keep their real scans; the fleet in totals
+                    before = scans_of_plan(before, [i for i, _ in inventory.selection.selected])
+                    totals = fleet_totals(inventory.selection, judged, untagged=sum(
+                        1 for s in plan.skipped if s.reason.value == "untagged"))
                 observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
                               f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
+                # issue 14: the CVE lists of the plan images, before building
+                cves = CveStep(harbor, store, run.id, observer=observer,
+                               by_digest=not isinstance(harbor, HarborV1Client))
+                await cves.before(plan, before)
                 outcomes = await _build(plan, options, store, run.id, registry, revision,
                                         config, builder_opener, observer)
                 after = None
@@ -428,14 +438,17 @@ async def run_nightly(
                     after = {image: scanned[ref] for image, ref in targets.items()
                              if ref in scanned}
                     _record_after(store, run.id, outcomes, after)
+                    await cves.after({i: r for i, r in targets.items() if i in after})
                 elif options.rescan:
                     after = {}
             result = RunResult(
                 run_id=run.id, started_at=started, finished_at=datetime.now(UTC),
                 policy=str(policy.rule),
-                images=results_of(plan, outcomes, policy=policy, before=before, after=after),
+                images=cves.explain(results_of(plan, outcomes, policy=policy, before=before,
+                                               after=after), plan),
                 plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
                 registry=registry, unscanned=unscanned, judged=judged,
+                fleet=totals, details_note=cves.note,
             )
             reports = _report(result, plan, store, config, options, observer,
                               running=fleet.get("fleet"))

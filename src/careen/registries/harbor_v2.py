@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import httpx
 
+from careen.details import Finding, parse_v2_report
 from careen.errors import CareenError, ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact, Platform
@@ -752,6 +753,15 @@ class HarborV2Client(HarborClientBase):
             headers=self._artifact_headers(),
             permission="artifact-addition read (a robot account needs it granted)")
         return parse_vulnerabilities(body)
+
+    async def vulnerability_details(self, image: ImageReference) -> tuple[Finding, ...] | None:
+        """The findings of one image's latest report with CVSS scores (issue 14, NOTES §6.6);
+        ``None`` when it was never scanned."""
+        body = await self.http.get_json(
+            self._artifact_path(image, "/additions/vulnerabilities"),
+            headers=self._artifact_headers(),
+            permission="artifact-addition read (a robot account needs it granted)")
+        return parse_v2_report(body, REPORT_MIME_TYPES)
 
     async def scan_summary_with_fixable(self, image: ImageReference) -> ScanSummary:
         """The summary with per-severity fixable counts from the vulnerability list."""

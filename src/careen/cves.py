@@ -1,0 +1,133 @@
+"""The nightly job's CVE step (issue 14): read the details of the images that matter, keep
+them in the state, and explain each rebuild with them.
+
+:class:`CveStep` is called twice by :func:`careen.nightly.run_nightly`: :meth:`CveStep.before`
+once the plan is made (every plan image, as Harbor scanned it), :meth:`CveStep.after` once the
+pushed digests are rescanned. :meth:`CveStep.explain` then adds the lists to each image's
+result and rewrites a "rebuild did not help" note from the data (see
+:func:`careen.details.explain_not_helped`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from careen.details import Details, DetailsSource, Finding, explain_not_helped, read_details
+from careen.errors import CareenError
+from careen.events import NULL_OBSERVER, Observer
+from careen.inventory import Image
+from careen.plan import Plan
+from careen.reference import ImageReference
+from careen.results import ImageResult, Outcome
+from careen.state.details import DetailsStore
+from careen.state.store import ScanPhase, StateStore
+from careen.tree.discover import image_key
+from careen.tree.dockerfile import read_dockerfile
+
+__all__ = ["CveStep", "from_lines"]
+
+COUNTS_ONLY = ("Harbor did not give the vulnerability details (the robot account lacks "
+               "'artifact-addition' read, or the scanner gives none): counts only")
+
+
+class CveStep:
+    def __init__(self, source: DetailsSource, store: StateStore | None, run_id: str, *,
+                 by_digest: bool = True, observer: Observer = NULL_OBSERVER) -> None:
+        self.source = source
+        self.store = DetailsStore(store) if store is not None else None
+        self.run_id = run_id
+        self.by_digest = by_digest
+        self.observer = observer
+        self.before_details: dict[ImageReference, tuple[Finding, ...] | None] = {}
+        self.after_details: dict[ImageReference, tuple[Finding, ...] | None] = {}
+        self.refused = False
+
+    @property
+    def note(self) -> str:
+        """Why the reports show counts only, when they do."""
+        return COUNTS_ONLY if self.refused else ""
+
+    async def before(self, plan: Plan, scans: Mapping[ImageReference, Image]) -> None:
+        """Read the findings of every plan image (steps and skipped ones) that Harbor
+        scanned, as it scanned them (by digest when known)."""
+        wanted: dict[ImageReference, ImageReference] = {}
+        for image in [*(s.image for s in plan.steps), *(s.image for s in plan.skipped)]:
+            known = scans.get(image)
+            if known is None or not known.scan.succeeded:
+                continue
+            wanted[image] = self._reference(image, known.digest)
+        self.before_details = await self._read(wanted, ScanPhase.BEFORE, "plan images")
+
+    async def after(self, targets: Mapping[ImageReference, ImageReference]) -> None:
+        """Read the findings of each rescanned image (``targets``: plan image -> the
+        reference that was rescanned)."""
+        if self.refused:
+            return
+        self.after_details = await self._read(dict(targets), ScanPhase.AFTER,
+                                              "rebuilt images")
+
+    def _reference(self, image: ImageReference, digest: str | None) -> ImageReference:
+        if self.by_digest and digest:
+            return ImageReference(image.repository, None, digest, image.registry)
+        return image
+
+    async def _read(self, wanted: Mapping[ImageReference, ImageReference], phase: ScanPhase,
+                    what: str) -> dict[ImageReference, tuple[Finding, ...] | None]:
+        if not wanted or self.refused:
+            return {}
+        read: Details = await read_details(self.source, wanted.values(), what=what,
+                                           observer=self.observer)
+        if not read:
+            self.refused = True
+            return {}
+        found = {image: read.get(reference) for image, reference in wanted.items()}
+        if self.store is not None:
+            self.store.record(self.run_id, phase, found,
+                              {image: ref.digest for image, ref in wanted.items()})
+        return found
+
+    def explain(self, results: Iterable[ImageResult], plan: Plan) -> tuple[ImageResult, ...]:
+        """Each result with its CVE lists; a rebuild that did not help (or only improved)
+        says why from them."""
+        steps = {step.image: step for step in plan.steps}
+        out = []
+        for result in results:
+            before = self.before_details.get(result.image)
+            after = self.after_details.get(result.image)
+            updated = replace(result, cves_before=before, cves_after=after)
+            if after and result.outcome in (Outcome.NOT_HELPED, Outcome.IMPROVED):
+                step = steps.get(result.image)
+                lines = (from_lines(Path(plan.tree_root) / step.dockerfile)
+                         if step is not None else [])
+                why = explain_not_helped(after, lines)
+                if result.outcome is Outcome.NOT_HELPED and \
+                        result.before_digest != result.after_digest:
+                    updated = replace(updated, note=f"rebuild did not help: {why}")
+                else:
+                    updated = replace(updated, note=f"{result.note}; what remains: {why}")
+            out.append(updated)
+        return tuple(out)
+
+
+def from_lines(dockerfile: Path) -> list[str]:
+    """``Dockerfile line 4: FROM ${REGISTRY}/upstream/os:stable`` for each ``FROM`` of an
+    external image (a later stage's ``FROM`` of an earlier stage is left out)."""
+    try:
+        parsed = read_dockerfile(dockerfile)
+    except CareenError:
+        return []
+    return [f"{dockerfile.name} line {stage.line}: FROM {stage.base}"
+            for stage in parsed.stages if stage.reference is not None]
+
+
+def scans_of_plan(in_tree: Mapping[ImageReference, Image],
+                  selected: Sequence[Image]) -> dict[ImageReference, Image]:
+    """The scan of every plan image: the tree's images, and the selected images the tree
+    cannot build (skipped ones show their real scans, not "no scan")."""
+    scans: dict[ImageReference, Image] = {}
+    for image in selected:
+        scans[image_key(image.reference) or image.reference] = image
+    scans.update(in_tree)
+    return scans
