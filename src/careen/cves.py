@@ -113,13 +113,13 @@ class CveStep:
 
 def from_lines(dockerfile: Path) -> list[str]:
     """``Dockerfile line 4: FROM ${REGISTRY}/upstream/os:stable`` for each ``FROM`` of an
-    external image (a later stage's ``FROM`` of an earlier stage is left out)."""
+    image, as written (a ``FROM`` of an earlier stage, or of scratch, is left out)."""
     try:
         parsed = read_dockerfile(dockerfile)
     except CareenError:
         return []
     return [f"{dockerfile.name} line {stage.line}: FROM {stage.base}"
-            for stage in parsed.stages if stage.reference is not None]
+            for stage in parsed.stages if stage.from_stage is None and not stage.is_scratch]
 
 
 def scans_of_plan(in_tree: Mapping[ImageReference, Image],
