@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
+
+import pytest
 
 from careen.cli.commands.run_cmd import print_summary
 from careen.cli.output import SUMMARY_COLUMNS, ConsoleObserver, short_counts, summary_table
+from tests.cli.conftest import SAMPLES, careen, harbor_env, sample_harbor
 from tests.reports.sample import sample_result
+
+__all__ = ["careen", "harbor_env", "sample_harbor"]  # the CLI tests' fixtures, used here
 
 
 def test_the_end_of_a_run_prints_a_table_with_a_header() -> None:
@@ -56,3 +62,19 @@ def test_tty_progress_names_the_image_and_the_elapsed_time() -> None:
         assert tasks[0].fields["current"] == "library/jre:8"
         columns = [type(c).__name__ for c in observer._progress.columns]
         assert "TimeElapsedColumn" in columns
+
+
+def test_the_tls_warning_comes_only_from_commands_contacting_that_service(
+        careen: Any, harbor_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Harbor's TLS warning from 'careen images' (which reads Harbor), not from 'careen tree'
+    (which reads a folder); the registry's from neither."""
+    monkeypatch.setenv("CAREEN_HARBOR_VERIFY_TLS", "false")
+    monkeypatch.setenv("CAREEN_REGISTRY_TLS_VERIFY", "false")
+    monkeypatch.setenv("CAREEN_REGISTRY_SERVER", "registry.test")
+    tree = careen("tree", "--root", str(SAMPLES / "tree"))
+    assert tree.code == 0, tree.err
+    assert "TLS" not in tree.err
+    images = careen("images")
+    assert images.code == 0, images.err
+    assert "TLS certificates of Harbor are not verified" in images.err
+    assert "TLS certificates of the registry" not in images.err
