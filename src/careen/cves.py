@@ -10,6 +10,7 @@ result and rewrites a "rebuild did not help" note from the data (see
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -99,9 +100,11 @@ class CveStep:
             updated = replace(result, cves_before=before, cves_after=after)
             if after and result.outcome in (Outcome.NOT_HELPED, Outcome.IMPROVED):
                 step = steps.get(result.image)
-                lines = (from_lines(Path(plan.tree_root) / step.dockerfile)
-                         if step is not None else [])
-                why = explain_not_helped(after, lines)
+                dockerfile = Path(plan.tree_root) / step.dockerfile if step else None
+                lines = from_lines(dockerfile) if dockerfile is not None else []
+                pins = (pinned_packages(dockerfile, {f.package for f in after})
+                        if dockerfile is not None else {})
+                why = explain_not_helped(after, lines, pins)
                 if result.outcome is Outcome.NOT_HELPED and \
                         result.before_digest != result.after_digest:
                     updated = replace(updated, note=f"rebuild did not help: {why}")
@@ -120,6 +123,27 @@ def from_lines(dockerfile: Path) -> list[str]:
         return []
     return [f"{dockerfile.name} line {stage.line}: FROM {stage.base}"
             for stage in parsed.stages if stage.from_stage is None and not stage.is_scratch]
+
+
+def pinned_packages(dockerfile: Path, packages: Iterable[str]) -> dict[str, str]:
+    """Each of ``packages`` that a line of the Dockerfile pins to a version
+    (``openssl=3.0.11-1``, ``openssl==3.0``, ``openssl@3.0``, ``openssl-3.0.11``) -> ``Dockerfile
+    line 3: RUN apt-get install -y openssl=3.0.11-1~deb12u1``."""
+    try:
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    wanted = [p for p in packages if p]
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            continue
+        for package in wanted:
+            if package not in found and re.search(
+                    rf"(?<![\w.+-]){re.escape(package)}(?:==|=|@|-(?=\d))[\w.:~+-]*\d", line):
+                shown = " ".join(line.split())
+                found[package] = f"{dockerfile.name} line {number}: {shown[:120]}"
+    return found
 
 
 def scans_of_plan(in_tree: Mapping[ImageReference, Image],

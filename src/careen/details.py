@@ -261,24 +261,28 @@ def diff_findings(before: Sequence[Finding], after: Sequence[Finding]) -> CveDif
 
 
 def explain_not_helped(after: Sequence[Finding], from_lines: Sequence[str] = (),
-                       *, limit: int = 3) -> str:
-    """Why the findings left after a rebuild are still there, from the data: no fix upstream
-    (names the packages); a fix exists but the rebuilt image still has the old version, so the
-    base image or a pin holds it (names package, version, fix and the ``FROM`` line).
-    ``""`` when nothing is left."""
+                       pins: Mapping[str, str] | None = None, *, limit: int = 3) -> str:
+    """Why the findings left after a rebuild are still there, from the data: a fix exists
+    but the rebuilt image still has the old version — held by a pin (``pins``: package ->
+    the Dockerfile line that pins it) or else by the base image (``from_lines``: the
+    Dockerfile's ``FROM`` lines); no fix upstream (the packages named). ``""`` when nothing
+    is left."""
     if not after:
         return ""
+    pins = pins or {}
     held = _by_package(f for f in after if f.fixable)
+    pinned = [h for h in held if h[0] in pins]
+    by_base = [h for h in held if h[0] not in pins]
     unfixed = _by_package(f for f in after if not f.fixable)
-    parts = []
-    if held:
+    parts = [f"{package} {version} is pinned ({pins[package]}) though {fix} fixes it"
+             for package, version, fix in pinned[:limit]]
+    if by_base:
         shown = ", ".join(f"{package} {version} (fixed in {fix})"
-                          for package, version, fix in held[:limit])
-        more = f" and {len(held) - limit} more" if len(held) > limit else ""
+                          for package, version, fix in by_base[:limit])
+        more = f" and {len(by_base) - limit} more" if len(by_base) > limit else ""
         base = "; ".join(from_lines[:2])
         parts.append(f"a fix exists but the rebuilt image still has {shown}{more}: the base "
-                     "image or a pinned version holds it"
-                     + (f" ({base})" if base else ""))
+                     "image holds it" + (f" ({base})" if base else ""))
     if unfixed:
         names = ", ".join(f"{package} {version}" for package, version, _ in unfixed[:limit])
         more = f" and {len(unfixed) - limit} more" if len(unfixed) > limit else ""

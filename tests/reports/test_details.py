@@ -94,8 +94,12 @@ def test_diff_and_why_the_rebuild_did_not_help() -> None:
     assert [f.id for f in changes.new] == ["CVE-2018-1000120"]
     why = explain_not_helped(changes.remaining, ["Dockerfile line 4: FROM alpine:3.6"])
     assert why == ("a fix exists but the rebuilt image still has openssl 1.0.2k-r0 (fixed in "
-                   "1.0.2m-r0): the base image or a pinned version holds it (Dockerfile line "
-                   "4: FROM alpine:3.6); no fix upstream yet for zlib 1.2.8-r2")
+                   "1.0.2m-r0): the base image holds it (Dockerfile line 4: FROM alpine:3.6); "
+                   "no fix upstream yet for zlib 1.2.8-r2")
+    pinned = explain_not_helped(changes.remaining, ["Dockerfile line 4: FROM alpine:3.6"],
+                                {"openssl": "Dockerfile line 5: RUN apk add openssl=1.0.2k-r0"})
+    assert pinned.startswith("openssl 1.0.2k-r0 is pinned (Dockerfile line 5: RUN apk add "
+                             "openssl=1.0.2k-r0) though 1.0.2m-r0 fixes it; no fix upstream")
     assert explain_not_helped([]) == ""
 
 
@@ -199,12 +203,15 @@ def test_details_kept_in_the_state_with_clean_images(tmp_path: Path) -> None:
 
 
 async def test_the_cve_step_explains_a_rebuild_that_did_not_help(tmp_path: Path) -> None:
-    """The FROM line that brings the held package is named."""
+    """The line that holds each package is named: the pin for a pinned one, else the FROM
+    line that brings it."""
     from careen.cves import CveStep
 
     (tmp_path / "jre/8").mkdir(parents=True)
     (tmp_path / "jre/8/Dockerfile").write_text(
-        "ARG REGISTRY\nFROM ${REGISTRY}/upstream/os:stable AS os\nFROM os\nRUN true\n")
+        "ARG REGISTRY\nFROM ${REGISTRY}/upstream/os:stable AS os\nFROM os\n"
+        "# openssl=0.9 in a comment is no pin\nRUN apk add --no-cache zlib=1.2.8-r2 \\\n"
+        "    curl\n")
     jre, lone = ImageReference.parse("library/jre:8"), ImageReference.parse("library/lone:1")
     plan = Plan(steps=(PlanStep(jre, 0, StepReason.SELECTED, "high 1 > 0", (), "jre/8",
                                 "jre/8/Dockerfile"),),
@@ -227,8 +234,8 @@ async def test_the_cve_step_explains_a_rebuild_that_did_not_help(tmp_path: Path)
         ImageResult(lone, Outcome.SKIPPED, "no folder", "no_folder")], plan)
     assert results[0].note == (
         "rebuild did not help: a fix exists but the rebuilt image still has openssl 1.0.2k-r0 "
-        "(fixed in 1.0.2m-r0): the base image or a pinned version holds it (Dockerfile line "
-        "2: FROM ${REGISTRY}/upstream/os:stable); no fix upstream yet for zlib 1.2.8-r2")
+        "(fixed in 1.0.2m-r0): the base image holds it (Dockerfile line 2: FROM "
+        "${REGISTRY}/upstream/os:stable); no fix upstream yet for zlib 1.2.8-r2")
     assert results[1].cves_before == (ZLIB_UNFIXED, OPENSSL_OLD) or \
         results[1].cves_before == (OPENSSL_OLD, ZLIB_UNFIXED)
     assert results[1].cves_after is None
@@ -268,3 +275,45 @@ def test_a_night_keeps_the_cves_and_skipped_images_show_their_real_scans(
                            "library/lone:1"}
     assert after["library/base:1.0"] == ()
     assert outcome.result.fleet["judged"] == 5 and outcome.result.fleet["breaking"] == 3
+
+
+def test_pins_are_found_in_the_dockerfile(tmp_path: Path) -> None:
+    from careen.cves import pinned_packages
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11\n# openssl=0.9 only a comment\n"
+        "RUN apt-get install -y openssl=3.0.11-1~deb12u1 libssl3\n"
+        "RUN pip install requests==2.19.0 urllib3\nRUN apk add zlib@1.2.8\n")
+    assert pinned_packages(dockerfile, {"openssl", "libssl3", "requests", "urllib3",
+                                        "zlib", "ssl"}) == {
+        "openssl": "Dockerfile line 3: RUN apt-get install -y openssl=3.0.11-1~deb12u1 libssl3",
+        "requests": "Dockerfile line 4: RUN pip install requests==2.19.0 urllib3",
+        "zlib": "Dockerfile line 5: RUN apk add zlib@1.2.8"}
+
+
+def test_a_failing_night_explained_from_data(tmp_path: Path) -> None:
+    """End to end (tests/reports/failing_night.py): a pinned package is named with its pin;
+    a package the base holds with the FROM line; a package with no fix upstream by name; the
+    needs-attention list holds every image a person must act on."""
+    from careen.attention import AttentionKind
+    from careen.reports.wording import attention_items
+    from tests.reports.failing_night import LONG, LONG_TAG, failing_night
+
+    outcome = failing_night(tmp_path)
+    by_image = {r.image.short: r for r in outcome.result.images}
+    app = by_image["library/app:1"]
+    assert app.outcome is Outcome.NOT_HELPED
+    assert app.note == ("rebuild did not help: openssl 3.0.11-1~deb12u1 is pinned (Dockerfile "
+                        "line 2: RUN apt-get install -y openssl=3.0.11-1~deb12u1) though "
+                        "3.0.13-1~deb12u1 fixes it")
+    long = by_image[f"{LONG}:{LONG_TAG}"]
+    assert long.outcome is Outcome.IMPROVED
+    assert long.note.endswith(
+        "what remains: a fix exists but the rebuilt image still has curl 7.88.1-10+deb12u4 "
+        "(fixed in 7.88.1-10+deb12u5): the base image holds it (Dockerfile line 1: FROM "
+        "debian:12.5); no fix upstream yet for libxml2 2.9.14+dfsg-1.3")
+    assert [i.kind for i in attention_items(outcome.result)] == [
+        AttentionKind.BUILD_FAILED, AttentionKind.IMPROVED, AttentionKind.NOT_HELPED,
+        AttentionKind.NO_FOLDER, AttentionKind.UNSCANNED]
+    assert outcome.exit_code == 1

@@ -37,10 +37,10 @@ from careen.reports.wording import (
     OUTCOME_LABELS,
     attention_items,
     clean_text,
+    compact_text,
     cve_counts_text,
     group_counts,
     log_tail,
-    summary_text,
 )
 from careen.results import FLEET_KEYS, ImageResult, Outcome, RunResult, sort_results
 from careen.scan import SeverityCounts
@@ -207,9 +207,9 @@ def _images_section(title: str, images: Sequence[ImageResult], scale: int, note:
             f'<tr id="{_anchor(image.image)}"><td><code>{_e(image.image.short)}</code></td>'
             f'<td class="{_OUTCOME_CLASS[image.outcome]}">{_e(label)}</td>'
             f"<td>{severity_bar(_counts(image, 'before'), scale=scale, label='before')}"
-            f'<span class="counts">{_e(summary_text(image.before))}</span></td>'
+            f'<span class="counts">{_e(compact_text(image.before))}</span></td>'
             f"<td>{severity_bar(_counts(image, 'after'), scale=scale, label='after')}"
-            f'<span class="counts">{_e(summary_text(image.after))}</span></td>'
+            f'<span class="counts">{_e(compact_text(image.after))}</span></td>'
             f'<td class="why">{why}{_cve_details(image)}</td></tr>')
     notice = f'<p class="meta warn">{_e(note)}</p>' if note else ""
     return (f"<section><h2>{_e(title)} ({len(images)})</h2>" + notice + _legend()

@@ -23,10 +23,10 @@ from careen.reports.wording import (
     OUTCOME_LABELS,
     attention_items,
     clean_text,
+    compact_text,
     cve_counts_text,
     explanation,
     group_counts,
-    summary_text,
 )
 from careen.results import FLEET_KEYS, RunResult, sort_results
 
@@ -79,8 +79,8 @@ def render_markdown(result: RunResult, *, title: str = "Careen run",
                   "| --- | --- | --- | --- | --- | --- |"]
         for image in images[:limit]:
             lines.append("| " + " | ".join(escape_markdown(cell) for cell in (
-                image.image.short, OUTCOME_LABELS[image.outcome], summary_text(image.before),
-                summary_text(image.after), cve_counts_text(image) or "-", explanation(image),
+                image.image.short, OUTCOME_LABELS[image.outcome], compact_text(image.before),
+                compact_text(image.after), cve_counts_text(image) or "-", explanation(image),
             )) + " |")
         if len(images) > limit:
             lines += ["", f"…and {len(images) - limit} more images (see the full report)."]

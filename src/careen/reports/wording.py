@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.details import Finding
+from careen.plan import SkipReason
 from careen.results import ImageResult, Outcome, RunResult, sort_results
 from careen.scan import ScanSummary, SeverityCounts
 
@@ -67,14 +68,34 @@ def summary_text(summary: ScanSummary | None) -> str:
     return counts_text(summary.counts)
 
 
+def compact_text(summary: ScanSummary | None) -> str:
+    """``high 1, medium 4``: the non-zero severities only; ``clean`` when there are none."""
+    if summary is None or summary.counts is None:
+        return summary_text(summary)
+    return ", ".join(f"{severity.label} {n}" for severity, n in summary.counts.items()
+                     if n) or "clean"
+
+
 def before_after_text(image: ImageResult) -> str:
     """``before: high 6, medium 3; after: high 6, medium 3``."""
     return f"before: {summary_text(image.before)}; after: {summary_text(image.after)}"
 
 
 def explanation(image: ImageResult) -> str:
-    """The reason it was in the plan (or skipped) and the note on its outcome, in one line."""
-    return "; ".join(part for part in (image.reason, image.note) if part)
+    """The reason it was in the plan (or skipped) and the note on its outcome, in one line.
+    A skipped image's note that is only its skip code (``no_folder``) adds nothing to the
+    reason (which says it in words) and is left out."""
+    note = image.note
+    if image.outcome is Outcome.SKIPPED and _skip_code(note) in _SKIP_CODES:
+        note = ""
+    return "; ".join(part for part in (image.reason, note) if part)
+
+
+_SKIP_CODES = frozenset(reason.value for reason in SkipReason)
+
+
+def _skip_code(note: str) -> str:
+    return note.removeprefix("not rebuilt (").rstrip(")")
 
 
 def clean_text(text: str) -> str:
@@ -133,7 +154,7 @@ def attention_items(result: RunResult) -> tuple[AttentionItem, ...]:
             continue
         kind = _KIND_OF_OUTCOME.get(image.outcome)
         if kind is None and image.outcome is Outcome.SKIPPED:
-            kind = _KIND_OF_SKIP.get(image.note.removeprefix("not rebuilt (").rstrip(")"))
+            kind = _KIND_OF_SKIP.get(_skip_code(image.note))
             if kind is None and image.note.startswith("parent "):
                 kind = AttentionKind.PARENT_FAILED
         if kind is None:
