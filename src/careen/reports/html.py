@@ -39,6 +39,7 @@ from careen.reports.wording import (
     clean_text,
     compact_text,
     cve_counts_text,
+    explanation_parts,
     group_counts,
     log_tail,
 )
@@ -202,7 +203,7 @@ def _images_section(title: str, images: Sequence[ImageResult], scale: int, note:
     rows = []
     for image in images:
         label = OUTCOME_LABELS[image.outcome]
-        why = "<br>".join(_e(part) for part in (image.reason, image.note) if part)
+        why = "<br>".join(_e(part) for part in explanation_parts(image))
         rows.append(
             f'<tr id="{_anchor(image.image)}"><td><code>{_e(image.image.short)}</code></td>'
             f'<td class="{_OUTCOME_CLASS[image.outcome]}">{_e(label)}</td>'
@@ -235,7 +236,10 @@ def _cve_details(image: ImageResult) -> str:
             parts.append(_cve_table("found" if image.cves_after is None else "after", current))
     if not parts:
         return ""
-    return (f'<details class="cves"><summary>CVEs: {_e(cve_counts_text(image))}</summary>'
+    # Open for an image still breaking the policy: what remains is what a person acts on.
+    state = " open" if image.outcome in (Outcome.NOT_HELPED, Outcome.IMPROVED) else ""
+    return (f'<details class="cves"{state}><summary>CVEs: {_e(cve_counts_text(image))}'
+            "</summary>"
             + "".join(parts) + "</details>")
 
 

@@ -85,10 +85,15 @@ def explanation(image: ImageResult) -> str:
     """The reason it was in the plan (or skipped) and the note on its outcome, in one line.
     A skipped image's note that is only its skip code (``no_folder``) adds nothing to the
     reason (which says it in words) and is left out."""
+    return "; ".join(explanation_parts(image))
+
+
+def explanation_parts(image: ImageResult) -> list[str]:
+    """:func:`explanation`'s parts: the reason, the note (each when there is one)."""
     note = image.note
     if image.outcome is Outcome.SKIPPED and _skip_code(note) in _SKIP_CODES:
         note = ""
-    return "; ".join(part for part in (image.reason, note) if part)
+    return [part for part in (image.reason, note) if part]
 
 
 _SKIP_CODES = frozenset(reason.value for reason in SkipReason)
@@ -200,5 +205,5 @@ def cve_counts_text(image: ImageResult) -> str:
                 f"{len(changes.new)} new")
     current = image.current_cves
     if current is not None:
-        return f"{len(current)} CVEs"
+        return f"{len(current)} CVE{'' if len(current) == 1 else 's'}"
     return ""
