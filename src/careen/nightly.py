@@ -422,7 +422,8 @@ async def run_nightly(
                 observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
                               f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
                 # issue 14: the CVE lists of the plan images, before building
-                cves = CveStep(harbor, store, run.id, observer=observer,
+                cves = CveStep(harbor, store, run.id, observer=observer, policy=policy,
+                               own_hosts=(registry,),
                                by_digest=not isinstance(harbor, HarborV1Client))
                 await cves.before(plan, before)
                 outcomes = await _build(plan, options, store, run.id, registry, revision,
@@ -438,7 +439,8 @@ async def run_nightly(
                     after = {image: scanned[ref] for image, ref in targets.items()
                              if ref in scanned}
                     _record_after(store, run.id, outcomes, after)
-                    await cves.after({i: r for i, r in targets.items() if i in after})
+                    await cves.after(plan, {i: r for i, r in targets.items() if i in after},
+                                     after)
                 elif options.rescan:
                     after = {}
             result = RunResult(

@@ -11,6 +11,8 @@ against the Harbor simulator (whose scanner reports CVE lists, NOTES §6.6), a b
 - ``library/broken:1``: its build fails.
 - ``library/lone:1``: no Dockerfile folder.
 - ``library/never:1``: never scanned.
+- ``dockerhub/library/debian``: Harbor's proxy cache of Docker Hub's Debian (ignored by the
+  policy): its newest tag passing the policy, 12.8, is named for the long-named image.
 
 ``python -m tests.reports.failing_night FOLDER`` writes its reports into FOLDER (for
 ``scripts/screenshot-report``)."""
@@ -71,6 +73,12 @@ FLEET: dict[str, Any] = {
             {"name": "fine", "artifacts": [{"tags": ["1"], "scan": {}}]},
             {"name": LONG.split("/", 1)[1], "artifacts": [{"tags": [LONG_TAG], "scan": {}}]},
         ]},
+        # A proxy-cache project of Docker Hub: Debian's images as pulled through Harbor.
+        {"name": "dockerhub", "repositories": [{"name": "library/debian", "artifacts": [
+            {"tags": ["12.5"], "scan": {"medium": 3}, "push_time": "2024-03-01T00:00:00Z"},
+            {"tags": ["12.8"], "scan": {"low": 2}, "push_time": "2024-11-10T00:00:00Z"},
+            {"tags": ["12.9"], "scan": {"high": 1}, "push_time": "2025-01-11T00:00:00Z"},
+        ]}]},
     ],
 }
 
@@ -123,7 +131,8 @@ def failing_night(folder: Path) -> NightlyOutcome:
             "CAREEN_HARBOR_PASSWORD": "Harbor12345", "CAREEN_REGISTRY_SERVER": "registry.test",
             "CAREEN_TREE_ROOT": str(folder / "tree"),
             "CAREEN_OUTPUT_REPORTS_DIR": str(folder / "reports"),
-            "CAREEN_NOTIFY_TITLE": "Careen nightly run"}, overrides={})
+            "CAREEN_NOTIFY_TITLE": "Careen nightly run"},
+            overrides={"policy.ignore": ["dockerhub/*"]})
         with StateStore.open(folder / "state.sqlite") as store:
             return asyncio.run(run_nightly(
                 config, options(folder), store=store,

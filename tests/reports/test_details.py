@@ -227,7 +227,7 @@ async def test_the_cve_step_explains_a_rebuild_that_did_not_help(tmp_path: Path)
     step = CveStep(Source(), None, "run-1", by_digest=True)
     await step.before(plan, {jre: Image(jre, "sha256:" + "1" * 64, scanned),
                              lone: Image(lone, "sha256:" + "2" * 64, scanned)})
-    await step.after({jre: ImageReference("library/jre", None, "sha256:" + "3" * 64)})
+    await step.after(plan, {jre: ImageReference("library/jre", None, "sha256:" + "3" * 64)}, {})
     results = step.explain([
         ImageResult(jre, Outcome.NOT_HELPED, "high 1 > 0", "rebuild did not help: ...",
                     before_digest="sha256:" + "1" * 64, after_digest="sha256:" + "3" * 64),
@@ -294,8 +294,10 @@ def test_pins_are_found_in_the_dockerfile(tmp_path: Path) -> None:
 
 def test_a_failing_night_explained_from_data(tmp_path: Path) -> None:
     """End to end (tests/reports/failing_night.py): a pinned package is named with its pin;
-    a package the base holds with the FROM line; a package with no fix upstream by name; the
-    needs-attention list holds every image a person must act on."""
+    a package the base holds with the FROM line, and the newest tag of the base's proxy-cache
+    repository in Harbor that passes the policy (12.8: 12.9 is newer but breaks it); a package
+    with no fix upstream by name; the needs-attention list holds every image a person must
+    act on."""
     from careen.attention import AttentionKind
     from careen.reports.wording import attention_items
     from tests.reports.failing_night import LONG, LONG_TAG, failing_night
@@ -312,7 +314,9 @@ def test_a_failing_night_explained_from_data(tmp_path: Path) -> None:
     assert long.note.endswith(
         "what remains: a fix exists but the rebuilt image still has curl 7.88.1-10+deb12u4 "
         "(fixed in 7.88.1-10+deb12u5): the base image holds it (Dockerfile line 1: FROM "
-        "debian:12.5); no fix upstream yet for libxml2 2.9.14+dfsg-1.3")
+        "debian:12.5); no fix upstream yet for libxml2 2.9.14+dfsg-1.3; Harbor holds "
+        "dockerhub/library/debian:12.8, which passes the policy: build FROM it instead of "
+        "debian:12.5")
     assert [i.kind for i in attention_items(outcome.result)] == [
         AttentionKind.BUILD_FAILED, AttentionKind.IMPROVED, AttentionKind.NOT_HELPED,
         AttentionKind.NO_FOLDER, AttentionKind.UNSCANNED]

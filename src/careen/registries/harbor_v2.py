@@ -698,6 +698,27 @@ class HarborV2Client(HarborClientBase):
         finally:
             repo_slots.release()
 
+    async def repository_artifacts(self, repository: str) -> list[Artifact]:
+        """Every artifact of one repository with its scan summary (issue 14: the tags of a
+        base image's proxy-cache or mirror repository); ``[]`` when Harbor has none."""
+        found: list[Artifact] = []
+
+        async def keep(artifact: Artifact) -> None:
+            found.append(artifact)
+
+        slots = asyncio.Semaphore(1)
+        await slots.acquire()  # the crawl releases its repository slot when done
+        try:
+            await self._crawl_repository(
+                check_project_name(repository.partition("/")[0]), repository, None,
+                emit=keep, buffers=asyncio.Semaphore(self.settings.concurrency),
+                repo_slots=slots)
+        except HarborApiError as error:
+            if error.status in (403, 404):
+                return []
+            raise
+        return found
+
     # -- one artifact -----------------------------------------------------------------------
 
     def _artifact_path(self, image: ImageReference, suffix: str = "") -> str:
