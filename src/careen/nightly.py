@@ -516,7 +516,8 @@ async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
                                              cascade=options.cascade, opener=opener,
                                              observer=observer)
     plan = store_plan(store, made)
-    return _dry_run_outcome(plan, policy, started=started, before=inventory.in_tree,
+    before = scans_of_plan(inventory.in_tree, [i for i, _ in inventory.selection.selected])
+    return _dry_run_outcome(plan, policy, started=started, before=before,
                             tree_commit=revision.commit, harbor=config.harbor.url,
                             registry=config.registry.server, unscanned=inventory.unscanned,
                             judged=inventory.judged)

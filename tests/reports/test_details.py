@@ -321,3 +321,16 @@ def test_a_failing_night_explained_from_data(tmp_path: Path) -> None:
         AttentionKind.BUILD_FAILED, AttentionKind.IMPROVED, AttentionKind.NOT_HELPED,
         AttentionKind.NO_FOLDER, AttentionKind.UNSCANNED]
     assert outcome.exit_code == 1
+
+
+def test_a_dry_run_shows_skipped_images_with_their_real_scans(tmp_path: Path) -> None:
+    from tests.test_nightly import FLEET as NIGHT_FLEET
+    from tests.test_nightly import PushingBuilder, make_config, run
+
+    with SimulatorServer(Fleet.from_dict(NIGHT_FLEET), SimOptions()) as harbor:
+        config = make_config(tmp_path, harbor)
+        with StateStore.open(tmp_path / "state.sqlite") as store:
+            outcome = run(config, store, PushingBuilder(harbor), tmp_path, dry_run=True)
+    lone = next(r for r in outcome.result.images if r.image.short == "library/lone:1")
+    assert lone.outcome is Outcome.SKIPPED
+    assert lone.before is not None and lone.before.counts == SeverityCounts(high=1)
