@@ -78,3 +78,18 @@ def test_the_tls_warning_comes_only_from_commands_contacting_that_service(
     assert images.code == 0, images.err
     assert "TLS certificates of Harbor are not verified" in images.err
     assert "TLS certificates of the registry" not in images.err
+
+
+def test_reading_harbor_shows_progress_on_a_tty() -> None:
+    """'careen images' and the inventory of 'careen run': the crawl's progress is a
+    "reading Harbor" bar with the count and the elapsed time."""
+    observer = ConsoleObserver(stream=_Tty())
+    with observer:
+        observer.progress("inventory", 100, None)
+        assert observer._progress is not None
+        (task,) = observer._progress.tasks
+        assert task.description == "reading Harbor" and task.completed == 100
+    plain = ConsoleObserver(stream=io.StringIO())  # a Jenkins log: no bar at all
+    with plain:
+        plain.progress("inventory", 100, None)
+        assert plain._progress is None
