@@ -85,7 +85,11 @@ ul.tree ul{border-left:1px dashed #d1d5db}
 pre{background:#111827;color:#e5e7eb;padding:.6rem;overflow-x:auto;font-size:.8rem;
 white-space:pre-wrap;word-break:break-all}
 details{margin:.4rem 0}summary{cursor:pointer;font-weight:600}
-table.cves{font-size:.8rem;margin:.3rem 0 .6rem}table.cves th{background:#f9fafb}
+table.cves{font-size:.8rem;margin:.2rem 0 .4rem;table-layout:auto;width:auto;
+min-width:60%}table.cves th{background:#f9fafb}
+table.cves td,table.cves th{word-break:normal;overflow-wrap:anywhere;padding:.2rem .6rem}
+tr.cve-row td{border-bottom:1px solid #e5e7eb;padding-top:0}
+tr:has(+ tr.cve-row) td{border-bottom:none}
 .sev{font-weight:600}.sev-critical{color:#7f1d1d}.sev-high{color:#dc2626}
 .sev-medium{color:#b45309}.sev-low{color:#854d0e}
 .next{font-weight:600}
@@ -211,7 +215,10 @@ def _images_section(title: str, images: Sequence[ImageResult], scale: int, note:
             f'<span class="counts">{_e(compact_text(image.before))}</span></td>'
             f"<td>{severity_bar(_counts(image, 'after'), scale=scale, label='after')}"
             f'<span class="counts">{_e(compact_text(image.after))}</span></td>'
-            f'<td class="why">{why}{_cve_details(image)}</td></tr>')
+            f'<td class="why">{why}</td></tr>')
+        cves = _cve_details(image)
+        if cves:  # below the image, the page's full width: the CVE table has six columns
+            rows.append(f'<tr class="cve-row"><td colspan="5">{cves}</td></tr>')
     notice = f'<p class="meta warn">{_e(note)}</p>' if note else ""
     return (f"<section><h2>{_e(title)} ({len(images)})</h2>" + notice + _legend()
             + '<table><colgroup><col class="image"><col class="outcome"><col class="bar">'
