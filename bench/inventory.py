@@ -69,6 +69,9 @@ TARGET_SPEEDUP_20MS = 50.0
 TARGET_SPEEDUP_NO_LATENCY = 5.0
 TARGET_REQUEST_EXCESS = 0.02
 TARGET_RSS_MB_100K = 150.0
+# Issue 16: Careen as users install it, against a plain concurrent crawler.
+TARGET_USER_WALL_RATIO = 1.3
+TARGET_USER_CPU_RATIO = 2.5
 
 
 # -- the fleet ----------------------------------------------------------------------------------
@@ -354,6 +357,81 @@ def seed_run(url: str, user: str, password: str, max_images: int | None) -> dict
     return result
 
 
+def _usage_of(argv: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``argv`` to its end: wall seconds, CPU seconds (user + system) and peak RSS of that
+    process alone, from the kernel's accounting (``wait4``), start-up included."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=err,
+                                   cwd=Path(__file__).resolve().parent.parent)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if process.returncode not in (0, 1):  # 1: images break the policy
+        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {stderr[-2000:]}")
+    if not stdout.strip():
+        raise RuntimeError(f"{argv[0]} printed nothing (exit {process.returncode}): "
+                           f"{stderr[-2000:]}")
+    return {"seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout}
+
+
+def user_install_run(python: Path, url: str, user: str, password: str) -> dict[str, Any]:
+    """``careen images --format json`` from a plain ``pip install .`` venv, as a user runs it:
+    start-up, version detection, the whole listing, the JSON."""
+    careen = python.parent / "careen"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root"),
+           "CAREEN_HARBOR_URL": url, "CAREEN_HARBOR_USER": user,
+           "CAREEN_HARBOR_PASSWORD": password}
+    run = _usage_of([str(careen), "images", "--format", "json"], env)
+    rows = json.loads(run.pop("stdout"))
+    selected = [row["image"] for row in rows if ":" in row["image"].rsplit("/", 1)[-1]
+                and "@" not in row["image"]
+                and ((row.get("critical") or 0) > 0 or (row.get("high") or 0) > 0
+                     or (row.get("medium") or 0) >= 3)]
+    run.update(artifacts=len(rows), selected_tagged=len(selected),
+               selection=selection_digest(selected))
+    return run
+
+
+def crawler_run(url: str, user: str, password: str) -> dict[str, Any]:
+    """The plain 16-thread urllib crawler (:mod:`bench.crawler`) in a process of its own."""
+    env = {"PATH": os.environ.get("PATH", ""), "CRAWLER_PASSWORD": password}
+    run = _usage_of([sys.executable, "-m", "bench.crawler", url, user], env)
+    run.update(json.loads(run.pop("stdout").strip().splitlines()[-1]))
+    return run
+
+
+def measure_user_install(sim: Simulator, account: tuple[str, str], config: BenchConfig,
+                         python: Path) -> dict[str, Any]:
+    """Pairs of (Careen from a user's install, plain crawler), alternating, median of each."""
+    careen_runs, crawler_runs = [], []
+    for _ in range(max(config.repeat, 1)):
+        sim.ask("reset")
+        careen_runs.append(user_install_run(python, sim.url, *account))
+        sim.ask("reset")
+        crawler_runs.append(crawler_run(sim.url, *account))
+
+    def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"seconds": median([r["seconds"] for r in runs]),
+                "cpu_seconds": median([r["cpu_seconds"] for r in runs]),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "selection": runs[0]["selection"], "selected": runs[0]["selected_tagged"],
+                "runs": runs}
+
+    careen, crawler = summary(careen_runs), summary(crawler_runs)
+    return {"careen_cli": careen, "crawler": crawler,
+            "wall_ratio": careen["seconds"] / crawler["seconds"],
+            "cpu_ratio": careen["cpu_seconds"] / max(crawler["cpu_seconds"], 1e-9),
+            "selection_match": careen["selection"] == crawler["selection"]}
+
+
 def _child_main(conn: Connection, function: Callable[..., dict[str, Any]],
                 args: tuple[Any, ...]) -> None:
     try:
@@ -400,6 +478,9 @@ class BenchConfig:
     sample_images: int = 500
     seed: int = 0
     stock_server: bool = False
+    #: The python of a plain ``pip install .`` venv (:mod:`bench.venv`): Careen's command line
+    #: from there is measured against the plain crawler (:mod:`bench.crawler`). None: skipped.
+    user_python: str | None = None
 
 
 def median(values: Sequence[float]) -> float:
@@ -474,13 +555,19 @@ def measure_case(sim: Simulator, version: str, latency: float, account: tuple[st
     say(f"{label}: Careen {careen['seconds']:.2f} s; baseline")
     baseline = measure_baseline(sim, account, config)
     say(f"{label}: baseline {baseline['seconds']:.2f} s ({baseline['status']})")
+    user = None
+    if config.user_python is not None:
+        say(f"{label}: careen images from a user's install against the plain crawler")
+        user = measure_user_install(sim, account, config, Path(config.user_python))
+        say(f"{label}: careen images {user['careen_cli']['seconds']:.2f} s, crawler "
+            f"{user['crawler']['seconds']:.2f} s")
     minimum = facts.minimum_requests(version)
     bound = careen["requests"] * latency / config.concurrency if latency > 0 else None
     match = (baseline["selection"] == careen["selection"]
              if baseline["status"] == "measured" else None)
     return {
         "version": version, "artifacts": facts.artifacts, "latency_ms": latency * 1000,
-        "fleet": asdict(facts), "careen": careen, "baseline": baseline,
+        "fleet": asdict(facts), "careen": careen, "baseline": baseline, "user_install": user,
         "minimum_requests": minimum, "request_ratio": careen["requests"] / minimum,
         "artifacts_per_second": facts.artifacts / careen["seconds"],
         "baseline_artifacts_per_second": facts.artifacts / baseline["seconds"],
@@ -577,6 +664,21 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 case, ratio, f"<= {1 + TARGET_REQUEST_EXCESS:g}x minimum",
                 ratio - 1 <= TARGET_REQUEST_EXCESS,
                 f"{listing} listing + {case['careen']['probe_requests']} GET /systeminfo")
+        user = case.get("user_install")
+        if user and case["latency_ms"] == 20 and case["artifacts"] == 10_000:
+            add("careen images (pip install .) wall / plain crawler's, 20 ms, 10,000", case,
+                user["wall_ratio"], f"<= {TARGET_USER_WALL_RATIO:g}x",
+                user["wall_ratio"] <= TARGET_USER_WALL_RATIO,
+                f"{user['careen_cli']['seconds']:.2f} s vs {user['crawler']['seconds']:.2f} s")
+            add("careen images (pip install .) CPU / plain crawler's, 20 ms, 10,000", case,
+                user["cpu_ratio"], f"<= {TARGET_USER_CPU_RATIO:g}x",
+                user["cpu_ratio"] <= TARGET_USER_CPU_RATIO,
+                f"{user['careen_cli']['cpu_seconds']:.2f} s vs "
+                f"{user['crawler']['cpu_seconds']:.2f} s")
+        if user and case["artifacts"] >= 100_000:
+            rss = user["careen_cli"]["peak_rss_mb"]
+            add("careen images (pip install .) peak RSS at 100,000 artifacts", case, rss,
+                f"< {TARGET_RSS_MB_100K:g} MB", rss < TARGET_RSS_MB_100K)
         if case["artifacts"] >= 100_000:
             rss = case["careen"]["peak_rss_mb"]
             add("Careen peak RSS at 100,000 artifacts", case, rss,
@@ -616,9 +718,33 @@ def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
+USER_COLUMNS = ("Harbor", "Artifacts", "Latency", "careen s", "crawler s", "wall ratio",
+                "careen CPU s", "crawler CPU s", "CPU ratio", "careen RSS MB",
+                "crawler RSS MB", "Same selection")
+
+
+def user_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for case in report["cases"]:
+        user = case.get("user_install")
+        if not user:
+            continue
+        careen, crawler = user["careen_cli"], user["crawler"]
+        out.append((case["version"], f"{case['artifacts']:,}", f"{case['latency_ms']:g} ms",
+                    f"{careen['seconds']:.2f}", f"{crawler['seconds']:.2f}",
+                    f"{user['wall_ratio']:.2f}", f"{careen['cpu_seconds']:.2f}",
+                    f"{crawler['cpu_seconds']:.2f}", f"{user['cpu_ratio']:.2f}",
+                    f"{careen['peak_rss_mb']:.0f}", f"{crawler['peak_rss_mb']:.0f}",
+                    "yes" if user["selection_match"] else "NO"))
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
+    if any(case.get("user_install") for case in report["cases"]):
+        lines += ["", "| " + " | ".join(USER_COLUMNS) + " |", "|" + "---|" * len(USER_COLUMNS)]
+        lines += ["| " + " | ".join(row) + " |" for row in user_rows(report)]
     lines += ["", "| Target | Harbor | Artifacts | Latency | Value | Threshold | Met | Note |",
               "|---|---|---|---|---|---|---|---|"]
     for t in report["targets"]:
@@ -640,6 +766,14 @@ def print_report(report: dict[str, Any]) -> None:
     for row in rows(report):
         table.add_row(*row)
     console.print(table)
+    if any(case.get("user_install") for case in report["cases"]):
+        users = Table(title="careen images from a plain 'pip install .' venv vs a plain "
+                            "16-thread crawler (whole processes: start-up included)")
+        for column in USER_COLUMNS:
+            users.add_column(column, justify="left" if column == "Harbor" else "right")
+        for row in user_rows(report):
+            users.add_row(*row)
+        console.print(users)
     checks = Table(title="Targets")
     for column in ("Target", "Harbor", "Artifacts", "Latency", "Value", "Threshold", "Met"):
         checks.add_column(column)
@@ -679,6 +813,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, argparse.Namesp
                         help="serve with careen.sim.harbor.SimulatorServer unchanged (its "
                              "sockets keep Nagle's algorithm: ~40 ms per request, see "
                              "README)")
+    parser.add_argument("--user-python", type=Path, metavar="PYTHON",
+                        help="the python whose 'careen' script is measured against the plain "
+                             "crawler (default: a plain 'pip install .' venv made by "
+                             "bench/venv.py)")
+    parser.add_argument("--no-user-install", action="store_true",
+                        help="skip 'careen images' from a plain 'pip install .' venv against "
+                             "the plain crawler (made once under ~/.cache/careen-bench)")
     parser.add_argument("--quick", action="store_true",
                         help="1,000 and 10,000 artifacts, repeat 1: for developers")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write JSON here")
@@ -698,8 +839,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, argparse.Namesp
         sizes=sizes, latencies=tuple(args.latency) if args.latency else DEFAULT_LATENCIES,
         versions=tuple(args.versions) if args.versions else tuple(HARBOR_VERSIONS),
         repeat=repeat, concurrency=args.concurrency, baseline_budget=args.baseline_budget,
-        sample_images=args.sample_images, seed=args.seed, stock_server=args.stock_server)
+        sample_images=args.sample_images, seed=args.seed, stock_server=args.stock_server,
+        user_python=None if args.no_user_install
+        else str(args.user_python) if args.user_python else _user_python())
     return config, args
+
+
+def _user_python() -> str:
+    from bench.venv import describe, user_python
+
+    python = user_python()
+    print(f"measuring {describe(python)} against the plain crawler", file=sys.stderr)
+    return str(python)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -586,14 +586,14 @@ def test_require_explains_how_to_set_a_missing_key(tmp_path: Path) -> None:
 
 
 def test_verify_tls_false_gives_a_warning(tmp_path: Path) -> None:
-    write(tmp_path, "[harbor]\nverify_tls = false\n[registry]\ntls_verify = false\n")
+    write(tmp_path, "[harbor]\nverify_tls = false\n[registry]\nverify_tls = false\n")
 
     warnings = load(tmp_path).warnings
 
     assert len(warnings) == 2
     assert "harbor.verify_tls = false" in warnings[0]
     assert "from careen.toml" in warnings[0]
-    assert "registry.tls_verify = false" in warnings[1]
+    assert "registry.verify_tls = false" in warnings[1]
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

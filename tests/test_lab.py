@@ -163,3 +163,34 @@ def test_a_second_lab_through_the_script_stops_completely(lab: Lab, tmp_path: Pa
             if str(directory) in line and not line.startswith("Z")]
     assert left == []
     assert all(lab.status().values())  # the session's lab is untouched
+
+
+def _described_lab(tmp_path: Path) -> Lab:
+    return Lab(dir=tmp_path, open_registry="127.0.0.1:5001", auth_registry="127.0.0.1:5002",
+               user="careen", password_file=tmp_path / "password", socket=tmp_path / "p.sock")
+
+
+def test_an_extra_tls_registry_needs_its_certificate_and_key(tmp_path: Path) -> None:
+    lab = _described_lab(tmp_path)
+    with pytest.raises(UsageError, match="both a certificate and its key"):
+        lab.start_registry("tls", certificate=tmp_path / "srv.crt")
+    with pytest.raises(UsageError, match="letters, digits and '-' only"):
+        lab.start_registry("../elsewhere")
+    with pytest.raises(UsageError, match="letters, digits and '-' only"):
+        lab.start_daemon("a/b", ["127.0.0.1:5003"])
+    assert not (tmp_path / "tls").exists()
+
+
+def test_a_daemons_registries_conf_lists_the_lab_and_its_own_registries(tmp_path: Path) -> None:
+    import tomllib
+
+    from careen.lab import _write_registries_conf
+
+    lab = _described_lab(tmp_path)
+    path = tmp_path / "cells-registries.conf"
+    _write_registries_conf(path, [*lab.registries, "127.0.0.1:5003"])
+    listed = tomllib.loads(path.read_text())["registry"]
+    assert [entry["location"] for entry in listed] == [
+        "127.0.0.1:5001", "localhost:5001", "127.0.0.1:5002", "localhost:5002",
+        "127.0.0.1:5003", "localhost:5003"]
+    assert all(entry["insecure"] is True for entry in listed)

@@ -66,7 +66,7 @@ class Site:
             "CAREEN_HARBOR_PASSWORD": HARBOR_PASSWORD,
             "CAREEN_REGISTRY_SERVER": self.registry, "CAREEN_REGISTRY_USER": self.lab.user,
             "CAREEN_REGISTRY_PASSWORD": self.lab.password().get_secret_value(),
-            "CAREEN_REGISTRY_TLS_VERIFY": "false",
+            "CAREEN_REGISTRY_VERIFY_TLS": "false",
             "CAREEN_TREE_ROOT": str(self.root), "CAREEN_TREE_PROJECT": self.project,
             "CAREEN_BUILD_BUILDER": self.builder,
             "CAREEN_BUILD_BUILD_ARGS": f"REGISTRY={self.registry}",

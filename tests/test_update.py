@@ -125,6 +125,29 @@ async def test_jobs_build_independent_images_at_once(plan: Plan, tmp_path: Path)
     assert serial.most_at_once == 1
 
 
+async def test_jobs_beyond_the_default_thread_pool_all_build_at_once(tmp_path: Path) -> None:
+    """--jobs 16 on a 2-CPU agent means 16 builds at once: asyncio's default executor has
+    min(32, CPUs + 4) threads, so 16 builds that each wait for all 16 to have started would
+    break the barrier (its timeout) if the executor borrowed that pool."""
+    for n in range(16):
+        (tmp_path / "tree" / f"app{n:02d}" / "1.0").mkdir(parents=True)
+        (tmp_path / "tree" / f"app{n:02d}" / "1.0" / "Dockerfile").write_text("FROM scratch\n")
+    tree = discover_tree(tmp_path / "tree")
+    wide = make_plan([Candidate(ref(f"library/app{n:02d}:1.0"), "high 1 > 0")
+                      for n in range(16)], tree, now=datetime(2026, 1, 1, tzinfo=UTC))
+    barrier = threading.Barrier(16, timeout=10)
+
+    class MeetingBuilder(FakeBuilder):
+        def build(self, request: BuildRequest) -> BuildResult:
+            barrier.wait()
+            return super().build(request)
+
+    builder = MeetingBuilder()
+    outcomes = await execute_plan(wide, builder, options(tmp_path, jobs=16))
+    assert [o.status for o in outcomes] == [StepStatus.PUSHED] * 16
+    assert not barrier.broken
+
+
 async def test_resume_does_not_build_what_was_pushed(plan: Plan, tmp_path: Path) -> None:
     builder = FakeBuilder()
     pushed = {"library/base:1.0": "sha256:" + "a" * 64}

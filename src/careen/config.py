@@ -43,7 +43,9 @@ from pydantic import (
     SecretStr,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -157,7 +159,30 @@ class RegistryConfig(_Section):
     #: Only from ``CAREEN_REGISTRY_PASSWORD`` (or the seed's variables) or ``password_file``.
     password: SecretStr | None = None
     password_file: Path | None = None
-    tls_verify: Flag = True
+    #: Verify the registry's certificate, for the login, the push and the pulls of the build
+    #: (false: plain HTTP or a self-signed certificate). Spelled as ``[harbor] verify_tls``.
+    verify_tls: Flag = True
+    #: A PEM file of the private CA that signed the registry's certificate (buildah takes it;
+    #: a docker daemon must be given it in its own configuration).
+    ca_bundle: Path | None = None
+    #: The old spelling of ``verify_tls``: still read, with a deprecation warning.
+    tls_verify: Flag | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data: Any) -> Any:
+        if (isinstance(data, dict) and isinstance(data.get("tls_verify"), bool)
+                and "verify_tls" not in data):
+            data = {**data, "verify_tls": data["tls_verify"]}
+        return data
+
+    @field_validator("tls_verify")
+    @classmethod
+    def _same_as_new_spelling(cls, old: bool | None, info: ValidationInfo) -> bool | None:
+        if old is not None and info.data.get("verify_tls", old) != old:
+            raise ValueError("tls_verify (the old spelling of verify_tls) disagrees with "
+                             "verify_tls; keep verify_tls only")
+        return old
 
     @field_validator("server")
     @classmethod
@@ -724,21 +749,34 @@ class _Loader:
             if harbor.password is not None:
                 sources["registry.password"] = "harbor.password"
 
+        build = typing.cast(BuildConfig, sections["build"])
         warnings: list[str] = []
         if not harbor.verify_tls:
             warnings.append(f"TLS certificates of Harbor are not verified (harbor.verify_tls = "
                             f"false, from {sources['harbor.verify_tls']}): anyone on the "
                             "network path can read the credentials and forge scan results")
-        if not registry.tls_verify:
+        spelled = "verify_tls"
+        if registry.tls_verify is not None:
+            warnings.append(f"registry.tls_verify (from {sources['registry.tls_verify']}) is "
+                            "deprecated: write verify_tls, as in [harbor] (variable "
+                            f"{environment_variable_for('registry.verify_tls')})")
+            if "registry.verify_tls" not in sources:  # verify_tls took the old spelling's value
+                spelled = "tls_verify"
+                sources["registry.verify_tls"] = sources["registry.tls_verify"]
+        if not registry.verify_tls:
             warnings.append(f"TLS certificates of the registry are not verified "
-                            f"(registry.tls_verify = false, from {sources['registry.tls_verify']})"
-                            ": pushed images and credentials can be intercepted")
+                            f"(registry.{spelled} = false, from {sources[f'registry.{spelled}']})"
+                            ": pushed images and credentials can be intercepted"
+                            + (_DOCKER_TLS if build.builder == "docker" else ""))
+        if build.builder == "docker" and registry.ca_bundle is not None:
+            warnings.append(f"registry.ca_bundle (from {sources['registry.ca_bundle']}) is "
+                            f"not used by the docker builder{_DOCKER_TLS}")
         return Config(
             harbor=harbor,
             registry=registry,
             policy=typing.cast(PolicyConfig, sections["policy"]),
             tree=typing.cast(TreeConfig, sections["tree"]),
-            build=typing.cast(BuildConfig, sections["build"]),
+            build=build,
             output=typing.cast(OutputConfig, sections["output"]),
             state=typing.cast(StateConfig, sections["state"]),
             run=typing.cast(RunConfig, sections["run"]),
@@ -763,6 +801,13 @@ class _Loader:
         if dotted not in SECRET_KEYS and error["type"] != "value_error":
             message += f", got {_describe(error['input'])}"
         return ConfigError(message, source=origin.error_label, key=dotted)
+
+
+#: Why ``[registry] verify_tls`` and ``ca_bundle`` cannot reach a docker daemon.
+_DOCKER_TLS = ("; the docker builder cannot hand TLS settings to its daemon, which pulls and "
+               "pushes itself: the daemon must trust the registry (its certs.d/HOST:PORT/ca.crt"
+               ", or the registry listed as insecure in daemon.json or, for podman, in "
+               "registries.conf); the buildah builder takes both settings")
 
 
 _WithPassword = typing.TypeVar("_WithPassword", HarborConfig, RegistryConfig)

@@ -255,6 +255,39 @@ class Lab:
     def buildah_runroot(self) -> Path:
         return self.dir / "buildah" / "runroot"
 
+    def start_registry(
+        self, name: str, *, auth: bool = False, certificate: Path | None = None,
+        key: Path | None = None, observer: Observer = NULL_OBSERVER,
+    ) -> LabRegistry:
+        """One more registry (storage ``DIR/name``), not in the lab's registries.conf: open
+        or behind the lab's login (``auth``), plain HTTP or HTTPS with ``certificate`` and
+        ``key`` (PEM files; for 127.0.0.1). The caller stops it."""
+        return _start_extra_registry(self, name, auth=auth, certificate=certificate, key=key,
+                                     observer=observer)
+
+    def start_daemon(self, name: str, insecure: Sequence[str],
+                     observer: Observer = NULL_OBSERVER) -> LabDaemon:
+        """One more podman Docker-API service whose registries.conf lists ``insecure``
+        (``host:port`` names, plain HTTP or unverified TLS) besides the lab's own registries,
+        each also under its ``localhost:PORT`` name. Use it with :meth:`docker_env_for`."""
+        if not name.replace("-", "").isalnum():
+            raise UsageError(f"daemon name {name!r}: letters, digits and '-' only")
+        socket_path = self.dir / f"{name}.sock"
+        if len(str(socket_path)) > SOCKET_PATH_MAX:
+            raise UsageError(f"lab directory path too long for a unix socket: {self.dir}",
+                             hint="use a shorter directory")
+        registries_conf = self.dir / f"{name}-registries.conf"
+        _write_registries_conf(registries_conf, [*self.registries, *insecure])
+        tag = hashlib.sha256(f"{self.dir}/{name}".encode()).hexdigest()[:12]
+        runroot = Path(tempfile.gettempdir()) / f"careen-lab-{tag}"
+        pid = serve_podman(self.dir, name, socket_path, runroot, registries_conf, observer)
+        return LabDaemon(name, socket_path, pid, self.dir, runroot, registries_conf)
+
+    def docker_env_for(self, daemon: LabDaemon) -> dict[str, str]:
+        """:meth:`docker_env`, but talking to ``daemon``."""
+        return {**self.docker_env(), "DOCKER_HOST": daemon.docker_host,
+                "CONTAINERS_REGISTRIES_CONF": str(daemon.registries_conf)}
+
     def password(self) -> SecretStr:
         return SecretStr(self.password_file.read_text().strip())
 
@@ -366,34 +399,11 @@ class _Starter:
 
     def _start_registry(self, name: str, *, auth: bool) -> str:
         """Start ``docker-registry`` on a free port; retry when another process took it."""
-        last_error = ""
-        for _ in range(5):
-            port = _free_port()
-            host = f"127.0.0.1:{port}"
-            config = {
-                "version": 0.1,
-                "log": {"level": "info"},
-                "storage": {"filesystem": {"rootdirectory": str(self.dir / name)},
-                            "delete": {"enabled": True}},
-                "http": {"addr": host, "secret": secrets.token_hex(16)},
-            }
-            if auth:
-                config["auth"] = {"htpasswd": {"realm": "careen-lab",
-                                               "path": str(self.dir / "htpasswd")}}
-            config_path = self.dir / f"{name}.yml"
-            # JSON is YAML: no YAML writer needed.
-            config_path.write_text(json.dumps(config, indent=2) + "\n")
-            self.observer.info(f"starting {name} on {host}")
-            pid = _spawn(["docker-registry", "serve", str(config_path)], self.dir, name,
-                         dict(os.environ))
-            self.pids[name] = pid
-            if _wait_until(lambda h=host: _registry_answers(f"http://{h}", (200, 401)),
-                           pid=pid):
-                return host
-            _stop_process(pid, self.dir)
-            del self.pids[name]
-            last_error = _log_tail(self.dir / "logs" / f"{name}.log")
-        raise ServiceError("docker-registry", "127.0.0.1", f"did not start: {last_error}")
+        host, pid = serve_registry(self.dir, name,
+                                   htpasswd=self.dir / "htpasswd" if auth else None,
+                                   observer=self.observer)
+        self.pids[name] = pid
+        return host
 
     def _write_containers_files(self, registries: Sequence[str]) -> None:
         d = self.dir
@@ -407,15 +417,7 @@ class _Starter:
             'runtime = "runc"\n'
             'events_logger = "file"\n'
         )
-        # Each registry also under its ``localhost:PORT`` name: podman's Docker-API login
-        # endpoint skips TLS only for ``localhost`` (it ignores registries.conf), so
-        # ``docker login`` through podman works only with that name.
-        names = [n for r in registries for n in (r, _localhost_alias(r))]
-        blocks = [f'[[registry]]\nlocation = "{n}"\ninsecure = true\n' for n in names]
-        (d / "registries.conf").write_text(
-            "# Written by careen.lab: the lab's registries speak plain HTTP on loopback.\n"
-            + "\n".join(blocks)
-        )
+        _write_registries_conf(d / "registries.conf", registries)
         (d / "storage.conf").write_text(
             "# Written by careen.lab: buildah's storage stays inside the lab directory.\n"
             "[storage]\n"
@@ -426,27 +428,8 @@ class _Starter:
 
     def _start_podman(self, socket_path: Path) -> None:
         d = self.dir
-        socket_path.unlink(missing_ok=True)
-        self.podman_runroot.mkdir(mode=0o700, exist_ok=True)
-        env = {
-            **os.environ,
-            "CONTAINERS_CONF": str(d / "containers.conf"),
-            "CONTAINERS_REGISTRIES_CONF": str(d / "registries.conf"),
-        }
-        argv = [
-            "podman", "--storage-driver", "vfs",
-            "--root", str(d / "podman" / "root"), "--runroot", str(self.podman_runroot),
-            "--tmpdir", str(d / "podman" / "tmp"),
-            "system", "service", "--time=0", f"unix://{socket_path}",
-        ]
-        self.observer.info(f"starting podman service on {socket_path}")
-        pid = _spawn(argv, d, "podman", env)
-        self.pids["podman"] = pid
-        if not _wait_until(lambda: podman_answers(socket_path), pid=pid):
-            raise ServiceError(
-                "podman", str(socket_path),
-                f"the Docker API service did not start: {_log_tail(d / 'logs' / 'podman.log')}",
-            )
+        self.pids["podman"] = serve_podman(
+            d, "podman", socket_path, self.podman_runroot, d / "registries.conf", self.observer)
 
     def _push_base_image(self, lab: Lab) -> None:
         """Build ``FROM scratch`` + busybox with buildah; push it to both registries."""
@@ -483,6 +466,142 @@ class _Starter:
                     raise ServiceError("buildah", "localhost",
                                        f"base image step failed: {result.tail_text[-500:]}",
                                        hint=f"see {log}")
+
+
+# -- more registries ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LabRegistry:
+    """A registry started beside a lab (:meth:`Lab.start_registry`): plain HTTP or HTTPS with
+    the given certificate, open or behind the lab's htpasswd login. Stop it with :meth:`stop`
+    (the lab's own :meth:`Lab.stop` does not know it)."""
+
+    name: str
+    host: str
+    pid: int
+    dir: Path
+    tls: bool
+    auth: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def stop(self) -> None:
+        _stop_process(self.pid, self.dir)
+
+    def __enter__(self) -> LabRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _start_extra_registry(
+    lab: Lab, name: str, *, auth: bool, certificate: Path | None, key: Path | None,
+    observer: Observer,
+) -> LabRegistry:
+    if (certificate is None) != (key is None):
+        raise UsageError("a TLS registry needs both a certificate and its key")
+    if not name.replace("-", "").isalnum():
+        raise UsageError(f"registry name {name!r}: letters, digits and '-' only")
+    (lab.dir / name).mkdir(exist_ok=True)
+    tls = (certificate, key) if certificate is not None and key is not None else None
+    host, pid = serve_registry(lab.dir, name, htpasswd=lab.dir / "htpasswd" if auth else None,
+                               tls=tls, observer=observer)
+    return LabRegistry(name, host, pid, lab.dir, tls is not None, auth)
+
+
+def serve_podman(directory: Path, name: str, socket_path: Path, runroot: Path,
+                 registries_conf: Path, observer: Observer = NULL_OBSERVER) -> int:
+    """Start ``podman system service`` (the Docker API) on ``socket_path``, its storage in
+    ``directory/name``, reading ``registries_conf`` (once, at start) and the lab's
+    containers.conf. Returns its PID once it answers."""
+    socket_path.unlink(missing_ok=True)
+    runroot.mkdir(mode=0o700, exist_ok=True)
+    for sub in ("root", "tmp"):
+        (directory / name / sub).mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "CONTAINERS_CONF": str(directory / "containers.conf"),
+        "CONTAINERS_REGISTRIES_CONF": str(registries_conf),
+    }
+    argv = [
+        "podman", "--storage-driver", "vfs",
+        "--root", str(directory / name / "root"), "--runroot", str(runroot),
+        "--tmpdir", str(directory / name / "tmp"),
+        "system", "service", "--time=0", f"unix://{socket_path}",
+    ]
+    observer.info(f"starting podman service on {socket_path}")
+    pid = _spawn(argv, directory, name, env)
+    if not _wait_until(lambda: podman_answers(socket_path), pid=pid):
+        _stop_process(pid, directory)
+        raise ServiceError(
+            "podman", str(socket_path),
+            f"the Docker API service did not start: "
+            f"{_log_tail(directory / 'logs' / f'{name}.log')}",
+        )
+    return pid
+
+
+@dataclass(frozen=True, slots=True)
+class LabDaemon:
+    """One more podman Docker-API service (:meth:`Lab.start_daemon`), configured as a
+    daemon's administrator would: its own registries.conf. The caller stops it."""
+
+    name: str
+    socket: Path
+    pid: int
+    dir: Path
+    runroot: Path
+    registries_conf: Path
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def stop(self) -> None:
+        _stop_process(self.pid, self.dir)
+        shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+def serve_registry(
+    directory: Path, name: str, *, htpasswd: Path | None = None,
+    tls: tuple[Path, Path] | None = None, observer: Observer = NULL_OBSERVER,
+) -> tuple[str, int]:
+    """Start ``docker-registry`` on a free loopback port with its storage in
+    ``directory/name`` and its log in ``directory/logs/name.log``; ``htpasswd`` asks for a
+    login, ``tls`` (certificate, key) serves HTTPS. Retries when another process took the
+    port. Returns ``(host:port, pid)`` once ``/v2/`` answers."""
+    last_error = ""
+    scheme = "https" if tls is not None else "http"
+    for _ in range(5):
+        port = _free_port()
+        host = f"127.0.0.1:{port}"
+        http: dict[str, Any] = {"addr": host, "secret": secrets.token_hex(16)}
+        if tls is not None:
+            http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
+        config: dict[str, Any] = {
+            "version": 0.1,
+            "log": {"level": "info"},
+            "storage": {"filesystem": {"rootdirectory": str(directory / name)},
+                        "delete": {"enabled": True}},
+            "http": http,
+        }
+        if htpasswd is not None:
+            config["auth"] = {"htpasswd": {"realm": "careen-lab", "path": str(htpasswd)}}
+        config_path = directory / f"{name}.yml"
+        # JSON is YAML: no YAML writer needed.
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        observer.info(f"starting {name} on {scheme}://{host}")
+        pid = _spawn(["docker-registry", "serve", str(config_path)], directory, name,
+                     dict(os.environ))
+        if _wait_until(lambda h=host: _registry_answers(f"{scheme}://{h}", (200, 401)),
+                       pid=pid):
+            return host, pid
+        _stop_process(pid, directory)
+        last_error = _log_tail(directory / "logs" / f"{name}.log")
+    raise ServiceError("docker-registry", "127.0.0.1", f"{name} did not start: {last_error}")
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -564,6 +683,18 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _write_registries_conf(path: Path, registries: Sequence[str]) -> None:
+    # Each registry also under its ``localhost:PORT`` name: podman's Docker-API login
+    # endpoint skips TLS only for ``localhost`` (it ignores registries.conf), so
+    # ``docker login`` through podman works only with that name.
+    names = [n for r in registries for n in (r, _localhost_alias(r))]
+    blocks = [f'[[registry]]\nlocation = "{n}"\ninsecure = true\n' for n in names]
+    path.write_text(
+        "# Written by careen.lab: the lab's registries speak plain HTTP on loopback.\n"
+        + "\n".join(blocks)
+    )
+
+
 def _localhost_alias(host: str) -> str:
     return "localhost:" + host.rpartition(":")[2]
 
@@ -589,7 +720,8 @@ def _wait_until(ready: Any, *, pid: int, timeout: float = READY_TIMEOUT_SECONDS)
 
 def _registry_answers(url: str, statuses: Sequence[int]) -> bool:
     try:
-        return httpx.get(f"{url}/v2/", timeout=2.0).status_code in statuses
+        # Whether it answers, not whom to trust: a lab registry's certificate is the lab's.
+        return httpx.get(f"{url}/v2/", timeout=2.0, verify=False).status_code in statuses  # noqa: S501
     except httpx.HTTPError:
         return False
 

@@ -127,6 +127,10 @@ def logged_in_builder(config: Config) -> Iterator[Builder]:
     registry = push_registry(config)
     tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
     with private_auth() as auth:
+        # [registry] verify_tls and ca_bundle hold for the login, the push and the pulls of
+        # the build (a child pulls its rebuilt parent from this registry).
+        auth.trust(registry, verify=config.registry.verify_tls,
+                   ca_bundle=config.registry.ca_bundle)
         _login(config, auth, registry, tool)
         if tool is LoginTool.BUILDAH:
             # Builds at once each get a storage of their own: buildah's storage lock would
@@ -143,13 +147,14 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     if user is None or password is None:
         return  # an open registry (or one the builder is already allowed to push to)
     result = auth.login(RegistryLogin(registry, user, password,
-                                      insecure=not config.registry.tls_verify), tool=tool)
+                                      insecure=not config.registry.verify_tls), tool=tool)
     if not result.ok:
         raise ServiceError("registry", registry,
                            "login rejected" if result.auth_rejected else "login failed: "
                            + " | ".join(result.log_tail[-2:]),
-                           hint="check [registry] user and CAREEN_REGISTRY_PASSWORD "
-                                "(or registry_user and registry_password)")
+                           hint=result.hint or "check [registry] user and "
+                                "CAREEN_REGISTRY_PASSWORD (or registry_user and "
+                                "registry_password)")
 
 
 # -- inventory and plan ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -142,6 +143,10 @@ async def execute_plan(
     created = datetime.now(UTC)
     options.log_dir.mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(options.jobs)
+    # Builds run in threads of their own: asyncio's default executor has min(32, CPUs + 4)
+    # threads, which would cap --jobs 16 at 6 builds at once on a 2-CPU agent.
+    workers = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="careen-build")
+    loop = asyncio.get_running_loop()
     done: dict[ImageReference, asyncio.Future[StepOutcome]] = {
         step.image: asyncio.get_running_loop().create_future() for step in plan.steps
     }
@@ -179,7 +184,7 @@ async def execute_plan(
             observer.processing(str(request.image))
             record.step_started(step, request.image, request.log_path)
             started = time.monotonic()
-            work = asyncio.ensure_future(asyncio.to_thread(_build_and_push, builder, request))
+            work = loop.run_in_executor(workers, _build_and_push, builder, request)
             try:
                 built, pushed = await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -204,6 +209,8 @@ async def execute_plan(
         # Let every step record how it ended (a build in flight finishes first).
         await _uncancellable(asyncio.gather(*tasks, return_exceptions=True))
         raise
+    finally:
+        workers.shutdown(wait=False)
 
 
 async def _uncancellable(future: asyncio.Future[Any]) -> None:

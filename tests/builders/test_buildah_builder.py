@@ -22,8 +22,16 @@ def _request(tmp_path: Path, **kwargs: object) -> BuildRequest:
     return BuildRequest(**fields)  # type: ignore[arg-type]
 
 
+def _logged_in(folder: Path) -> AuthContext:
+    """An auth context a login wrote its file into."""
+    folder.mkdir()
+    auth = AuthContext(folder)
+    auth.config_file.write_text('{"auths": {}}')
+    return auth
+
+
 def test_build_argv(tmp_path: Path) -> None:
-    auth = AuthContext(tmp_path / "auth")
+    auth = _logged_in(tmp_path / "auth")
     builder = BuildahBuilder(auth=auth)
     assert builder.build_argv(_request(tmp_path), iidfile=tmp_path / "iid") == [
         "buildah", "--storage-driver", "vfs", "bud", "--isolation", "chroot",
@@ -63,7 +71,7 @@ def test_push_argv_turns_tls_off_only_for_insecure_registries(tmp_path: Path) ->
         "127.0.0.1:5000/library/httpd:2.4", "docker://127.0.0.1:5000/library/httpd:2.4",
     ]
     insecure = BuildahBuilder(insecure_registries={"127.0.0.1:5000"},
-                              auth=AuthContext(tmp_path / "a"))
+                              auth=_logged_in(tmp_path / "a"))
     assert insecure.push_argv(_request(tmp_path), digestfile=digestfile) == [
         "buildah", "--storage-driver", "vfs", "push", "--digestfile", str(digestfile),
         "--authfile", str(tmp_path / "a" / "config.json"), "--tls-verify=false",

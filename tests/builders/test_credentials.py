@@ -56,9 +56,13 @@ def test_private_directory_is_private_and_removed(tmp_path: Path) -> None:
     with private_auth(tmp_path) as auth:
         directory = auth.directory
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        # No login yet: the tools are pointed nowhere (an auth file that does not exist
+        # fails every buildah build: "checking authfile: stat ...: no such file").
+        assert auth.env() == {} and auth.authfile is None
+        (directory / "config.json").write_text("{}")
         assert auth.env() == {"DOCKER_CONFIG": str(directory),
                               "REGISTRY_AUTH_FILE": str(directory / "config.json")}
-        (directory / "config.json").write_text("{}")
+        assert auth.authfile == directory / "config.json"
     assert not directory.exists()
 
 

@@ -183,7 +183,13 @@ def test_push_reports_the_digest_from_the_output(tmp_path: Path) -> None:
 
 def test_auth_context_sets_docker_config(tmp_path: Path) -> None:
     auth = AuthContext(tmp_path / "auth")
-    env = DockerBuilder(auth=auth, env={"DOCKER_HOST": "unix:///x.sock"}).env()
+    builder = DockerBuilder(auth=auth, env={"DOCKER_HOST": "unix:///x.sock"})
+    # Before a login (an open registry, or a daemon's user already logged in): the user's
+    # own docker config is used, not an empty private folder.
+    assert "DOCKER_CONFIG" not in builder.env()
+    auth.directory.mkdir()
+    auth.config_file.write_text('{"auths": {}}')
+    env = builder.env()
     assert env["DOCKER_CONFIG"] == str(tmp_path / "auth")
     assert env["DOCKER_HOST"] == "unix:///x.sock"
     assert env["PATH"] == os.environ["PATH"]

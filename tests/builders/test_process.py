@@ -13,8 +13,8 @@ from careen.builders.process import (
     ProcessResult,
     looks_auth_rejected,
     looks_transient,
+    push_retrying,
     read_tail,
-    retry_transient,
     run_logged,
     should_retry,
     tool_environment,
@@ -161,40 +161,50 @@ def test_should_retry_only_transient_failures() -> None:
     assert not should_retry(_result("exit status 1"))
 
 
-def test_retry_transient_retries_with_growing_waits_then_stops() -> None:
+def test_push_retrying_retries_with_growing_waits_then_stops() -> None:
     waits: list[float] = []
     calls = 0
 
-    def flaky() -> str:
+    def flaky() -> ProcessResult:
         nonlocal calls
         calls += 1
-        return "transient"
+        return _result("received unexpected HTTP status: 503 Service Unavailable")
 
-    result, attempts = retry_transient(flaky, is_transient=lambda r: r == "transient",
-                                       attempts=4, initial_wait=1.0, sleep=waits.append)
-    assert (result, attempts, calls) == ("transient", 4, 4)
+    retrying = push_retrying(attempts=4, initial_wait=1.0, sleep=waits.append)
+    result = retrying(flaky)
+    assert not result.ok and "503" in result.tail_text  # the last run, not a RetryError
+    assert (retrying.statistics["attempt_number"], calls) == (4, 4)
     assert len(waits) == 3
     assert waits == sorted(waits) and waits[0] < waits[-1]
 
 
-def test_retry_transient_stops_at_first_good_result() -> None:
-    outcomes = iter(["transient", "done", "never"])
+def test_push_retrying_stops_at_first_good_result() -> None:
+    outcomes = iter([_result("connection reset by peer"), _result("pushed", returncode=0),
+                     _result("never")])
     waits: list[float] = []
-    retried: list[int] = []
-    result, attempts = retry_transient(
-        lambda: next(outcomes), is_transient=lambda r: r == "transient", attempts=5,
-        sleep=waits.append, on_retry=lambda n, _r: retried.append(n),
-    )
-    assert (result, attempts) == ("done", 2)
-    assert retried == [1]
+    retrying = push_retrying(attempts=5, sleep=waits.append)
+    result = retrying(lambda: next(outcomes))
+    assert result.ok and result.tail_text == "pushed"
+    assert retrying.statistics["attempt_number"] == 2
     assert len(waits) == 1
 
 
-def test_retry_transient_does_not_retry_a_permanent_failure() -> None:
+@pytest.mark.parametrize("tail", [
+    "unauthorized: authentication required",
+    'Get "https://127.0.0.1:5557/v2/": x509: certificate signed by unknown authority',
+    'Get "https://127.0.0.1:5555/v2/": http: server gave HTTP response to HTTPS client',
+    "error: exit status 1",
+])
+def test_push_retrying_does_not_retry_a_permanent_failure(tail: str) -> None:
     waits: list[float] = []
-    result, attempts = retry_transient(lambda: "auth", is_transient=lambda r: r == "transient",
-                                       attempts=5, sleep=waits.append)
-    assert (result, attempts, waits) == ("auth", 1, [])
+    retrying = push_retrying(attempts=5, sleep=waits.append)
+    result = retrying(lambda: _result(tail))
+    assert (result.tail_text, retrying.statistics["attempt_number"], waits) == (tail, 1, [])
+
+
+def test_push_retrying_needs_one_attempt() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        push_retrying(attempts=0)
 
 
 def test_secret_variables_never_reach_a_child(tmp_path: Path,

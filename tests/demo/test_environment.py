@@ -180,7 +180,7 @@ def test_the_config_points_careen_at_the_demo(tmp_path: Path, builder: str) -> N
     assert config.registry.server == site.registry
     assert config.registry.password is not None
     assert config.registry.password.get_secret_value() == "registry-secret"
-    assert config.registry.tls_verify is False
+    assert config.registry.verify_tls is False
     assert config.tree.root == tmp_path / "tree"
     assert config.build.builder == builder
     assert dict(config.build.build_args) == {"REGISTRY": site.registry}

@@ -3,7 +3,7 @@
 The registry faults come from :mod:`.registry_proxy`, a loopback proxy in front of the lab's
 login registry that answers chosen requests with an error; the image is named for the proxy,
 so the whole push goes through it. Whether the tool retried on its own (buildah's ``--retry``)
-or Careen's :func:`careen.builders.process.retry_transient` did, the push must succeed, the
+or Careen's :func:`careen.builders.process.push_retrying` did, the push must succeed, the
 image must be in the registry with the digest the push reported, and an auth refusal must
 never be retried.
 """

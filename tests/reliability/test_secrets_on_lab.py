@@ -117,7 +117,7 @@ def _config(source: str, registry: str, lab: Lab, work: Path, secrets: Path,
     if source == "env":
         # Set in this process too, as a Jenkins job exports it: the tools must not inherit it.
         environ = {"CAREEN_REGISTRY_SERVER": registry, "CAREEN_REGISTRY_USER": lab.user,
-                   "CAREEN_REGISTRY_PASSWORD": password, "CAREEN_REGISTRY_TLS_VERIFY": "false"}
+                   "CAREEN_REGISTRY_PASSWORD": password, "CAREEN_REGISTRY_VERIFY_TLS": "false"}
         for name, value in environ.items():
             monkeypatch.setenv(name, value)
         return load_config(cwd=work, environ=environ)
@@ -127,7 +127,7 @@ def _config(source: str, registry: str, lab: Lab, work: Path, secrets: Path,
     password_file.chmod(0o600)
     (work / "careen.toml").write_text(
         f'[registry]\nserver = "{registry}"\nuser = "{lab.user}"\n'
-        f'password_file = "{password_file}"\ntls_verify = false\n')
+        f'password_file = "{password_file}"\nverify_tls = false\n')
     return load_config(cwd=work, environ={})
 
 
@@ -166,7 +166,7 @@ def test_the_password_is_in_no_argv_log_or_file(
         assert config.registry.user is not None
         login = auth.login(RegistryLogin(registry, config.registry.user,
                                          config.registry.password,
-                                         insecure=not config.registry.tls_verify),
+                                         insecure=not config.registry.verify_tls),
                            tool=tool, env=env, log_path=work / "logs" / "login.log")
         assert login.ok, login.log_tail
         builder: Builder = (

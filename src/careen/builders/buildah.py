@@ -9,9 +9,15 @@ Several platforms: ``bud --platform a,b --manifest IMAGE`` collects one image pe
 a local manifest list, ``buildah manifest push --all`` pushes it. (RUN steps of a foreign
 platform need qemu-user emulation on the build machine; only the native platform is tested.)
 
-TLS verification is turned off (``--tls-verify=false``) only for a registry listed in
-``insecure_registries`` (plain-HTTP lab registries); pulls during the build follow
-``registries.conf``.
+TLS: the push registry's settings hold for the push *and* for the pulls inside the build
+(a child pulls its rebuilt parent from there). For a registry listed in
+``insecure_registries`` (or marked so by :meth:`AuthContext.trust`: ``[registry] verify_tls =
+false``), ``bud`` and ``push`` get ``--tls-verify=false``; buildah has one such switch per
+command, so the build's other pulls (a FROM on another registry) are not verified either.
+A private CA (``[registry] ca_bundle``) is given as ``--cert-dir`` (a folder of the auth
+context holding ``ca.crt``); it adds to the system's CAs, so other registries still verify.
+Without either, ``registries.conf`` and ``/etc/containers/certs.d`` decide, as for any
+buildah. A failure to trust the registry ends the log with what to set.
 
 Builds at once (``--jobs N``): buildah holds its storage's lock for most of a build, so two
 builds in one storage take as long as one after the other (measured: 2.0 s against 1.8 s for
@@ -32,19 +38,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from careen.builders.credentials import AuthContext
+from careen.builders.credentials import AuthContext, LoginTool, tls_hint
 from careen.builders.interface import (
     BuildRequest,
     BuildResult,
     PushResult,
     build_result,
     push_result,
+    with_tls_hint,
 )
 from careen.builders.process import (
+    ProcessResult,
+    push_retrying,
     read_tool_output,
-    retry_transient,
     run_logged,
-    should_retry,
     tool_environment,
 )
 from careen.errors import ServiceError
@@ -170,7 +177,24 @@ class BuildahBuilder:
             self._free.put(slot)
 
     def _auth_args(self) -> list[str]:
-        return ["--authfile", str(self.auth.config_file)] if self.auth is not None else []
+        authfile = self.auth.authfile if self.auth is not None else None
+        return ["--authfile", str(authfile)] if authfile is not None else []
+
+    def _tls_args(self, request: BuildRequest) -> list[str]:
+        """TLS settings of the registry ``request`` pushes to (for the build's pulls too)."""
+        registry = request.image.registry
+        argv = []
+        if registry in self.insecure_registries or (
+                self.auth is not None and registry in self.auth.insecure_registries):
+            argv.append("--tls-verify=false")
+        cert_dir = self.auth.cert_dir(registry) if self.auth is not None else None
+        if cert_dir is not None:
+            argv += ["--cert-dir", str(cert_dir)]
+        return argv
+
+    def _with_hint(self, run: ProcessResult, request: BuildRequest) -> ProcessResult:
+        return with_tls_hint(run, lambda host: tls_hint(LoginTool.BUILDAH, host),
+                             request.image.registry or "")
 
     def build_argv(self, request: BuildRequest, *, iidfile: Path | None = None,
                    slot: StorageSlot | None = None) -> list[str]:
@@ -179,7 +203,7 @@ class BuildahBuilder:
             argv.append("--pull-always")
         if request.no_cache:
             argv += ["--no-cache", "--layers=false"]
-        argv += self._auth_args()
+        argv += [*self._auth_args(), *self._tls_args(request)]
         if iidfile is not None:
             argv += ["--iidfile", str(iidfile)]
         if request.platforms:
@@ -201,9 +225,7 @@ class BuildahBuilder:
             argv = [*self._global(slot), "manifest", "push", "--all"]
         else:
             argv = [*self._global(slot), "push"]
-        argv += ["--digestfile", str(digestfile), *self._auth_args()]
-        if request.image.registry in self.insecure_registries:
-            argv.append("--tls-verify=false")
+        argv += ["--digestfile", str(digestfile), *self._auth_args(), *self._tls_args(request)]
         argv += [request.target, f"docker://{request.target}"]
         return argv
 
@@ -235,7 +257,7 @@ class BuildahBuilder:
                              env=self.env(), log_path=request.log_path,
                              timeout=request.timeout)
             image_id = read_tool_output(iidfile)
-        return build_result(request, run, image_id)
+        return build_result(request, self._with_hint(run, request), image_id)
 
     def push(self, request: BuildRequest) -> PushResult:
         self.ensure_available()
@@ -244,15 +266,16 @@ class BuildahBuilder:
         try:
             with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
                 digestfile = Path(scratch) / "digest"
-                run, attempts = retry_transient(
+                retrying = push_retrying(attempts=self.push_attempts,
+                                         initial_wait=self.retry_wait, sleep=self.sleep)
+                run: ProcessResult = retrying(
                     lambda: run_logged(self.push_argv(request, digestfile=digestfile,
                                                       slot=slot),
                                        env=self.env(), log_path=request.log_path,
-                                       timeout=request.push_timeout),
-                    is_transient=should_retry, attempts=self.push_attempts,
-                    initial_wait=self.retry_wait, sleep=self.sleep,
-                )
+                                       timeout=request.push_timeout))
+                attempts = int(retrying.statistics["attempt_number"])
                 digest = read_tool_output(digestfile)
         finally:
             self._release_slot(request)
-        return push_result(request, run, digest, attempts, time.monotonic() - started)
+        return push_result(request, self._with_hint(run, request), digest, attempts,
+                           time.monotonic() - started)

@@ -30,9 +30,11 @@ from pydantic import SecretStr
 from careen.builders.process import (
     TAIL_LINES,
     looks_auth_rejected,
+    looks_tls_rejected,
     run_logged,
     tool_environment,
 )
+from careen.errors import ConfigError
 
 LOGIN_TIMEOUT_SECONDS = 60.0
 
@@ -67,14 +69,28 @@ class LoginResult:
     auth_rejected: bool
     log_tail: tuple[str, ...]
     tool_missing: bool = False
+    #: The registry's certificate was not trusted, or it speaks plain HTTP.
+    tls_rejected: bool = False
+    #: What to do about it: :func:`tls_hint`.
+    hint: str | None = None
 
 
 class AuthContext:
-    """A private credentials directory. Use :func:`private_auth` to get one."""
+    """A private credentials directory. Use :func:`private_auth` to get one.
+
+    It also keeps how the tools reach each registry over TLS (:meth:`trust`): the registries
+    whose certificate is not verified (plain HTTP, self-signed) and the private CA each one's
+    certificate is checked against, as the ``--cert-dir`` folder the containers tools take.
+
+    Until a login writes :attr:`config_file`, the context points no tool anywhere
+    (:attr:`authfile` is ``None``, :meth:`env` is empty): an open registry, or a builder
+    already logged in with its own credentials, is used as it is.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.insecure_registries: set[str] = set()
+        self._cert_dirs: dict[str, Path] = {}
         self._closed = False
 
     @property
@@ -82,9 +98,41 @@ class AuthContext:
         """``$DOCKER_CONFIG/config.json``, also used as ``REGISTRY_AUTH_FILE``."""
         return self.directory / "config.json"
 
+    @property
+    def authfile(self) -> Path | None:
+        """:attr:`config_file` once a login wrote it, else ``None`` (nothing to pass)."""
+        return self.config_file if self.config_file.is_file() else None
+
     def env(self) -> dict[str, str]:
-        """Environment variables that point docker and the containers tools at this context."""
+        """Environment variables that point docker and the containers tools at this context;
+        none before a login (a tool given an auth file that does not exist fails)."""
+        return self._login_env() if self.authfile is not None else {}
+
+    def _login_env(self) -> dict[str, str]:
         return {"DOCKER_CONFIG": str(self.directory), "REGISTRY_AUTH_FILE": str(self.config_file)}
+
+    def trust(self, registry: str, *, verify: bool = True, ca_bundle: Path | None = None,
+              setting: str = "registry.ca_bundle") -> None:
+        """How the tools connect to ``registry`` (``host[:port]``): ``verify=False`` turns
+        certificate verification off for it (and allows plain HTTP); ``ca_bundle``, a PEM file,
+        is the private CA its certificate is checked against (copied into a folder of this
+        context, as ``ca.crt``: :meth:`cert_dir`). ``setting`` names the file's setting in
+        errors. Raises :class:`~careen.errors.ConfigError` for a file that is not a PEM
+        certificate."""
+        if self._closed:
+            raise RuntimeError("this auth context is closed")
+        if not verify:
+            self.insecure_registries.add(registry)
+        if ca_bundle is not None:
+            pem = _read_ca_bundle(ca_bundle, setting)
+            folder = self.directory / "certs.d" / registry
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (folder / "ca.crt").write_bytes(pem)
+            self._cert_dirs[registry] = folder
+
+    def cert_dir(self, registry: str | None) -> Path | None:
+        """The ``--cert-dir`` folder holding ``registry``'s CA (``ca.crt``), if one was given."""
+        return self._cert_dirs.get(registry) if registry is not None else None
 
     def login(
         self,
@@ -106,12 +154,15 @@ class AuthContext:
         else:
             argv = ["buildah", "login", "--authfile", str(self.config_file),
                     "--username", login.user, "--password-stdin"]
-            if login.insecure:
+            if login.insecure or login.registry in self.insecure_registries:
                 argv.append("--tls-verify=false")
+            cert_dir = self.cert_dir(login.registry)
+            if cert_dir is not None:
+                argv += ["--cert-dir", str(cert_dir)]
             argv.append(login.registry)
         result = run_logged(
             argv,
-            env=tool_environment(env, self.env()),
+            env=tool_environment(env, self._login_env()),
             log_path=log_path or self.directory / "login.log",
             timeout=timeout,
             # The last moment the secret becomes plain text: the bytes on the child's stdin.
@@ -120,6 +171,7 @@ class AuthContext:
         )
         if self.config_file.exists():
             self.config_file.chmod(0o600)
+        tls_rejected = not result.ok and looks_tls_rejected(result.tail_text)
         if result.ok and login.insecure:
             self.insecure_registries.add(login.registry)
         return LoginResult(
@@ -128,6 +180,8 @@ class AuthContext:
             auth_rejected=not result.ok and looks_auth_rejected(result.tail_text),
             log_tail=result.tail,
             tool_missing=result.not_found,
+            tls_rejected=tls_rejected,
+            hint=tls_hint(tool, login.registry, login=True) if tls_rejected else None,
         )
 
     def close(self) -> None:
@@ -137,6 +191,46 @@ class AuthContext:
 
     def __repr__(self) -> str:
         return f"AuthContext(directory={str(self.directory)!r})"
+
+
+def tls_hint(tool: LoginTool, host: str, *, login: bool = False) -> str:
+    """What to change when ``tool`` did not trust ``host`` (``host[:port]``); ``login``: the
+    failure was the login's."""
+    if tool is LoginTool.BUILDAH:
+        return (f"{host} is not trusted over TLS (or speaks plain HTTP): set [registry] "
+                "ca_bundle to the PEM file of the CA that signed its certificate, or "
+                "[registry] verify_tls = false for plain HTTP or a self-signed certificate "
+                "(CAREEN_REGISTRY_CA_BUNDLE, CAREEN_REGISTRY_VERIFY_TLS)")
+    return (f"the docker daemon does not trust {host} over TLS (or it speaks plain HTTP), "
+            "and Careen cannot hand TLS settings to a daemon: give the daemon the registry's "
+            f"CA (/etc/docker/certs.d/{host}/ca.crt; podman: /etc/containers/certs.d/{host}/"
+            "ca.crt) or mark the registry insecure (Docker: \"insecure-registries\" in "
+            "/etc/docker/daemon.json; podman: [[registry]] location = "
+            f"\"{host}\", insecure = true in registries.conf), then restart the daemon; "
+            "or use the buildah builder, which takes [registry] ca_bundle and verify_tls"
+            + ("; podman's Docker API logs in over plain HTTP or an unverified certificate only "
+               "to a localhost:PORT name, whatever its registries.conf says: set [registry] "
+               f"server = \"localhost:{host.rpartition(':')[2]}\" for a registry on this machine"
+               if login and ":" in host else ""))
+
+
+_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+
+
+def _read_ca_bundle(path: Path, setting: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read the CA file {str(path)!r}: {error.strerror or error}",
+                          key=setting, hint="give the PEM file of the CA that signed the "
+                          "registry's certificate") from None
+    if _PEM_CERTIFICATE not in data:
+        raise ConfigError(f"the CA file {str(path)!r} holds no PEM certificate "
+                          "(-----BEGIN CERTIFICATE-----)",
+                          key=setting, hint="give the PEM file of the CA that signed the "
+                          "registry's certificate (convert DER with: openssl x509 -inform der "
+                          "-in CA.cer -out ca.pem)")
+    return data
 
 
 #: Private auth folders are named ``careen-auth-<PID>-<random>``: the PID of the run that made

@@ -6,6 +6,13 @@ produce several platforms as one manifest list (pushed by the build itself). The
 builder cannot: a request for several platforms is answered with
 :attr:`~careen.builders.interface.Status.UNSUPPORTED`, so the caller can skip the image.
 
+TLS: a Docker engine (or podman's service) pulls and pushes itself, with its own settings;
+the docker CLI has no TLS option for a build or a push. ``[registry] verify_tls = false`` and
+``ca_bundle`` therefore cannot reach it: the daemon must trust the registry (its
+``certs.d/HOST:PORT/ca.crt``, or the registry listed as insecure in ``daemon.json`` or, for
+podman, in ``registries.conf``, read when the service starts). When it does not, the failure
+says so and ends the log with where to set it.
+
 The pushed digest is the registry's manifest digest from the push output's last line
 (``TAG: digest: sha256:... size: N``), not ``--iidfile`` (the image config's digest).
 """
@@ -20,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from careen.builders.credentials import AuthContext
+from careen.builders.credentials import AuthContext, LoginTool, tls_hint
 from careen.builders.interface import (
     BuildRequest,
     BuildResult,
@@ -29,12 +36,13 @@ from careen.builders.interface import (
     build_result,
     push_result,
     unsupported_result,
+    with_tls_hint,
 )
 from careen.builders.process import (
+    ProcessResult,
+    push_retrying,
     read_tool_output,
-    retry_transient,
     run_logged,
-    should_retry,
     tool_environment,
 )
 from careen.errors import ServiceError
@@ -189,7 +197,7 @@ class DockerBuilder:
                 digest = _metadata_digest(metadata)
                 if digest is not None:
                     self._pushed_by_build[request.target] = digest
-        return build_result(request, run, image_id)
+        return build_result(request, self._with_hint(run, request), image_id)
 
     def push(self, request: BuildRequest) -> PushResult:
         self.ensure_available()
@@ -198,14 +206,19 @@ class DockerBuilder:
             return PushResult(request.image, Status.SUCCEEDED, 0.0, request.log_path,
                               ("pushed by docker buildx build --push",), pushed)
         started = time.monotonic()
-        run, attempts = retry_transient(
+        retrying = push_retrying(attempts=self.push_attempts, initial_wait=self.retry_wait,
+                                 sleep=self.sleep)
+        run: ProcessResult = retrying(
             lambda: run_logged(self.push_argv(request), env=self.env(),
-                               log_path=request.log_path, timeout=request.push_timeout),
-            is_transient=should_retry, attempts=self.push_attempts,
-            initial_wait=self.retry_wait, sleep=self.sleep,
-        )
+                               log_path=request.log_path, timeout=request.push_timeout))
+        attempts = int(retrying.statistics["attempt_number"])
         digest = parse_push_digest(run.tail_text, request.image.tag) if run.ok else None
-        return push_result(request, run, digest, attempts, time.monotonic() - started)
+        return push_result(request, self._with_hint(run, request), digest, attempts,
+                           time.monotonic() - started)
+
+    def _with_hint(self, run: ProcessResult, request: BuildRequest) -> ProcessResult:
+        return with_tls_hint(run, lambda host: tls_hint(LoginTool.DOCKER, host),
+                             request.image.registry or "")
 
 
 def _metadata_digest(path: Path) -> str | None:

@@ -12,15 +12,21 @@ installed, its daemon unreachable), which stops the run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
-from careen.builders.process import ProcessResult, looks_auth_rejected
+from careen.builders.process import (
+    TAIL_LINES,
+    ProcessResult,
+    looks_auth_rejected,
+    looks_tls_rejected,
+    tls_rejected_host,
+)
 from careen.reference import ImageReference
 
 DEFAULT_BUILD_TIMEOUT_SECONDS = 1800.0
@@ -47,6 +53,9 @@ class Failure(StrEnum):
     PUSH_FAILED = "push failed"
     #: The registry answered 401/403: wrong credentials or no push right. Never retried.
     AUTH_REJECTED = "auth rejected"
+    #: The registry's certificate is not trusted, or it speaks plain HTTP where HTTPS was
+    #: expected: a TLS setting must change (the log's last line says which). Never retried.
+    TLS_REJECTED = "registry TLS rejected"
     TIMED_OUT = "timed out"
     TOOL_MISSING = "tool missing"
     MULTI_PLATFORM_UNSUPPORTED = "cannot build multi-platform"
@@ -189,9 +198,23 @@ def classify_failure(result: ProcessResult, phase: Failure) -> Failure:
         return Failure.TOOL_MISSING
     if result.timed_out:
         return Failure.TIMED_OUT
+    if looks_tls_rejected(result.tail_text):
+        return Failure.TLS_REJECTED
     if looks_auth_rejected(result.tail_text):
         return Failure.AUTH_REJECTED
     return phase
+
+
+def with_tls_hint(run: ProcessResult, hint: Callable[[str], str], registry: str) -> ProcessResult:
+    """``run`` unchanged, unless it failed on TLS: then ``careen: hint(HOST)`` ends its log and
+    its tail (HOST: the registry the tool's error names, else ``registry``), so the report says
+    what to change."""
+    if run.ok or not looks_tls_rejected(run.tail_text):
+        return run
+    line = "careen: " + hint(tls_rejected_host(run.tail_text) or registry)
+    with run.log_path.open("a") as log:
+        log.write(line + "\n")
+    return replace(run, tail=(*run.tail, line)[-TAIL_LINES:])
 
 
 def build_result(request: BuildRequest, run: ProcessResult, image_id: str | None) -> BuildResult:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 from tenacity.wait import wait_exponential
@@ -209,6 +208,34 @@ _TRANSIENT = re.compile(
 )
 
 
+#: containers/image and the docker daemon (Go's crypto/tls, net/http) when the registry's
+#: certificate is not trusted, or the registry speaks plain HTTP where HTTPS was expected.
+_TLS_REJECTED = re.compile(
+    r"x509:|certificate signed by unknown authority|tls: failed to verify certificate|"
+    r"server gave HTTP response to HTTPS client|"
+    r"first record does not look like a TLS handshake",
+    re.IGNORECASE,
+)
+_TLS_HOST = re.compile(r'https?://(?P<host>[^/"\s]+)/v2/')
+
+
+def looks_tls_rejected(output: str) -> bool:
+    """The registry's certificate is not trusted, or it speaks plain HTTP: the TLS settings
+    must change, retrying cannot help."""
+    return _TLS_REJECTED.search(output) is not None
+
+
+def tls_rejected_host(output: str) -> str | None:
+    """The ``host[:port]`` a TLS failure in ``output`` names (Go's errors quote the URL:
+    ``Get "https://HOST/v2/": x509: ...``), or ``None``."""
+    for line in reversed(output.splitlines()):
+        if _TLS_REJECTED.search(line):
+            found = _TLS_HOST.search(line)
+            if found:
+                return found["host"]
+    return None
+
+
 def looks_auth_rejected(output: str) -> bool:
     """The registry refused the credentials (or their lack): retrying cannot help."""
     return _AUTH_REJECTED.search(output) is not None
@@ -216,7 +243,8 @@ def looks_auth_rejected(output: str) -> bool:
 
 def looks_transient(output: str) -> bool:
     """A failure that may go away on its own (server error, dropped connection)."""
-    return not looks_auth_rejected(output) and _TRANSIENT.search(output) is not None
+    return (not looks_auth_rejected(output) and not looks_tls_rejected(output)
+            and _TRANSIENT.search(output) is not None)
 
 
 def should_retry(result: ProcessResult) -> bool:
@@ -227,47 +255,32 @@ def should_retry(result: ProcessResult) -> bool:
     return looks_transient(result.tail_text)
 
 
-T = TypeVar("T")
-
-
-def retry_transient(
-    action: Callable[[], T],
+def push_retrying(
     *,
-    is_transient: Callable[[T], bool],
     attempts: int = 3,
     initial_wait: float = 2.0,
     max_wait: float = 20.0,
     sleep: Callable[[float], None] = time.sleep,
-    on_retry: Callable[[int, T], None] | None = None,
-) -> tuple[T, int]:
-    """Call ``action`` until ``is_transient`` says its result is not a transient failure, at most
-    ``attempts`` times, waiting exponentially longer between tries. Returns the last result and
-    how many attempts were made."""
+) -> Retrying:
+    """tenacity's :class:`~tenacity.Retrying` for a push: the run is repeated while
+    :func:`should_retry` says its failure is transient, at most ``attempts`` times, waiting
+    exponentially longer between tries; the last run's result is returned (never a
+    ``RetryError``). How many runs were made: ``retrying.statistics["attempt_number"]``."""
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-
-    def before_sleep(state: RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            on_retry(state.attempt_number, state.outcome.result())
-
-    retrying = Retrying(
+    return Retrying(
         stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=initial_wait, min=initial_wait, max=max_wait),
-        retry=retry_if_result(is_transient),
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        before_sleep=before_sleep,
+        retry=retry_if_result(should_retry),
+        retry_error_callback=_last_result,
         sleep=sleep,
         reraise=True,
     )
-    count = 0
 
-    def counted() -> T:
-        nonlocal count
-        count += 1
-        return action()
 
-    result: T = retrying(counted)
-    return result, count
+def _last_result(state: RetryCallState) -> object:
+    assert state.outcome is not None  # noqa: S101 - tenacity calls this after an attempt
+    return state.outcome.result()
 
 
 def read_tool_output(path: Path) -> str | None:

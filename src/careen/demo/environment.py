@@ -419,7 +419,7 @@ def config_text(site: DemoSite) -> str:
         ("harbor", {"url": site.harbor_url, "user": site.harbor_user,
                     "password_file": str(site.harbor_password_file), "api_version": "v2"}),
         ("registry", {"server": site.registry, "user": site.lab.user,
-                      "password_file": str(site.lab.password_file), "tls_verify": False}),
+                      "password_file": str(site.lab.password_file), "verify_tls": False}),
         ("tree", {"root": str(site.tree), "layout": "app/version", "project": PROJECT}),
         ("build", {"builder": site.builder, "build_args": {"REGISTRY": site.registry}}),
         ("run", {"rescan_timeout": 120.0, "rescan_interval": 0.5}),

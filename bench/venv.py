@@ -1,0 +1,68 @@
+"""The Careen users run: a virtual environment made with ``pip install .`` (no extras, not
+editable), which every benchmark measures instead of the development environment.
+
+A development environment carries the test extras and whatever else was installed by hand
+(sniffio, for one, which httpcore looks for on every request): figures taken there say how
+fast Careen is for its developers, not for its users. The environment is made once per
+source tree state (a hash of ``pyproject.toml`` and ``src/``) under ``~/.cache/careen-bench``
+and reused while the sources do not change.
+
+    python -m bench.venv            # make (or find) it and print its python
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+__all__ = ["REPO", "describe", "user_python"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _source_key(repo: Path) -> str:
+    digest = hashlib.sha256()
+    files = [repo / "pyproject.toml", *sorted((repo / "src").rglob("*"))]
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(repo)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "careen-bench"
+
+
+def user_python(repo: Path = REPO) -> Path:
+    """The python of a venv holding ``pip install REPO`` alone; made if missing."""
+    folder = _cache_root() / f"venv-{_source_key(repo)}"
+    python = folder / "bin" / "python"
+    marker = folder / ".installed"
+    if marker.exists() and python.exists():
+        return python
+    print(f"bench: making a user's install: python -m venv {folder} && pip install {repo}",
+          file=sys.stderr, flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    str(repo)], check=True)
+    marker.write_text("pip install .\n", encoding="utf-8")
+    return python
+
+
+def describe(python: Path) -> str:
+    """One line for a benchmark's output: which install it measured."""
+    version = subprocess.run([str(python), "-c", "import careen; print(careen.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return f"careen {version} from a plain 'pip install .' venv ({python.parent.parent})"
+
+
+if __name__ == "__main__":
+    found = user_python()
+    print(found)
+    print(describe(found))

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import scheduler
+
+
+def test_fleet_is_levelled_and_seeded() -> None:
+    fleet = scheduler.make_fleet(120, 6, 40.0, seed=3)
+    assert len(fleet.names) == 120 and sorted(set(fleet.levels)) == list(range(6))
+    for index, parents in enumerate(fleet.parents):
+        assert all(fleet.levels[p] == fleet.levels[index] - 1 for p in parents)
+    assert fleet == scheduler.make_fleet(120, 6, 40.0, seed=3)
+    assert fleet.lower_bound(1) == sum(fleet.seconds)
+    assert fleet.lower_bound(10_000) == fleet.critical_path()
+
+
+def test_scheduler_bench_runs_at_a_toy_size(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    scheduler.main(["--in-process", "--steps", "30", "--jobs", "1", "4", "--median-ms", "1",
+                    "--repeat", "1", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert [case["jobs"] for case in report["cases"]] == [1, 4]
+    assert all(case["order_violations"] == 0 for case in report["cases"])
+    assert report["install"].startswith("this process")
