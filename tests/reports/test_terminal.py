@@ -69,7 +69,7 @@ def test_the_tls_warning_comes_only_from_commands_contacting_that_service(
     """Harbor's TLS warning from 'careen images' (which reads Harbor), not from 'careen tree'
     (which reads a folder); the registry's from neither."""
     monkeypatch.setenv("CAREEN_HARBOR_VERIFY_TLS", "false")
-    monkeypatch.setenv("CAREEN_REGISTRY_TLS_VERIFY", "false")
+    monkeypatch.setenv("CAREEN_REGISTRY_VERIFY_TLS", "false")
     monkeypatch.setenv("CAREEN_REGISTRY_SERVER", "registry.test")
     tree = careen("tree", "--root", str(SAMPLES / "tree"))
     assert tree.code == 0, tree.err

@@ -46,9 +46,9 @@ _REGISTRY_COMMANDS = frozenset({"run", "update"})
 
 
 def _contacts(command: str, warning: str) -> bool:
-    if "harbor.verify_tls" in warning:
+    if warning.startswith("TLS certificates of Harbor "):
         return command in _HARBOR_COMMANDS
-    if "registry.tls_verify" in warning:
+    if warning.startswith("TLS certificates of the registry "):
         return command in _REGISTRY_COMMANDS
     return True
 
