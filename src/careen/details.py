@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from careen.errors import CareenError
 from careen.events import NULL_OBSERVER, Observer
 from careen.reference import ImageReference
 from careen.registries.http import HarborApiError
@@ -202,11 +203,14 @@ async def read_details(source: DetailsSource, images: Iterable[ImageReference], 
     """The findings of each of ``images`` (``what`` names them in messages: "plan images"),
     ``concurrency`` requests at once. A 401/403 (a robot without the ``artifact-addition``
     read right) stops the reading: one warning, and the reports show counts only. Any other
-    failure of one image is a warning for that image; none raises."""
+    failure (a 404 for an artifact that is not scannable, Harbor unreachable after its
+    retries) leaves that image without details, said in one warning; none raises: details
+    explain a night, they never fail it."""
     wanted = list(dict.fromkeys(images))
     found: Details = {}
     limit = asyncio.Semaphore(max(1, concurrency))
     denied: list[HarborApiError] = []
+    failed: list[tuple[ImageReference, CareenError]] = []
 
     async def one(image: ImageReference) -> None:
         async with limit:
@@ -220,10 +224,16 @@ async def read_details(source: DetailsSource, images: Iterable[ImageReference], 
                     return
                 found[image] = None
                 if error.status != 404:
-                    observer.warning(f"{image.short}: vulnerability details not read "
-                                     f"(HTTP {error.status}); its report shows counts only")
+                    failed.append((image, error))
+            except CareenError as error:
+                found[image] = None
+                failed.append((image, error))
 
     await asyncio.gather(*(one(image) for image in wanted))
+    if failed and not denied:
+        image, error = failed[0]
+        observer.warning(f"vulnerability details of {len(failed)} of the {what} not read "
+                         f"(first: {image.short}: {error}); their reports show counts only")
     if denied:
         observer.warning(
             "Harbor refused the vulnerability details (HTTP "

@@ -138,6 +138,24 @@ async def test_reading_is_bounded_and_a_refusal_is_said_once() -> None:
     assert refusing.calls <= 4  # stopped asking after the first refusals
 
 
+async def test_an_unreachable_harbor_never_fails_the_night() -> None:
+    """Details explain a night; Harbor gone after its retries leaves the images without
+    them, in one warning, and nothing raises."""
+    from careen.errors import ServiceError
+
+    class Gone:
+        async def vulnerability_details(self,
+                                        image: ImageReference) -> tuple[Finding, ...] | None:
+            raise ServiceError("Harbor", "h", "connection refused (after 5 attempts)")
+
+    observer = RecordingObserver()
+    images = [ImageReference("library/app", str(n)) for n in range(3)]
+    found = await read_details(Gone(), images, what="plan images", observer=observer)
+    assert found == dict.fromkeys(images)
+    (warning,) = observer.of_kind("warning")
+    assert warning.startswith("vulnerability details of 3 of the plan images not read")
+
+
 FLEET: dict[str, Any] = {
     "harbor_version": "2.14.0",
     "users": {"admin": "Harbor12345"},
