@@ -62,6 +62,9 @@ def test_tty_progress_names_the_image_and_the_elapsed_time() -> None:
         assert tasks[0].fields["current"] == "library/jre:8"
         columns = [type(c).__name__ for c in observer._progress.columns]
         assert "TimeElapsedColumn" in columns
+        observer.processing("folder [/] (dry run: would build app/[bold]1)")
+        observer._progress.refresh()  # a name is text, never rich markup: no MarkupError
+    assert "app/[bold]1" in stream.getvalue()
 
 
 def test_the_tls_warning_comes_only_from_commands_contacting_that_service(

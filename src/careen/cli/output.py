@@ -94,7 +94,7 @@ class ConsoleObserver:
         if self.stream.isatty() and self.verbosity >= 0:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("{task.fields[current]}"),
+                TimeElapsedColumn(), TextColumn("{task.fields[current]}", markup=False),
                 console=self.console, transient=True,
             )
             self._progress.start()
