@@ -352,3 +352,24 @@ def test_a_dry_run_shows_skipped_images_with_their_real_scans(tmp_path: Path) ->
     lone = next(r for r in outcome.result.images if r.image.short == "library/lone:1")
     assert lone.outcome is Outcome.SKIPPED
     assert lone.before is not None and lone.before.counts == SeverityCounts(high=1)
+
+
+def test_a_version_1_state_is_migrated_with_its_runs_kept(tmp_path: Path) -> None:
+    """A state written before issue 14 (schema 1) opens as schema 2: its runs are kept and
+    the findings tables are there."""
+    import sqlite3
+
+    from careen.state.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+
+    path = tmp_path / "state.sqlite"
+    connection = sqlite3.connect(path, isolation_level=None)
+    migrate(connection, str(path), MIGRATIONS[:1])
+    connection.execute("INSERT INTO runs (id, kind, started_at, status, options) VALUES "
+                       "('run-old', 'run', '2026-11-01T02:00:00+00:00', 'succeeded', '{}')")
+    connection.close()
+    with StateStore.open(path) as store:
+        assert store.run("run-old").run.id == "run-old"
+        DetailsStore(store).record("run-old", ScanPhase.BEFORE,
+                                   {ImageReference.parse("library/a:1"): (OPENSSL_OLD,)})
+    with sqlite3.connect(path) as connection:
+        assert schema_version(connection) == SCHEMA_VERSION == 2
