@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from careen.plan import Plan, PlanStep, StepReason
 from careen.reports import ReportContext
 from careen.reports.html import HtmlReport, render_html
-from careen.results import RunResult
+from careen.results import Outcome, RunResult
 from careen.scan import Severity
 from tests.reports.sample import STARTED, ref, sample_result, sample_trend
 
@@ -219,3 +220,13 @@ def test_no_trend_says_so() -> None:
     page = render_html(sample_result())
     assert "no earlier runs recorded" in page
     assert parse(page).errors == []
+
+
+def test_a_dry_run_lists_what_would_be_rebuilt() -> None:
+    result = sample_result()
+    planned = tuple(replace(image, outcome=Outcome.PLANNED, note="dry run", after=None)
+                    for image in result.images[:2])
+    page = render_html(replace(result, images=planned, dry_run=True))
+    headings = re.findall(r"<h2>([^<]*)</h2>", page)
+    assert "Would be rebuilt (dry run) (2)" in headings
+    assert not any(h.startswith("Rebuilt images") for h in headings)

@@ -114,7 +114,8 @@ def render_html(result: RunResult, context: ReportContext | None = None) -> str:
     images = sort_results(result.images)
     items = attention_items(result)
     rebuilt = [i for i in images if i.outcome not in (Outcome.SKIPPED, Outcome.PLANNED)]
-    others = [i for i in images if i.outcome in (Outcome.SKIPPED, Outcome.PLANNED)]
+    planned = [i for i in images if i.outcome is Outcome.PLANNED]
+    others = [i for i in images if i.outcome is Outcome.SKIPPED]
     scale = max((summary.counts.total for image in images
                  for summary in (image.before, image.after)
                  if summary is not None and summary.counts is not None), default=1)
@@ -122,7 +123,9 @@ def render_html(result: RunResult, context: ReportContext | None = None) -> str:
         _header(result, context.title, items),
         _attention_section(items),
         _images_section("Rebuilt images", rebuilt, scale, result.details_note,
-                        empty="No image was rebuilt."),
+                        empty="No image was rebuilt.") if rebuilt or not planned else "",
+        _images_section("Would be rebuilt (dry run)", planned, scale, "", empty="")
+        if planned else "",
         _images_section("Not rebuilt", others, scale, "", empty="") if others else "",
         _tree_section(images, context.plan),
         _failures_section(images, context.log_tail_lines),
