@@ -376,3 +376,20 @@ def test_a_version_1_state_is_migrated_with_its_runs_kept(tmp_path: Path) -> Non
         tables = {name for (name,) in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"findings", "finding_reads"} <= tables
+
+
+def test_merged_shards_keep_their_cves_and_needs_attention() -> None:
+    """careen report --merge: each shard's CVE lists and needs-attention items survive."""
+    from dataclasses import replace
+
+    from careen.shard import merge_results
+    from tests.reports.sample import sample_result
+
+    whole = sample_result()
+    one = replace(whole, run_id="shard-1", images=whole.images[:3])
+    two = replace(whole, run_id="shard-2", images=whole.images[3:])
+    merged = merge_results([one, two])
+    assert merged.attention == whole.attention  # the same item in both shards, once
+    assert merged.fleet == whole.fleet
+    by_image = {i.image.short: i for i in merged.images}
+    assert by_image["library/jre:8u191"].cves_after == whole.images[1].cves_after
