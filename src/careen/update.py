@@ -163,7 +163,9 @@ async def execute_plan(
 
     async def run_step(step: PlanStep) -> StepOutcome:
         request = build_request(step, plan, options, created)
-        parents = [await done[parent] for parent in step.parents if parent in done]
+        # shield: a child cancelled (Ctrl-C) must not cancel the outcome its siblings share
+        parents = [await asyncio.shield(done[parent]) for parent in step.parents
+                   if parent in done]
         failed = [p for p in parents if not p.ok]
         if failed:
             return finish(StepOutcome(
