@@ -3,6 +3,7 @@
     python -m bench.inventory                 # 1,000 / 10,000 / 100,000 artifacts, repeat 3
     python -m bench.inventory --quick         # 1,000 and 10,000, repeat 1 (a few minutes)
     python -m bench.inventory --json bench/results/inventory.json --markdown table.md
+    python -m bench.inventory --seed-client   # the seed's own client on Harbor 1.x, 100 images
 
 For each Harbor version (2.14: project-wide artifact listing; 2.11: per-repository listing)
 and fleet size, a Harbor simulator serves a generated fleet (10 artifacts per repository,
@@ -25,6 +26,13 @@ everything, apply the policy, close), not the interpreter start or imports. Figu
 median of ``--repeat`` runs. The simulator's caches are warmed by one untimed Careen run before
 any measurement, so the first measured run is not charged for them.
 
+``--seed-client`` measures the seed's real way instead, on the seed's Harbor: Harbor 1.6
+(the simulator's 1.x API) serving one project of about ``--images`` images, and
+python-harborclient itself (:func:`bench.seed_client.install_harborclient`) run as the seed's
+script ran it: ``harbor list | awk | egrep``, then ``harbor show | grep | awk`` per image,
+processes joined by pipes (:func:`bench.seed_client.run_seed_pipeline`), against one Careen
+run; requests are counted by the simulator, for both.
+
 The baseline runs first on a sample (``--sample-images``, whole repositories until that many
 images were shown); its full time is projected from it (the listing phase as measured plus the
 sample's time per request times the requests left, which are known exactly from the fleet).
@@ -44,6 +52,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -62,6 +71,10 @@ DEFAULT_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000, 10_000)
 DEFAULT_LATENCIES = (0.0, 0.020)
 DEFAULT_CONCURRENCY = 16
+#: The seed's Harbor, for ``--seed-client`` (python-harborclient speaks only the 1.x API).
+SEED_HARBOR_VERSIONS = {"1.6": "1.6.3"}
+SEED_CLIENT_IMAGES = 100
+SEED_CLIENT_LATENCY = 0.020
 
 # Targets (issue 3 and 6).
 TARGET_SECONDS_10K_20MS = 3.0
@@ -169,7 +182,8 @@ def serve_fleet(conn: Connection, shape: FleetShape, version: str, seed: int,
     fleet = Fleet.generate(projects=shape.projects,
                            repos_per_project=shape.repositories_per_project,
                            artifacts_per_repo=shape.artifacts_per_repository, seed=seed,
-                           harbor_version=HARBOR_VERSIONS[version],
+                           harbor_version=HARBOR_VERSIONS.get(version)
+                           or SEED_HARBOR_VERSIONS[version],
                            vulnerable_share=vulnerable_share)
     facts = fleet_facts(fleet)
     if stock:
@@ -607,6 +621,68 @@ def run_benchmark(config: BenchConfig, say: Callable[[str], None]) -> dict[str, 
     return report
 
 
+def run_seed_client_benchmark(images: int, latency: float, harborclient_dir: Path,
+                              config: BenchConfig, say: Callable[[str], None]
+                              ) -> dict[str, Any]:
+    """The seed's own client against Careen on the seed's Harbor (1.6), one run each."""
+    from bench.seed_client import install_harborclient, run_seed_pipeline
+    from careen.sim.harbor import Fleet
+
+    admin = next(u for u in Fleet().users if u.admin)
+    account = (admin.name, admin.password)
+    say(f"python-harborclient: installing into {harborclient_dir} (once)")
+    cli = install_harborclient(harborclient_dir)
+    shape = FleetShape(projects=1, repositories_per_project=max(1, round(images / 10)))
+    started = time.time()
+    say(f"Harbor 1.6: starting a simulator with {shape.artifacts:,} artifacts")
+    sim = Simulator(shape, "1.6", config.seed, config.stock_server)
+    try:
+        sim.ask("latency", 0.0)
+        in_fresh_process(careen_run, sim.url, *account, config.concurrency)  # warm-up
+        sim.ask("latency", latency)
+        sim.ask("reset")
+        say(f"Harbor 1.6, {latency * 1000:g} ms: Careen")
+        careen = in_fresh_process(careen_run, sim.url, *account, config.concurrency)
+        careen["server_requests"] = sim.ask("stats")
+        sim.ask("reset")
+        say(f"Harbor 1.6, {latency * 1000:g} ms: Careen {careen['seconds']:.2f} s; "
+            "the seed's client (one process per harbor call)")
+        seed = run_seed_pipeline(cli, sim.url, *account, project_id=1)
+        seed_requests = sim.ask("stats")
+    finally:
+        sim.stop()
+    say(f"the seed's client: {seed.seconds:.1f} s")
+    selection = selection_digest(seed.selected)
+    return {"benchmark": "inventory --seed-client", "started": time.strftime(
+                "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "duration_seconds": time.time() - started, "machine": machine(),
+            "harbor": SEED_HARBOR_VERSIONS["1.6"], "latency_ms": latency * 1000,
+            "artifacts": shape.artifacts, "careen": careen,
+            "seed": {"seconds": seed.seconds, "list_seconds": seed.list_seconds,
+                     "show_seconds": seed.show_seconds, "images": len(seed.images),
+                     "seconds_per_image": seed.seconds / max(1, len(seed.images)),
+                     "processes": seed.processes, "requests": seed_requests,
+                     "selected": len(seed.selected), "selection": selection},
+            "speedup": seed.seconds / careen["seconds"],
+            "selection_match": selection == careen["selection"]}
+
+
+def print_seed_client_report(report: dict[str, Any]) -> None:
+    careen, seed = report["careen"], report["seed"]
+    print(f"Harbor {report['harbor']} (simulated, 1.x API), {report['artifacts']} artifacts, "
+          f"{report['latency_ms']:g} ms per request")
+    print(f"  the seed's client (python-harborclient, {seed['images']} images): "
+          f"{seed['seconds']:.1f} s ({seed['seconds_per_image']:.2f} s per image), "
+          f"{seed['requests']} requests, {seed['processes']} processes, "
+          f"{seed['selected']} selected")
+    print(f"  Careen: {careen['seconds']:.2f} s, {careen['server_requests']} requests, "
+          f"{careen['selected_tagged']} selected")
+    print(f"  speed-up {report['speedup']:.1f}x; same selection: "
+          f"{'yes' if report['selection_match'] else 'NO'}")
+    m = report["machine"]
+    print(f"  {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}; one run each")
+
+
 def machine() -> dict[str, Any]:
     memory = None
     try:
@@ -813,6 +889,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, argparse.Namesp
                         help="serve with careen.sim.harbor.SimulatorServer unchanged (its "
                              "sockets keep Nagle's algorithm: ~40 ms per request, see "
                              "README)")
+    parser.add_argument("--seed-client", action="store_true",
+                        help="the seed's own client (python-harborclient, installed from "
+                             "the package index) on a simulated Harbor 1.6 against Careen, "
+                             "--images images, one run each")
+    parser.add_argument("--images", type=int, default=SEED_CLIENT_IMAGES, metavar="N",
+                        help="--seed-client: about this many images (default 100)")
+    parser.add_argument("--harborclient-dir", type=Path, metavar="DIR",
+                        default=Path(tempfile.gettempdir()) / "careen-bench-harborclient",
+                        help="--seed-client: where python-harborclient is installed "
+                             "(reused when there)")
     parser.add_argument("--user-python", type=Path, metavar="PYTHON",
                         help="the python whose 'careen' script is measured against the plain "
                              "crawler (default: a plain 'pip install .' venv made by "
@@ -831,6 +917,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, argparse.Namesp
     for name, ok in (("--repeat", repeat >= 1), ("--concurrency", 1 <= args.concurrency <= 256),
                      ("--baseline-budget", args.baseline_budget >= 0),
                      ("--sample-images", args.sample_images >= 1),
+                     ("--images", args.images >= 1),
                      ("--latency", all(x >= 0 for x in args.latency or ())),
                      ("--sizes", all(s >= ARTIFACTS_PER_REPOSITORY for s in sizes))):
         if not ok:
@@ -859,6 +946,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
+    if args.seed_client:
+        latency = args.latency[0] if args.latency else SEED_CLIENT_LATENCY
+        report = run_seed_client_benchmark(args.images, latency, args.harborclient_dir,
+                                           config, say)
+        print_seed_client_report(report)
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return 0
     report = run_benchmark(config, say)
     print_report(report)
     if args.json is not None:

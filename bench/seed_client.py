@@ -1,4 +1,13 @@
-"""The baseline: the seed's way of reading Harbor, done honestly against a Harbor v2 API.
+"""The baselines: the seed's way of reading Harbor.
+
+On Harbor 1.x, the seed's own client: python-harborclient (PyPI, Python 2 code converted with
+lib2to3, see :func:`install_harborclient`) run as the seed ran it, ``harbor list | awk '{print
+$2}' | egrep -v '^name$|^$'`` and then one ``harbor show IMAGE | grep tag_scan_overview``
+per image (:func:`run_seed_pipeline`), each a process of its own, as in the seed's shell
+script.
+
+On Harbor 2.x, which python-harborclient cannot talk to, the seed's way done honestly against
+a Harbor v2 API (below).
 
 The 2017 seed ran ``harbor list`` and then one ``harbor show IMAGE`` per image, one after the
 other (python-harborclient; about 1.5 s per image on its Harbor). python-harborclient only
@@ -25,9 +34,16 @@ images so that a run too long to measure can be projected from a measured prefix
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -184,3 +200,142 @@ def _next_page(link: str) -> int | None:
         pages = parse_qs(urlsplit(url).query).get("page", [])
         return int(pages[0]) if pages and pages[0].isdigit() else None
     return None
+
+
+# -- the seed's own client on Harbor 1.x -----------------------------------------------------------
+
+#: python-harborclient as on PyPI (its only releases are the 1.2.2 development ones).
+HARBORCLIENT = "python-harborclient==1.2.2.dev42"
+#: Seconds any one step of the install may take (pip's downloads included).
+INSTALL_TIMEOUT = 600.0
+#: Severities of python-harborclient's ``components`` (NOTES 9.2): 4 medium, 5 high.
+MEDIUM, HIGH = 4, 5
+
+
+@dataclass(frozen=True, slots=True)
+class HarborCli:
+    """The seed's ``harbor`` command, installed in ``site`` (a pip ``--target``)."""
+
+    site: Path
+    python: str = sys.executable
+
+    @property
+    def script(self) -> Path:
+        return self.site / "bin" / "harbor"
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.python, str(self.script), *args]
+
+    def env(self, url: str, user: str, password: str, project_id: int) -> dict[str, str]:
+        """The environment the seed set for it; the password never goes on a command line."""
+        return {**os.environ, "PYTHONPATH": str(self.site), "HARBOR_URL": url,
+                "HARBOR_USERNAME": user, "HARBOR_PASSWORD": password,
+                "HARBOR_PROJECT": str(project_id), "PYTHONWARNINGS": "ignore"}
+
+
+def _run(argv: Sequence[str], **kwargs: Any) -> None:
+    subprocess.run(list(argv), check=True, timeout=INSTALL_TIMEOUT, capture_output=True,
+                   **kwargs)
+
+
+def install_harborclient(target: Path, *, requirement: str = HARBORCLIENT) -> HarborCli:
+    """Download python-harborclient's source from PyPI (``pip download``), convert it to
+    Python 3 with the standard library's lib2to3 (``python -m lib2to3 -w -n``) and install it
+    with its dependencies into ``target/site`` (``pip install --target``). Idempotent: an
+    existing install is reused."""
+    cli = HarborCli(target / "site")
+    if cli.script.exists():
+        return cli
+    downloads = target / "downloads"
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+          "--pre", requirement, "-d", str(downloads)])
+    (archive,) = downloads.glob("python-harborclient-*.tar.gz")
+    source = target / "source"
+    with tarfile.open(archive) as tar:
+        tar.extractall(source, filter="data")
+    (tree,) = source.iterdir()
+    _run([sys.executable, "-W", "ignore", "-m", "lib2to3", "-w", "-n", str(tree / "harborclient")])
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(cli.site),
+          str(tree)])
+    return cli
+
+
+@dataclass(frozen=True, slots=True)
+class SeedPipelineRun:
+    """One run of the seed's pipeline: the images ``harbor list`` gave, the ones selected
+    (medium >= 3 or high > 0 in ``tag_scan_overview``'s components), processes started and
+    wall time (``time.perf_counter``) of the listing and of the shows."""
+
+    images: tuple[str, ...]
+    selected: tuple[str, ...]
+    processes: int
+    list_seconds: float
+    show_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.list_seconds + self.show_seconds
+
+
+def pipe(*commands: Sequence[str], env: Mapping[str, str] | None = None,
+         timeout: float = 600.0) -> str:
+    """``a | b | c`` as processes joined by pipes (argument lists, no shell); the last
+    one's stdout. The first command's failure is an error; ``grep`` finding nothing is not."""
+    processes: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryFile() as errors:
+        for argv in commands:
+            stdin = processes[-1].stdout if processes else subprocess.DEVNULL
+            processes.append(subprocess.Popen(
+                list(argv), stdin=stdin, stdout=subprocess.PIPE,
+                stderr=errors if not processes else subprocess.DEVNULL,
+                env=dict(env or os.environ)))
+            if len(processes) > 1 and processes[-2].stdout is not None:
+                processes[-2].stdout.close()  # the reader holds it now: SIGPIPE works
+        out, _ = processes[-1].communicate(timeout=timeout)
+        for process in processes:
+            process.wait(timeout=timeout)
+        first = processes[0]
+        if first.returncode != 0:
+            errors.seek(0)
+            said = errors.read().decode(errors="replace").strip()[-500:]
+            raise RuntimeError(f"{commands[0][-1]!r} failed ({first.returncode}): {said}")
+    return out.decode("utf-8", errors="replace")
+
+
+def seed_images(cli: HarborCli, env: Mapping[str, str]) -> list[str]:
+    """``harbor list | awk '{print $2}' | egrep -v '^name$|^$'``; a name without a tag is
+    ``:latest`` (the seed: "an empty tag means latest")."""
+    names = pipe(cli.argv("list"), ["awk", "{print $2}"], ["grep", "-E", "-v", "^name$|^$"],
+                 env=env).split()
+    return [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest" for name in names]
+
+
+def seed_overview(cli: HarborCli, env: Mapping[str, str], image: str) -> Any:
+    """``harbor show IMAGE | grep tag_scan_overview | awk -F '|' '{print $3}'``, parsed;
+    ``None`` when the image has no overview (never scanned)."""
+    text = pipe(cli.argv("show", image), ["grep", "tag_scan_overview"],
+                ["awk", "-F", "|", "{print $3}"], env=env).strip()
+    return json.loads(text) if text else None
+
+
+def seed_selects(overview: Any) -> bool:
+    """The seed's rule on ``components``: medium (4) >= 3 or high (5) > 0."""
+    components = overview.get("components") if isinstance(overview, dict) else None
+    counts = {entry.get("severity"): entry.get("count", 0)
+              for entry in (components or {}).get("summary") or ()}
+    return counts.get(MEDIUM, 0) >= 3 or counts.get(HIGH, 0) > 0
+
+
+def run_seed_pipeline(cli: HarborCli, url: str, user: str, password: str,
+                      project_id: int = 1) -> SeedPipelineRun:
+    """The seed's ``list-vulnerable-images`` with its own client: list, then one show per
+    image, one after the other."""
+    env = cli.env(url, user, password, project_id)
+    start = time.perf_counter()
+    images = seed_images(cli, env)
+    listed = time.perf_counter()
+    selected = [image for image in images if seed_selects(seed_overview(cli, env, image))]
+    end = time.perf_counter()
+    return SeedPipelineRun(images=tuple(images), selected=tuple(sorted(selected)),
+                           processes=3 * (1 + len(images)), list_seconds=listed - start,
+                           show_seconds=end - listed)

@@ -264,6 +264,72 @@ def test_flags_given_as_text_are_read_like_the_environment_and_none_means_not_gi
     assert config.policy.ignore == ("a/*", "b/*")
 
 
+def test_only_the_given_environment_is_read_never_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pydantic-settings' environment source reads os.environ by default; load_config hands
+    it the mapping it was given instead."""
+    monkeypatch.setenv("CAREEN_HARBOR_URL", "https://process.test")
+    monkeypatch.setenv("CAREEN_HARBOR_BOGUS", "x")  # would be an unknown setting if read
+    monkeypatch.setenv("registry_user", "process-user")
+
+    config = load(tmp_path, {"CAREEN_HARBOR_USER": "given"})
+
+    assert config.harbor.url is None
+    assert config.harbor.user == "given"
+    assert config.registry.user != "process-user"
+    assert config.source_of("registry.user") != "registry_user"
+
+
+def test_spaces_around_environment_values_count_only_for_text_and_secrets(
+    tmp_path: Path,
+) -> None:
+    config = load(tmp_path, {"CAREEN_HARBOR_TIMEOUT": " 20 ", "CAREEN_HARBOR_CONCURRENCY": "\t4\n",
+                             "CAREEN_HARBOR_USER": " robot ",
+                             "CAREEN_HARBOR_PASSWORD": f" {SECRET} ",
+                             "CAREEN_STATE_PATH": " st "})
+
+    assert config.harbor.timeout == 20.0
+    assert config.harbor.concurrency == 4
+    assert config.harbor.user == " robot "
+    assert config.harbor.password is not None
+    assert config.harbor.password.get_secret_value() == f" {SECRET} "
+    assert config.state.path == tmp_path / "st"
+    error = error_of(tmp_path, {"CAREEN_HARBOR_API_VERSION": " v2 "})
+    assert str(error).startswith("environment variable CAREEN_HARBOR_API_VERSION: "
+                                 "harbor.api_version: expected one of")
+
+
+def test_seed_variable_with_a_bad_value_names_the_variable(tmp_path: Path) -> None:
+    error = error_of(tmp_path, {"REGISTRY_SERVER": "evil;$(id)"})
+
+    assert str(error).startswith("environment variable REGISTRY_SERVER: registry.server: "
+                                 "expected host[:port]")
+
+
+def test_a_table_from_a_later_layer_replaces_the_earlier_table_whole(tmp_path: Path) -> None:
+    write(tmp_path, '[build.labels]\na = "from-file"\nb = "from-file"\n')
+
+    from_env = load(tmp_path, {"CAREEN_BUILD_LABELS": "a=from-env"})
+    from_flag = load(tmp_path, {"CAREEN_BUILD_LABELS": "a=from-env"},
+                     {"build.labels": {"c": "from-flag"}})
+
+    assert dict(from_env.build.labels) == {"a": "from-env"}
+    assert dict(from_flag.build.labels) == {"c": "from-flag"}
+    assert from_flag.source_of("build.labels") == "command line"
+
+
+@pytest.mark.parametrize("text", ["00", "[1]", "{}", "null"])
+def test_optional_flags_read_from_text_never_as_json(tmp_path: Path, text: str) -> None:
+    """pydantic-settings would JSON-decode the text of an optional strict key such as
+    registry.tls_verify (``00`` made it crash); Careen reads the text itself."""
+    error = error_of(tmp_path, {"CAREEN_REGISTRY_TLS_VERIFY": text})
+
+    assert str(error).startswith("environment variable CAREEN_REGISTRY_TLS_VERIFY: "
+                                 "registry.tls_verify: expected true or false")
+    assert load(tmp_path, {"CAREEN_REGISTRY_TLS_VERIFY": ""}).registry.tls_verify is None
+
+
 def test_unknown_flag_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
     error = error_of(tmp_path, overrides={"harbor.ulr": "https://x.test"})
 

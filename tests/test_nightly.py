@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from careen.attention import AttentionKind
 from careen.builders.interface import (
     Builder,
     BuildRequest,
@@ -116,8 +117,8 @@ def opener(builder: Builder) -> Callable[[], Any]:
 
 
 def options(tmp_path: Path, **changes: Any) -> NightlyOptions:
-    return NightlyOptions(reports_dir=tmp_path / "reports", rescan_timeout=10,
-                          rescan_interval=0.05, **changes)
+    return NightlyOptions(**{"reports_dir": tmp_path / "reports", "rescan_timeout": 10,
+                             "rescan_interval": 0.05, **changes})
 
 
 def run(config: Config, store: StateStore, builder: Builder, tmp_path: Path,
@@ -147,7 +148,10 @@ def test_a_night_rebuilds_parents_first_verifies_and_remembers(
     assert by_image["library/app:1"].selected is False
     assert by_image["library/lone:1"].outcome is Outcome.SKIPPED
     assert "library/other:1" not in by_image
-    assert outcome.exit_code == 0
+    # lone breaks the policy and the tree cannot rebuild it: a person must look (issue 12).
+    assert outcome.exit_code == 1
+    [lone] = outcome.result.attention
+    assert (lone.kind, lone.subject) == (AttentionKind.NO_FOLDER, "library/lone:1")
     # vulnerable.list in the seed's format, reports, state.
     listed = (tmp_path / "vulnerable.list").read_text()
     assert "library/base:1.0" in listed and "library/other" not in listed
@@ -155,6 +159,9 @@ def test_a_night_rebuilds_parents_first_verifies_and_remembers(
                                                  "careen.html"}
     document = json.loads((tmp_path / "reports" / "careen.json").read_text())
     assert document["run_id"] == outcome.run_id
+    assert [(a["kind"], a["subject"]) for a in document["attention"]] == [
+        ("no_folder", "library/lone:1")]
+    # Every build worked: the run succeeded, though it exits 1 for what needs a person.
     assert detail.run.status is RunStatus.SUCCEEDED and detail.run.plan_id == outcome.plan.id
     assert [b.status for b in detail.builds] == [BuildStatus.PUSHED] * 3
     assert {s.phase.value for s in detail.scans} == {"before", "after"}
@@ -175,6 +182,18 @@ def test_a_failed_base_skips_its_children_and_the_run_exits_1(
     assert "parent library/base:1.0 failed" in by_image["library/app:1"].note
     assert builder.pushed == []
     assert outcome.exit_code == 1
+    kinds = {(a.kind, a.subject) for a in outcome.result.attention}
+    assert {(AttentionKind.BUILD_FAILED, "library/base:1.0"),
+            (AttentionKind.PARENT_FAILED, "library/app:1"),
+            (AttentionKind.PARENT_FAILED, "library/web:2")} <= kinds
+    failed = next(a for a in outcome.result.attention if a.kind is AttentionKind.BUILD_FAILED)
+    assert failed.path is not None and failed.path.endswith(".log")
+    assert failed.line().startswith("needs attention: library/base:1.0: build failed (log: ")
+    assert failed.line().endswith("; next: read the build log")
+    blocked = next(a for a in outcome.result.attention if a.subject == "library/app:1")
+    assert blocked.line() == ("needs attention: library/app:1: not rebuilt: parent "
+                              "library/base:1.0 failed; next: fix library/base:1.0 first; its "
+                              "children follow")
 
 
 def test_an_interrupted_night_is_resumed_without_pushing_twice(
@@ -207,6 +226,7 @@ def test_an_interrupted_night_is_resumed_without_pushing_twice(
 
         second = PushingBuilder(harbor)
         outcome = run(config, store, second, tmp_path, resume=True)
+        assert [a.subject for a in outcome.result.attention] == ["library/lone:1"]
         resumed = store.run(str(outcome.run_id)).run
 
     assert "library/base:1.0" not in second.pushed
@@ -214,7 +234,7 @@ def test_an_interrupted_night_is_resumed_without_pushing_twice(
     assert resumed.resumed_from == interrupted.id and resumed.plan_id == interrupted.plan_id
     by_image = {r.image.short: r for r in outcome.result.images}
     assert by_image["library/base:1.0"].outcome is Outcome.FIXED  # rescanned all the same
-    assert outcome.exit_code == 0
+    assert outcome.exit_code == 1  # lone, which has no folder, still needs a person
 
 
 def test_resume_without_an_interrupted_run_says_so(tmp_path: Path,
@@ -295,7 +315,8 @@ def test_the_webhook_hears_the_summary_and_a_dead_one_fails_nothing(
     try:
         harbor.reset(Fleet.from_dict(FLEET))
         url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0/secret-token"
-        config = make_config(tmp_path, harbor, CAREEN_NOTIFY_WEBHOOK=url)
+        config = make_config(tmp_path, harbor, CAREEN_NOTIFY_WEBHOOK=url,
+                             CAREEN_POLICY_IGNORE="library/lone:*")
         with StateStore.open(tmp_path / "state.sqlite") as store:
             outcome = run(config, store, PushingBuilder(harbor), tmp_path)
     finally:
@@ -306,7 +327,8 @@ def test_the_webhook_hears_the_summary_and_a_dead_one_fails_nothing(
     assert outcome.exit_code == 0
 
     dead = make_config(tmp_path / "again", harbor,
-                       CAREEN_NOTIFY_WEBHOOK="http://127.0.0.1:9/hooks/T0/secret-token")
+                       CAREEN_NOTIFY_WEBHOOK="http://127.0.0.1:9/hooks/T0/secret-token",
+                       CAREEN_POLICY_IGNORE="library/lone:*")
     harbor.reset(Fleet.from_dict(FLEET))
     with StateStore.open(tmp_path / "again" / "state.sqlite") as store:
         assert run(dead, store, PushingBuilder(harbor), tmp_path / "again").exit_code == 0
@@ -440,3 +462,96 @@ def test_a_night_clones_the_tree_from_git_and_labels_the_commit_it_built(
     assert (tmp_path / "checkout" / "base" / "1.0" / "Dockerfile").is_file()
     assert recorded.tree_commit == commit == outcome.result.tree_commit
     assert {r.labels["org.opencontainers.image.revision"] for r in requests} == {commit}
+
+
+# -- issue 12: untagged artifacts, and what needs attention ---------------------------------
+
+#: The shape Harbor gives after a re-push: the old digest stays, "tags": null, its old scan.
+SUPERSEDED = "sha256:" + "5" * 64
+
+
+def superseded_fleet() -> Fleet:
+    data = json.loads(json.dumps(FLEET))
+    [library] = data["projects"]
+    library["repositories"][0]["artifacts"].append(
+        {"digest": SUPERSEDED, "tags": [], "scan": {"high": 2, "fixable": 2}})
+    return Fleet.from_dict(data)
+
+
+def test_untagged_digests_are_counted_apart_never_planned_nor_rows(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    harbor.reset(superseded_fleet())
+    config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*",
+                         CAREEN_OUTPUT_JSON=str(tmp_path / "vulnerable.json"))
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, PushingBuilder(harbor), tmp_path)
+    [(image, reason)] = outcome.result.untagged
+    assert image == f"library/base@{SUPERSEDED}" and "high" in reason
+    assert all("@" not in r.image.short for r in outcome.result.images)
+    assert all("@" not in s.image.short for s in outcome.plan.skipped)
+    assert "@" not in (tmp_path / "vulnerable.list").read_text()
+    assert outcome.exit_code == 0  # they do not change the exit code
+    document = json.loads((tmp_path / "reports" / "careen.json").read_text())
+    assert [u["image"] for u in document["untagged"]] == [f"library/base@{SUPERSEDED}"]
+    assert document["attention"] == []
+    listed = json.loads((tmp_path / "vulnerable.json").read_text())
+    assert [u["image"] for u in listed["untagged"]] == [f"library/base@{SUPERSEDED}"]
+    assert all("@" not in u["image"] for u in listed["selected"])
+
+
+def test_a_rebuild_that_did_not_help_needs_attention(tmp_path: Path,
+                                                     harbor: SimulatorServer) -> None:
+    data = json.loads(json.dumps(FLEET))
+    data["scan_results"] = {"library/web:2": {"medium": 4}}  # the rescan finds the same
+    harbor.reset(Fleet.from_dict(data))
+    config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, PushingBuilder(harbor), tmp_path)
+    assert outcome.exit_code == 1
+    [item] = outcome.result.attention
+    assert (item.kind, item.subject) == (AttentionKind.NOT_HELPED, "library/web:2")
+    assert item.reason.startswith("rebuild did not help: ")
+    assert item.line().endswith("; next: bump the base image or the pinned package in its "
+                                "Dockerfile")
+    document = json.loads((tmp_path / "reports" / "careen.json").read_text())
+    assert [(a["kind"], a["subject"]) for a in document["attention"]] == [
+        ("not_helped", "library/web:2")]
+
+
+def test_an_image_still_unscanned_at_the_rescan_deadline_needs_attention(
+    tmp_path: Path,
+) -> None:
+    # Scans that take a minute each: none finishes by a half-second deadline.
+    slow = SimOptions(scan_delay=ScanDelays(pending=60, running=60))
+    with SimulatorServer(Fleet.from_dict(FLEET), slow) as harbor:
+        config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
+        with StateStore.open(tmp_path / "state.sqlite") as store:
+            outcome = run(config, store, PushingBuilder(harbor), tmp_path, rescan_timeout=0.5)
+    assert outcome.exit_code == 1
+    kinds = {(a.kind, a.subject) for a in outcome.result.attention}
+    assert (AttentionKind.UNSCANNED_AT_DEADLINE, "library/base:1.0") in kinds
+    item = next(a for a in outcome.result.attention if a.subject == "library/base:1.0")
+    assert item.line().endswith("; next: check the scan in Harbor, or run 'careen scan "
+                                "library/base:1.0 --wait'")
+
+
+def test_a_rebuild_that_improved_but_still_breaks_the_policy_needs_attention(
+    tmp_path: Path, harbor: SimulatorServer,
+) -> None:
+    data = json.loads(json.dumps(FLEET))
+    data["scan_results"] = {"library/web:2": {"medium": 3}}  # 4 -> 3: still medium >= 3
+    harbor.reset(Fleet.from_dict(data))
+    config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
+    with StateStore.open(tmp_path / "state.sqlite") as store:
+        outcome = run(config, store, PushingBuilder(harbor), tmp_path)
+    assert outcome.exit_code == 1
+    [item] = outcome.result.attention
+    assert (item.kind, item.subject) == (AttentionKind.IMPROVED, "library/web:2")
+    # What remains is named from Harbor's vulnerability lists (issue 14): the simulator's
+    # findings for the rescanned digest have no fixed version.
+    line = item.line()
+    assert line.startswith("needs attention: library/web:2: fewer findings (medium 4 -> 3) "
+                           "but still breaks the policy: medium 3 >= 3; what remains: no fix "
+                           "upstream yet for ")
+    assert line.endswith("; next: bump the base image or the pinned package for what remains")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from careen.attention import AttentionItem, AttentionKind
 from careen.errors import UsageError
 from careen.plan import Candidate, Plan, SkipReason, StepReason, make_plan
 from careen.reference import ImageReference
@@ -84,16 +86,36 @@ def test_skips_carry_their_reasons(tree_root: Path) -> None:
         multi_platform=False,
     )
     reasons = {s.image.short: s.reason for s in plan.skipped}
+    # The untagged artifact is no image to rebuild: not a step, not a skip row either.
     assert reasons == {
         "library/nosuch:1": SkipReason.NO_FOLDER,
         "library/nginx:1.25": SkipReason.IMMUTABLE,
         "library/a:1": SkipReason.CYCLE,
         "library/tools:latest": SkipReason.MULTI_ARCH,
-        "library/jre@sha256:" + "a" * 64: SkipReason.UNTAGGED,
     }
     assert plan.steps == ()
     assert "no Dockerfile folder" in next(s.detail for s in plan.skipped
                                           if s.reason is SkipReason.NO_FOLDER)
+    # Of these, a person must act on the missing folder and the cycle only (an immutable tag
+    # and a builder without multi-arch were never Careen's to fix).
+    assert [(item.kind, item.subject) for item in plan.attention] == [
+        (AttentionKind.CYCLE, "library/a:1"), (AttentionKind.NO_FOLDER, "library/nosuch:1")]
+    assert plan.attention[1].line() == (
+        f"needs attention: library/nosuch:1: no Dockerfile folder for it under {tree_root}; "
+        "next: add its folder to the tree, map it in [tree.mapping], or ignore it in "
+        "[policy] ignore")
+
+
+def test_a_plan_keeps_its_unreadable_lines_through_json(tree_root: Path) -> None:
+    line = AttentionItem(AttentionKind.UNREADABLE_LINE, "vulnerable.list:4",
+                         "the head before the comma must be 'SEVERITY=COUNT', e.g. '5=6'")
+    plan = replace(plan_for(tree_root, Candidate(ref("library/nosuch:9"), "x")),
+                   problems=(line,)).with_id("plan-2")
+    document = plan.to_dict()
+    assert [item["kind"] for item in document["attention"]] == ["unreadable_line", "no_folder"]
+    again = Plan.from_dict(document)
+    assert again.problems == (line,)  # the skip's item is derived again, not doubled
+    assert again.attention == plan.attention
 
 
 def test_ignored_and_immutable_children_stop_the_cascade(tree_root: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from careen.attention import AttentionKind
 from careen.builders.interface import (
     BuildRequest,
     BuildResult,
@@ -17,11 +19,18 @@ from careen.builders.interface import (
     PushResult,
     Status,
 )
+from careen.events import NullObserver
 from careen.plan import Candidate, Plan, make_plan
 from careen.reference import ImageReference
 from careen.shard import only_images
 from careen.tree.discover import discover_tree
-from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+from careen.update import (
+    StepOutcome,
+    StepStatus,
+    UpdateOptions,
+    execute_plan,
+    outcome_attention,
+)
 
 
 def ref(text: str) -> ImageReference:
@@ -106,6 +115,14 @@ async def test_a_failed_parent_skips_its_children_only(plan: Plan, tmp_path: Pat
     assert outcomes["library/nginx:1.25"].status is StepStatus.PUSHED
     assert outcomes["library/tools:1"].status is StepStatus.PUSHED
     assert ("build", "library/tomcat:8.5") not in builder.events
+    # A person must look at the failed build (its log) and the child it held back.
+    items = outcome_attention(outcomes.values())
+    assert [(i.kind, i.subject) for i in items] == [
+        (AttentionKind.BUILD_FAILED, "library/jre:8"),
+        (AttentionKind.PARENT_FAILED, "library/tomcat:8.5")]
+    assert items[0].path == str(outcomes["library/jre:8"].log_path)
+    assert items[0].reason == f"build failed (log: {outcomes['library/jre:8'].log_path})"
+    assert items[1].advice == "fix library/jre:8 first; its children follow"
 
 
 async def test_auth_rejected_push_is_a_failure(plan: Plan, tmp_path: Path) -> None:
@@ -196,3 +213,48 @@ async def test_every_outcome_is_recorded_with_labels(plan: Plan, tmp_path: Path)
     assert labels["org.opencontainers.image.revision"] == "abc123"
     assert labels["careen.run"] == "run-1"
     assert requests[0].context == Path(plan.tree_root) / "base/1.0"
+
+
+async def test_ctrl_c_while_children_wait_still_records_the_parent_in_flight(
+    plan: Plan, tmp_path: Path,
+) -> None:
+    """Ctrl-C cancels the children waiting for base as well as base's own step; base's build
+    in flight ends, and its push is recorded (a resume trusts that record), not lost to the
+    children's cancelled wait."""
+    building = threading.Event()
+    release = threading.Event()
+
+    class SlowBaseBuilder(FakeBuilder):
+        def build(self, request: BuildRequest) -> BuildResult:
+            if request.image.short == "library/base:1.0":
+                building.set()
+                release.wait(30)
+            return super().build(request)
+
+    recorded: list[StepOutcome] = []
+
+    class Recorder:
+        def step_started(self, step: object, image: object, log_path: object) -> None:
+            pass
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            recorded.append(outcome)
+
+    warnings: list[str] = []
+
+    class Watcher(NullObserver):
+        def warning(self, message: str) -> None:
+            warnings.append(message)
+
+    running = asyncio.ensure_future(execute_plan(plan, SlowBaseBuilder(), options(tmp_path),
+                                                 recorder=Recorder(), observer=Watcher()))
+    while not building.is_set():
+        await asyncio.sleep(0.01)
+    running.cancel()
+    await asyncio.sleep(0.05)  # the cancellation reaches the waiting children first
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    base = [o for o in recorded if o.step.image.short == "library/base:1.0"]
+    assert [o.status for o in base] == [StepStatus.PUSHED]
+    assert warnings == []  # no step broke while stopping (the parent's result was delivered)

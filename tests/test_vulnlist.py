@@ -284,6 +284,8 @@ def test_json_form_lists_every_group_with_counts_and_verdicts() -> None:
         make_image("library/broken:1", status=ScanStatus.ERROR),
         make_image("library/busy:1", status=ScanStatus.PENDING),
         make_image("library/debug-tools:1", critical=1),
+        # A superseded digest Harbor keeps untagged until retention or GC: no line, own key.
+        make_image("library/activemq@sha256:" + "9" * 64, high=6, low=2),
     ]
     policy = Policy.from_settings(None, ignore=["library/debug-*"])
     selection = select_vulnerable(images, policy)
@@ -298,7 +300,8 @@ def test_json_form_lists_every_group_with_counts_and_verdicts() -> None:
     }
     assert document["summary"] == {
         "selected": 2, "not_scanned": 1, "scan_failed": 1, "scan_in_progress": 1,
-        "ignored": 1, "needs_details": 0, "passed": 1, "unscanned_not_listed": 0, "total": 7,
+        "ignored": 1, "needs_details": 0, "untagged": 1, "passed": 1,
+        "unscanned_not_listed": 0, "total": 8,
     }
     first = document["selected"][0]
     assert first == {
@@ -333,6 +336,9 @@ def test_json_form_lists_every_group_with_counts_and_verdicts() -> None:
         "ignored by policy.ignore 'library/debug-*'"
     )
     assert document["needs_details"] == []
+    assert [(r["image"], r["tag"]) for r in document["untagged"]] == [
+        ("library/activemq@sha256:" + "9" * 64, None)]
+    assert all(r["tag"] is not None for r in document["selected"])
 
 
 # -- projects named like a host --------------------------------------------------------------

@@ -14,18 +14,22 @@ Values are layered, each layer overriding the one before it, key by key:
 Passwords are never read from the config file nor from flags (files get committed, argv is
 visible to every user of the machine): only from the environment or a ``password_file``.
 
-:func:`load_config` is pure: the environment and the working folder are passed in. The objects it
-returns are frozen; secrets are :class:`pydantic.SecretStr`, so ``repr``, ``str`` and
-:meth:`Config.show` never reveal them.
+:func:`load_config` is pure: the environment and the working folder are passed in. The layers
+are pydantic-settings sources (its TOML and environment sources, fed the given file and
+variables, never ``os.environ``), merged and validated by it. This module adds what Careen
+promises on top: where each value came from, messages naming the file, variable or flag and
+the key ("did you mean"), secrets refused from the file and flags, relative paths, secret
+files. The objects it returns are frozen; secrets are :class:`pydantic.SecretStr`, so ``repr``,
+``str`` and :meth:`Config.show` never reveal them.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import tomli_w
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -42,12 +47,21 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     Strict,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from careen.errors import ConfigError
 from careen.reference import looks_like_host
@@ -299,18 +313,32 @@ class StateConfig(_Section):
     path: Path | None = None
 
 
+class _Layers(BaseSettings):
+    """Every section, as pydantic-settings merges them from :func:`load_config`'s sources
+    (which it is always given: nothing is read from ``os.environ`` behind the caller's back)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, case_sensitive=False,
+        # CAREEN_HARBOR_VERIFY_TLS -> harbor.verify_tls: split once, after the section.
+        env_nested_delimiter="_", env_nested_max_split=1,
+    )
+
+    harbor: HarborConfig = Field(default_factory=HarborConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    tree: TreeConfig = Field(default_factory=TreeConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    jenkins: JenkinsConfig = Field(default_factory=JenkinsConfig)
+
+
+#: Section name -> its model, in the order of the file (and of ``config show``).
 SECTIONS: Mapping[str, type[_Section]] = MappingProxyType({
-    "harbor": HarborConfig,
-    "registry": RegistryConfig,
-    "policy": PolicyConfig,
-    "tree": TreeConfig,
-    "build": BuildConfig,
-    "output": OutputConfig,
-    "state": StateConfig,
-    "run": RunConfig,
-    "notify": NotifyConfig,
-    "jenkins": JenkinsConfig,
-})
+    name: typing.cast(type[_Section], info.annotation)
+    for name, info in _Layers.model_fields.items()})
 
 #: Keys that hold secrets: never from the file or flags, never shown.
 SECRET_KEYS = frozenset({"harbor.password", "registry.password", "notify.webhook"})
@@ -332,14 +360,10 @@ _REQUIRE_HINTS: Mapping[str, str] = MappingProxyType({
                          "[registry] password_file in careen.toml",
 })
 
-# The seed's plain variables, lowest precedence first.
-_SEED_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("registry_server", "registry.server"),
-    ("registry_user", "registry.user"),
-    ("registry_password", "registry.password"),
-    ("REGISTRY_SERVER", "registry.server"),
-    ("REGISTRY_USER", "registry.user"),
-    ("REGISTRY_PASSWORD", "registry.password"),
+# The seed's plain variables, lowest precedence first: the 2017 job's, then upper case.
+_SEED_VARIABLES: tuple[tuple[str, ...], ...] = (
+    ("registry_server", "registry_user", "registry_password"),
+    ("REGISTRY_SERVER", "REGISTRY_USER", "REGISTRY_PASSWORD"),
 )
 
 
@@ -348,56 +372,16 @@ def environment_variable_for(key: str) -> str:
     return ENVIRONMENT_PREFIX + key.replace(".", "_").upper()
 
 
-# --------------------------------------------------------------------------------------------
-# Key kinds: how a text value (environment, string flags) is read for each key.
-
-_Kind = Literal["bool", "int", "float", "list", "table", "path", "secret", "text"]
-
-
-def _kind_of(annotation: Any) -> _Kind:
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _kind_of(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        return _kind_of(inner[0])
-    if annotation is bool:
-        return "bool"
-    if annotation is int:
-        return "int"
-    if annotation is float:
-        return "float"
-    if origin is tuple:
-        return "list"
-    if origin in (Mapping, dict):
-        return "table"
-    if annotation is Path:
-        return "path"
-    if annotation is SecretStr:
-        return "secret"
-    return "text"
+#: Section -> key (as written in files: ``json`` for ``output.json``) -> model attribute.
+_KEYS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    section: MappingProxyType({info.alias or name: name
+                               for name, info in model.model_fields.items()})
+    for section, model in SECTIONS.items()})
 
 
-@dataclass(frozen=True)
-class _KeyInfo:
-    kind: _Kind
-    optional: bool
-    #: The model attribute holding the key (the key itself but for ``output.json``).
-    attribute: str
-
-
-def _key_infos() -> Mapping[str, Mapping[str, _KeyInfo]]:
-    infos: dict[str, Mapping[str, _KeyInfo]] = {}
-    for section, model in SECTIONS.items():
-        infos[section] = MappingProxyType({
-            info.alias or name: _KeyInfo(_kind_of(info.annotation),
-                                         not info.is_required() and info.default is None, name)
-            for name, info in model.model_fields.items()
-        })
-    return MappingProxyType(infos)
-
-
-_KEYS = _key_infos()
+def _field(dotted: str) -> FieldInfo:
+    section, _, key = dotted.partition(".")
+    return SECTIONS[section].model_fields[_KEYS[section][key]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,16 +395,7 @@ class _Origin:
     #: How ``config show`` names it: ``careen.toml``, ``CAREEN_X``, ``command line``.
     show_label: str
     #: Relative paths given here are relative to this folder.
-    base: Path | None = None
-    #: Values of this origin are text to be read by kind (environment, string flags).
-    textual: bool = False
-
-
-_DEFAULT = _Origin("default", "default")
-
-
-def _environment_origin(name: str, cwd: Path) -> _Origin:
-    return _Origin(f"environment variable {name}", name, cwd, textual=True)
+    base: Path
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,7 +435,7 @@ class Config:
         section, _, name = key.partition(".")
         if section not in _KEYS or name not in _KEYS[section]:
             raise KeyError(key)
-        return getattr(self.section(section), _KEYS[section][name].attribute)
+        return getattr(self.section(section), _KEYS[section][name])
 
     def require(self, key: str) -> Any:
         """The value of ``key``, or a :class:`ConfigError` saying how to set it.
@@ -480,12 +455,13 @@ class Config:
 
     def source_of(self, key: str) -> str:
         """Where the value of ``key`` came from (``default`` when nothing set it)."""
-        return self.sources.get(key, _DEFAULT.show_label)
+        return self.sources.get(key, _DEFAULT_LABEL)
 
     def show(self, fmt: Literal["toml", "json"] = "toml") -> str:
         """The effective config with secrets masked.
 
-        TOML: one line per key with its source as a comment; keys without a value and secrets
+        TOML (written by tomli-w, key by key): one key per line with its source as a comment
+        (tables after the other keys, as ``[section.key]``); keys without a value and secrets
         are commented out, so the output still loads as a config file. JSON:
         ``{"harbor": {...}, ...}``, unset values as ``null``, set secrets as ``"********"``.
         """
@@ -506,23 +482,30 @@ class Config:
             if lines:
                 lines.append("")
             lines.append(f"[{name}]")
+            tables: list[str] = []
             for key in _KEYS[name]:
                 dotted = f"{name}.{key}"
                 value = self.get(dotted)
                 origin = self.source_of(dotted)
-                source = "  # default" if origin == _DEFAULT.show_label else f"  # from {origin}"
+                source = "  # default" if origin == _DEFAULT_LABEL else f"  # from {origin}"
                 if dotted in SECRET_KEYS:
                     shown = NOT_SET if value is None else f'"{MASK}"'
                     lines.append(f"# {key} = {shown}{source if value is not None else ''}")
                 elif value is None:
                     lines.append(f"# {key} = {NOT_SET}")
+                elif isinstance(value, Mapping):
+                    # tomli-w writes a table as its own [section.key] header, after the keys.
+                    first, *rest = tomli_w.dumps({name: {key: _plain(value)}}).splitlines()
+                    tables += ["", first + source, *rest]
                 else:
-                    lines.append(f"{key} = {toml_value(_plain(value, masked=False))}{source}")
+                    first, *rest = tomli_w.dumps({key: _plain(value)}).splitlines()
+                    lines += [first + source, *rest]
+            lines += tables
         return "\n".join(lines) + "\n"
 
 
-def _plain(value: object, *, masked: bool) -> object:
-    """``value`` as JSON-able data; secrets (and anything marked ``masked``) as the mask."""
+def _plain(value: object, *, masked: bool = False) -> Any:
+    """``value`` as JSON/TOML-able data; secrets (and anything marked ``masked``) as the mask."""
     if value is None:
         return None
     if masked or isinstance(value, SecretStr):
@@ -530,32 +513,14 @@ def _plain(value: object, *, masked: bool) -> object:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, tuple):
-        return [_plain(item, masked=False) for item in value]
+        return [_plain(item) for item in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, masked=False) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     return value
 
 
-def toml_value(value: object) -> str:
-    """``value`` (bool, number, string, list, table) written as TOML (``config show``, the
-    demo's careen.toml). JSON string escapes are valid in TOML basic strings."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        pairs = ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = {toml_value(v)}"
-                          for k, v in value.items())
-        return "{ " + pairs + " }" if pairs else "{}"
-    raise TypeError(f"cannot show {type(value).__name__} as TOML")
-
-
 # --------------------------------------------------------------------------------------------
-# Loading.
+# Loading: pydantic-settings assembles the layers; the sources below feed it.
 
 
 def find_config_file(path: Path | None, *, cwd: Path, environ: Mapping[str, str]) -> Path | None:
@@ -591,216 +556,286 @@ def load_config(
 
     Raises :class:`ConfigError` naming the file/variable/flag and the key for any bad value.
     """
-    loader = _Loader(cwd=cwd, environ=environ)
     file = find_config_file(path, cwd=cwd, environ=environ)
+    # Lowest precedence first; each source records where its keys came from.
+    layers: list[_Source] = []
     if file is not None:
-        loader.read_file(file)
-    loader.read_seed_environment()
-    loader.read_environment()
-    loader.read_overrides(overrides or {})
-    return loader.build(file)
+        layers.append(_FileSource(file, cwd))
+    settings = tuple(name for name in environ if name.startswith(ENVIRONMENT_PREFIX)
+                     and name not in NON_SETTING_VARIABLES
+                     and not name.startswith(NON_SETTING_PREFIXES))
+    for prefix, names in [*(("", seeds) for seeds in _SEED_VARIABLES),
+                          (ENVIRONMENT_PREFIX, settings)]:
+        variables = {name: environ[name] for name in names if name in environ}
+        if variables:
+            layers.append(_EnvironmentSource(variables, cwd, prefix=prefix))
+    layers.append(_FlagSource(overrides or {}, cwd))
+    origins: dict[str, _Origin] = {}
+    for layer in layers:
+        origins.update(layer.origins)
+    try:
+        loaded = _Layers(_build_sources=(tuple(reversed(layers)), {}))
+    except ValidationError as error:
+        raise _translate(error.errors(include_url=False)[0], origins) from None
+    return _assemble(loaded, file, origins, cwd=cwd, home=environ.get("HOME"))
 
 
-class _Loader:
-    def __init__(self, *, cwd: Path, environ: Mapping[str, str]) -> None:
-        self.cwd = cwd
-        self.environ = environ
-        self.values: dict[str, dict[str, object]] = {name: {} for name in SECTIONS}
-        self.origins: dict[str, _Origin] = {}
+class _Source(PydanticBaseSettingsSource):
+    """A source that remembers the origin of each dotted key it gives."""
 
-    # -- layers ----------------------------------------------------------------------------
+    origins: dict[str, _Origin]
 
-    def read_file(self, file: Path) -> None:
-        shown = str(file)
-        resolved = file if file.is_absolute() else self.cwd / file
-        try:
-            data = tomllib.loads(resolved.read_bytes().decode("utf-8"))
-        except OSError as error:
-            raise ConfigError(f"cannot read the config file: {error.strerror or error}",
-                              source=shown) from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"not UTF-8 text (byte {error.start})", source=shown) from None
-        except tomllib.TOMLDecodeError as error:
-            message = str(error)
-            if "at end of document" in message:
-                text = resolved.read_bytes().decode("utf-8")
-                message += f" (line {text.count(chr(10)) + 1}, the last)"
-            raise ConfigError(f"not valid TOML: {message}", source=shown) from None
-        origin = _Origin(shown, shown, resolved.parent)
-        for section, table in data.items():
-            if section not in SECTIONS:
-                raise ConfigError(
-                    f"unknown section [{section}]{_suggest(section, SECTIONS)}; "
-                    f"valid sections: {', '.join(SECTIONS)}", source=shown)
-            if not isinstance(table, dict):
+
+class _FileSource(TomlConfigSettingsSource, _Source):
+    """``careen.toml``, read by pydantic-settings; its read errors and secrets are refused
+    here with the file's name. Unknown keys and bad values fail validation (see
+    :func:`_translate`)."""
+
+    def __init__(self, file: Path, cwd: Path) -> None:
+        self.shown = str(file)
+        resolved = file if file.is_absolute() else cwd / file
+        super().__init__(_Layers, toml_file=resolved)
+        origin = _Origin(self.shown, self.shown, resolved.parent)
+        self.origins = {}
+        for section, table in self.toml_data.items():
+            self.origins[section] = origin
+            if section in SECTIONS and not isinstance(table, dict):
                 raise ConfigError(f"expected a table [{section}], got {_describe(table)}",
-                                  source=shown, key=section)
-            for key, value in table.items():
+                                  source=self.shown, key=section)
+            for key in table if isinstance(table, dict) else ():
                 dotted = f"{section}.{key}"
-                if key not in _KEYS[section]:
-                    raise ConfigError(
-                        f"unknown key {key!r}{_suggest(key, _KEYS[section])}; valid keys in "
-                        f"[{section}]: {', '.join(_KEYS[section])}", source=shown, key=dotted)
                 if dotted in SECRET_KEYS:
                     raise ConfigError(
                         "secrets are not read from the config file (it may be shared or "
                         f"committed); set {environment_variable_for(dotted)} or "
-                        f"[{section}] {SECRET_FILES[dotted]}", source=shown, key=dotted)
-                self._set(dotted, value, origin)
+                        f"[{section}] {SECRET_FILES[dotted]}", source=self.shown, key=dotted)
+                self.origins[dotted] = origin
 
-    def read_seed_environment(self) -> None:
-        for name, dotted in _SEED_VARIABLES:
-            if name in self.environ:
-                self._set(dotted, self.environ[name], _environment_origin(name, self.cwd))
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        try:
+            return tomllib.loads(file_path.read_bytes().decode("utf-8"))
+        except OSError as error:
+            raise ConfigError(f"cannot read the config file: {error.strerror or error}",
+                              source=self.shown) from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"not UTF-8 text (byte {error.start})",
+                              source=self.shown) from None
+        except tomllib.TOMLDecodeError as error:
+            message = str(error)
+            if "at end of document" in message:
+                text = file_path.read_bytes().decode("utf-8")
+                message += f" (line {text.count(chr(10)) + 1}, the last)"
+            raise ConfigError(f"not valid TOML: {message}", source=self.shown) from None
 
-    def read_environment(self) -> None:
-        for name in sorted(self.environ):
-            if (not name.startswith(ENVIRONMENT_PREFIX) or name in NON_SETTING_VARIABLES
-                    or name.startswith(NON_SETTING_PREFIXES)):
-                continue
-            origin = _environment_origin(name, self.cwd)
-            section, _, key = name[len(ENVIRONMENT_PREFIX):].lower().partition("_")
-            if section not in SECTIONS:
-                known = {environment_variable_for(f"{s}.{k}"): None
-                         for s in SECTIONS for k in _KEYS[s]}
-                raise ConfigError(
-                    f"unknown setting{_suggest(name, known)}; variables are "
-                    f"CAREEN_<SECTION>_<KEY> with a section among {', '.join(SECTIONS)}",
-                    source=origin.error_label)
-            if key not in _KEYS[section]:
-                known = {environment_variable_for(f"{section}.{k}"): None
-                         for k in _KEYS[section]}
-                raise ConfigError(
-                    f"unknown setting{_suggest(name, known)}; valid variables for [{section}]: "
-                    f"{', '.join(known)}", source=origin.error_label)
-            self._set(f"{section}.{key}", self.environ[name], origin)
 
-    def read_overrides(self, overrides: Mapping[str, object]) -> None:
-        for dotted, value in overrides.items():
-            if value is None:
-                continue
+class _EnvironmentSource(EnvSettingsSource, _Source):
+    """``<prefix><SECTION>_<KEY>`` variables (``CAREEN_HARBOR_URL``, the seed's
+    ``registry_user``) of the mapping given, not ``os.environ``: pydantic-settings nests them by
+    section; their text is read here (:func:`_read_text`)."""
+
+    def __init__(self, variables: Mapping[str, str], cwd: Path, *, prefix: str) -> None:
+        self.origins = {}
+        self.values: dict[str, object] = {}
+        for name in sorted(variables):
+            dotted = _setting_named(name, prefix)
+            self.origins[dotted] = _Origin(f"environment variable {name}", name, cwd)
+            self.values[name.lower()] = _read_text(variables[name], dotted, self.origins[dotted])
+        super().__init__(_Layers, env_prefix=prefix)
+
+    def _load_env_vars(self) -> Mapping[str, Any]:
+        # Its hook for where variables come from (os.environ by default), lower-cased as it
+        # looks names up. Their text is already read (:func:`_read_text`): the source passes
+        # values that are not text through as they are, and only nests them by section.
+        return self.values
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        return value  # lists and tables were read from comma-separated text, not JSON
+
+
+def _setting_named(name: str, prefix: str) -> str:
+    """The dotted key of a ``CAREEN_*`` variable, or a :class:`ConfigError` suggesting one."""
+    section, _, key = name[len(prefix):].lower().partition("_")
+    if section in SECTIONS and key in _KEYS[section]:
+        return f"{section}.{key}"
+    if section not in SECTIONS:
+        known = {environment_variable_for(f"{s}.{k}"): None for s in SECTIONS for k in _KEYS[s]}
+        raise ConfigError(
+            f"unknown setting{_suggest(name, known)}; variables are "
+            f"CAREEN_<SECTION>_<KEY> with a section among {', '.join(SECTIONS)}",
+            source=f"environment variable {name}")
+    known = {environment_variable_for(f"{section}.{k}"): None for k in _KEYS[section]}
+    raise ConfigError(
+        f"unknown setting{_suggest(name, known)}; valid variables for [{section}]: "
+        f"{', '.join(known)}", source=f"environment variable {name}")
+
+
+class _FlagSource(_Source):
+    """The flags, by dotted key. Text is read like the environment's; other values (a list,
+    a path, a number) are taken as given."""
+
+    def __init__(self, overrides: Mapping[str, object], cwd: Path) -> None:
+        super().__init__(_Layers)
+        self.data: dict[str, dict[str, object]] = {}
+        self.origins = {}
+        origin = _Origin("command line", "command line", cwd)
+        every = {f"{s}.{k}": None for s in SECTIONS for k in _KEYS[s]}
+        for dotted, given in overrides.items():
             section, _, key = dotted.partition(".")
-            if section not in SECTIONS or key not in _KEYS[section]:
-                every = {f"{s}.{k}": None for s in SECTIONS for k in _KEYS[s]}
+            if given is None:
+                continue
+            if dotted not in every:
                 raise ConfigError(f"unknown setting {dotted!r}{_suggest(dotted, every)}",
                                   source="command line")
             if dotted in SECRET_KEYS:
                 raise ConfigError(
                     "secrets are not taken from the command line (other users can see it); "
                     f"set {environment_variable_for(dotted)} or [{section}] "
-                    f"{SECRET_FILES[dotted]}",
-                    source="command line", key=dotted)
-            origin = _Origin("command line", "command line", self.cwd,
-                             textual=isinstance(value, str))
-            self._set(dotted, value, origin)
+                    f"{SECRET_FILES[dotted]}", source="command line", key=dotted)
+            value = given
+            if isinstance(given, str):
+                value = _read_text(given, dotted, origin)
+            elif isinstance(given, dict):
+                value = MappingProxyType(given)  # replaces a lower layer's table whole
+            self.data.setdefault(section, {})[key] = value
+            self.origins[dotted] = origin
 
-    def _set(self, dotted: str, value: object, origin: _Origin) -> None:
-        section, _, key = dotted.partition(".")
-        info = _KEYS[section][key]
-        if origin.textual and isinstance(value, str):
-            value = _read_text(value, info, dotted, origin)
-        if info.kind == "path" and isinstance(value, str | Path):
-            value = self._resolve(Path(value), origin)
-        if isinstance(value, list):
-            value = tuple(value)
-        self.values[section][key] = value
-        self.origins[dotted] = origin
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, True
 
-    def _resolve(self, path: Path, origin: _Origin) -> Path:
-        home = self.environ.get("HOME")
+    def __call__(self) -> dict[str, Any]:
+        return {section: dict(table) for section, table in self.data.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Text values (environment variables, seed variables, string flags).
+
+
+def _read_text(text: str, dotted: str, origin: _Origin) -> object:
+    """``text`` as the value of ``dotted``. Lists are comma-separated, tables
+    ``NAME=VALUE,...``; an empty value unsets an optional key; everything else is parsed by
+    pydantic's string mode (``yes``/``no``, ``1``/``0`` for booleans; numbers), spaces around
+    it ignored but for text and secrets, where they may matter."""
+    info = _field(dotted)
+    shape = typing.get_origin(info.annotation)
+    if shape is tuple:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    if shape in (Mapping, dict):
+        table: dict[str, str] = {}
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            name, equals, value = item.partition("=")
+            if not equals or not name.strip():
+                shown = "" if dotted in SECRET_KEYS else f", got {json.dumps(text)}"
+                raise ConfigError(f"expected NAME=VALUE pairs separated by commas{shown}",
+                                  source=origin.error_label, key=dotted)
+            table[name.strip()] = value.strip()
+        return MappingProxyType(table)  # not a dict: replaces a lower layer's, never merged
+    stripped = text.strip()
+    if not stripped and not info.is_required() and info.default is None:
+        return None  # an empty variable unsets an optional key
+    adapter = _string_adapter(dotted)
+    try:
+        value = adapter.validate_strings(stripped)
+        if isinstance(value, str | SecretStr) and stripped != text:
+            value = adapter.validate_strings(text)
+    except ValidationError as error:
+        raise _translate(error.errors(include_url=False)[0], {dotted: origin},
+                         dotted=dotted) from None
+    return value
+
+
+@functools.cache
+def _string_adapter(dotted: str) -> TypeAdapter[Any]:
+    annotation: Any = _field(dotted).rebuild_annotation()  # the type with its constraints
+    return TypeAdapter(annotation)
+
+
+# --------------------------------------------------------------------------------------------
+# After validation: paths, secret files, the registry's defaults, warnings.
+
+
+def _assemble(loaded: _Layers, file: Path | None, origins: Mapping[str, _Origin], *,
+              cwd: Path, home: str | None) -> Config:
+    sources = {dotted: origin.show_label for dotted, origin in origins.items()
+               if "." in dotted}
+    def resolved(name: str, section: _S) -> _S:
+        return _resolve_paths(name, section, origins, cwd, home)
+
+    harbor = _with_password_file(resolved("harbor", loaded.harbor), "harbor", sources, origins)
+    registry = _with_password_file(resolved("registry", loaded.registry), "registry", sources,
+                                   origins)
+    if registry.server is None and harbor.host is not None:
+        # Harbor is the registry: push where the scan results come from...
+        registry = registry.model_copy(update={"server": harbor.host})
+        sources["registry.server"] = "harbor.url"
+    if (registry.server == harbor.host and registry.user is None
+            and registry.password is None and harbor.user is not None):
+        # ...with the same account, unless told otherwise. Only for that very host, so
+        # Harbor credentials never go to another server.
+        registry = registry.model_copy(update={"user": harbor.user,
+                                               "password": harbor.password})
+        sources["registry.user"] = "harbor.user"
+        if harbor.password is not None:
+            sources["registry.password"] = "harbor.password"
+
+    build = resolved("build", loaded.build)
+    warnings: list[str] = []
+    if not harbor.verify_tls:
+        warnings.append(f"TLS certificates of Harbor are not verified (harbor.verify_tls = "
+                        f"false, from {sources['harbor.verify_tls']}): anyone on the "
+                        "network path can read the credentials and forge scan results")
+    spelled = "verify_tls"
+    if registry.tls_verify is not None:
+        warnings.append(f"registry.tls_verify (from {sources['registry.tls_verify']}) is "
+                        "deprecated: write verify_tls, as in [harbor] (variable "
+                        f"{environment_variable_for('registry.verify_tls')})")
+        if "registry.verify_tls" not in sources:  # verify_tls took the old spelling's value
+            spelled = "tls_verify"
+            sources["registry.verify_tls"] = sources["registry.tls_verify"]
+    if not registry.verify_tls:
+        warnings.append(f"TLS certificates of the registry are not verified "
+                        f"(registry.{spelled} = false, from {sources[f'registry.{spelled}']})"
+                        ": pushed images and credentials can be intercepted"
+                        + (_DOCKER_TLS if build.builder == "docker" else ""))
+    if build.builder == "docker" and registry.ca_bundle is not None:
+        warnings.append(f"registry.ca_bundle (from {sources['registry.ca_bundle']}) is "
+                        f"not used by the docker builder{_DOCKER_TLS}")
+    return Config(
+        harbor=harbor,
+        registry=registry,
+        policy=resolved("policy", loaded.policy),
+        tree=resolved("tree", loaded.tree),
+        build=build,
+        output=resolved("output", loaded.output),
+        state=resolved("state", loaded.state),
+        run=resolved("run", loaded.run),
+        notify=_with_webhook_file(resolved("notify", loaded.notify), sources, origins),
+        jenkins=resolved("jenkins", loaded.jenkins),
+        file=file,
+        warnings=tuple(warnings),
+        sources=MappingProxyType(sources),
+    )
+
+
+_S = typing.TypeVar("_S", bound=_Section)
+
+
+def _resolve_paths(name: str, section: _S, origins: Mapping[str, _Origin], cwd: Path,
+                   home: str | None) -> _S:
+    """Relative paths made absolute: against the config file's folder for values from the
+    file, the working folder otherwise (defaults too); ``~`` is ``$HOME``."""
+    updates: dict[str, Path] = {}
+    for key, attribute in _KEYS[name].items():
+        path = getattr(section, attribute)
+        if not isinstance(path, Path):
+            continue
         if home and path.parts and path.parts[0] == "~":
             path = Path(home, *path.parts[1:])
-        return path if path.is_absolute() else (origin.base or self.cwd) / path
-
-    # -- validation --------------------------------------------------------------------------
-
-    def build(self, file: Path | None) -> Config:
-        sections: dict[str, _Section] = {}
-        for name, model in SECTIONS.items():
-            data = self.values[name]
-            for key in _KEYS[name]:
-                # A default relative path is relative to the working folder.
-                info = _KEYS[name][key]
-                if (info.kind == "path" and key not in data
-                        and isinstance(default := model.model_fields[info.attribute].default,
-                                       Path)):
-                    data[key] = self._resolve(default, _DEFAULT)
-            try:
-                sections[name] = model.model_validate(data)
-            except ValidationError as error:
-                raise self._translate(name, error.errors(include_url=False)[0]) from None
-        sources = {dotted: origin.show_label for dotted, origin in self.origins.items()}
-
-        harbor = typing.cast(HarborConfig, sections["harbor"])
-        registry = typing.cast(RegistryConfig, sections["registry"])
-        harbor = _with_password_file(harbor, "harbor", sources, self.origins)
-        registry = _with_password_file(registry, "registry", sources, self.origins)
-        if registry.server is None and harbor.host is not None:
-            # Harbor is the registry: push where the scan results come from...
-            registry = registry.model_copy(update={"server": harbor.host})
-            sources["registry.server"] = "harbor.url"
-        if (registry.server == harbor.host and registry.user is None
-                and registry.password is None and harbor.user is not None):
-            # ...with the same account, unless told otherwise. Only for that very host, so
-            # Harbor credentials never go to another server.
-            registry = registry.model_copy(update={"user": harbor.user,
-                                                   "password": harbor.password})
-            sources["registry.user"] = "harbor.user"
-            if harbor.password is not None:
-                sources["registry.password"] = "harbor.password"
-
-        build = typing.cast(BuildConfig, sections["build"])
-        warnings: list[str] = []
-        if not harbor.verify_tls:
-            warnings.append(f"TLS certificates of Harbor are not verified (harbor.verify_tls = "
-                            f"false, from {sources['harbor.verify_tls']}): anyone on the "
-                            "network path can read the credentials and forge scan results")
-        spelled = "verify_tls"
-        if registry.tls_verify is not None:
-            warnings.append(f"registry.tls_verify (from {sources['registry.tls_verify']}) is "
-                            "deprecated: write verify_tls, as in [harbor] (variable "
-                            f"{environment_variable_for('registry.verify_tls')})")
-            if "registry.verify_tls" not in sources:  # verify_tls took the old spelling's value
-                spelled = "tls_verify"
-                sources["registry.verify_tls"] = sources["registry.tls_verify"]
-        if not registry.verify_tls:
-            warnings.append(f"TLS certificates of the registry are not verified "
-                            f"(registry.{spelled} = false, from {sources[f'registry.{spelled}']})"
-                            ": pushed images and credentials can be intercepted"
-                            + (_DOCKER_TLS if build.builder == "docker" else ""))
-        if build.builder == "docker" and registry.ca_bundle is not None:
-            warnings.append(f"registry.ca_bundle (from {sources['registry.ca_bundle']}) is "
-                            f"not used by the docker builder{_DOCKER_TLS}")
-        return Config(
-            harbor=harbor,
-            registry=registry,
-            policy=typing.cast(PolicyConfig, sections["policy"]),
-            tree=typing.cast(TreeConfig, sections["tree"]),
-            build=build,
-            output=typing.cast(OutputConfig, sections["output"]),
-            state=typing.cast(StateConfig, sections["state"]),
-            run=typing.cast(RunConfig, sections["run"]),
-            notify=_with_webhook_file(typing.cast(NotifyConfig, sections["notify"]), sources,
-                                      self.origins),
-            jenkins=typing.cast(JenkinsConfig, sections["jenkins"]),
-            file=file,
-            warnings=tuple(warnings),
-            sources=MappingProxyType(sources),
-        )
-
-    def _translate(self, section: str, error: ErrorDetails) -> ConfigError:
-        loc = error["loc"]
-        key = str(loc[0]) if loc else ""
-        dotted = f"{section}.{key}" if key else section
-        origin = self.origins.get(dotted, _DEFAULT)
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
-        message = _expected(error)
-        if where:
-            message = f"{where.lstrip('.')}: {message}"
-        # Messages of our validators say what they got (or, for a URL with a password, not).
-        if dotted not in SECRET_KEYS and error["type"] != "value_error":
-            message += f", got {_describe(error['input'])}"
-        return ConfigError(message, source=origin.error_label, key=dotted)
+        origin = origins.get(f"{name}.{key}")
+        updates[attribute] = path if path.is_absolute() else (
+            origin.base if origin is not None else cwd) / path
+    return section.model_copy(update=updates)
 
 
 #: Why ``[registry] verify_tls`` and ``ca_bundle`` cannot reach a docker daemon.
@@ -809,6 +844,10 @@ _DOCKER_TLS = ("; the docker builder cannot hand TLS settings to its daemon, whi
                ", or the registry listed as insecure in daemon.json or, for podman, in "
                "registries.conf); the buildah builder takes both settings")
 
+
+# Secret files are read here rather than by pydantic-settings' secrets source: that one reads
+# files named after the fields from one folder (``/run/secrets/harbor_password``); here each
+# secret's file is a setting of its own, relative to where it was set, and errors name it.
 
 _WithPassword = typing.TypeVar("_WithPassword", HarborConfig, RegistryConfig)
 
@@ -856,55 +895,9 @@ def _read_secret_file(path: Path, what: str, dotted: str,
 
 
 # --------------------------------------------------------------------------------------------
-# Text values (environment variables, string flags).
+# Messages: pydantic's errors in the words of a config file.
 
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no"})
-
-
-def _read_text(text: str, info: _KeyInfo, dotted: str, origin: _Origin) -> object:
-    def fail(expected: str) -> ConfigError:
-        shown = "" if dotted in SECRET_KEYS else f", got {json.dumps(text)}"
-        return ConfigError(f"{expected}{shown}", source=origin.error_label, key=dotted)
-
-    stripped = text.strip()
-    if info.kind == "list":
-        return tuple(item.strip() for item in text.split(",") if item.strip())
-    if info.kind == "table":
-        table: dict[str, str] = {}
-        for item in (part.strip() for part in text.split(",")):
-            if not item:
-                continue
-            name, equals, value = item.partition("=")
-            if not equals or not name.strip():
-                raise fail("expected NAME=VALUE pairs separated by commas")
-            table[name.strip()] = value.strip()
-        return table
-    if info.optional and not stripped:
-        return None  # an empty variable unsets an optional key
-    if info.kind == "bool":
-        if stripped.lower() in _TRUE:
-            return True
-        if stripped.lower() in _FALSE:
-            return False
-        raise fail("expected true or false (or 1/0, yes/no)")
-    if info.kind == "int":
-        try:
-            return int(stripped)
-        except ValueError:
-            raise fail("expected a whole number") from None
-    if info.kind == "float":
-        try:
-            return float(stripped)
-        except ValueError:
-            raise fail("expected a number") from None
-    if info.kind == "path":
-        return stripped
-    return text  # text and secrets as given: spaces may matter
-
-
-# --------------------------------------------------------------------------------------------
-# Messages.
+_DEFAULT_LABEL = "default"
 
 _EXPECTED: Mapping[str, str] = MappingProxyType({
     "bool_type": "expected true or false",
@@ -923,6 +916,39 @@ _EXPECTED: Mapping[str, str] = MappingProxyType({
     "mapping_type": "expected a table of strings",
     "path_type": "expected a path (a string)",
 })
+
+
+def _translate(error: ErrorDetails, origins: Mapping[str, _Origin], *,
+               dotted: str | None = None) -> ConfigError:
+    """A :class:`ConfigError` for pydantic's ``error``, naming where the value came from.
+    ``loc`` is ``(section, key, ...)``, or starts below the key when ``dotted`` is given."""
+    loc = tuple(error["loc"]) if dotted is None else (*dotted.split(".", 1), *error["loc"])
+    section = str(loc[0])
+    if len(loc) == 1:  # [section]: only an unknown one fails
+        return ConfigError(f"unknown section [{section}]{_suggest(section, SECTIONS)}; "
+                           f"valid sections: {', '.join(SECTIONS)}",
+                           source=_label(origins, section))
+    key = str(loc[1])
+    dotted = f"{section}.{key}"
+    source = _label(origins, dotted)
+    if error["type"] == "extra_forbidden":
+        return ConfigError(
+            f"unknown key {key!r}{_suggest(key, _KEYS[section])}; valid keys in "
+            f"[{section}]: {', '.join(_KEYS[section])}", source=source, key=dotted)
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[2:])
+    message = _expected(error)
+    if where:
+        message = f"{where.lstrip('.')}: {message}"
+    # Messages of our validators say what they got (or, for a URL with a password, not).
+    if dotted not in SECRET_KEYS and error["type"] != "value_error":
+        message += f", got {_describe(error['input'])}"
+    return ConfigError(message, source=source, key=dotted)
+
+
+def _label(origins: Mapping[str, _Origin], dotted: str) -> str:
+    origin = origins.get(dotted)
+    return origin.error_label if origin is not None else _DEFAULT_LABEL
+
 
 def _expected(error: ErrorDetails) -> str:
     kind = error["type"]

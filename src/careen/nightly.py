@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from careen import assemble
+from careen.attention import AttentionItem, AttentionKind
 from careen.builders.buildah import BuildahBuilder, default_slot_folders, storage_slots
 from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
 from careen.builders.docker import DockerBuilder
@@ -56,7 +57,7 @@ from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
 from careen.reports.notify import send_webhook_async
-from careen.results import RunResult, fleet_totals
+from careen.results import RunResult, fleet_totals, verdict_attention
 from careen.scan import ScanSummary, SeverityCounts
 from careen.state.store import (
     BuildRecord,
@@ -71,9 +72,9 @@ from careen.state.store import (
 from careen.tree.discover import DockerfileTree, discover_tree, image_key
 from careen.tree.graph import BuildGraph
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
-from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan
+from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan, outcome_attention
 from careen.verify import rescan, results_of, scan_targets
-from careen.vulnerable import find_vulnerable, write_outputs
+from careen.vulnerable import find_vulnerable, untagged_line, write_outputs
 
 #: Judged images written to the state database per transaction while the inventory streams.
 RECORD_BATCH = 2000
@@ -243,13 +244,21 @@ def _harbor_opener(config: Config, observer: Observer) -> HarborOpener:
 def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *,
                    cascade: bool, revision: TreeRevision,
                    observer: Observer = NULL_OBSERVER) -> Plan:
-    """The plan for the images of a vulnerable.list (nothing known of them but their names);
-    the list's malformed lines are reported to ``observer`` and skipped."""
-    for problem in listed.listing.problems:
-        observer.warning(f"{listed.shown}:{problem.line}: {problem.reason} (line skipped)")
-    return make_plan(listed.candidates(), tree, BuildGraph.from_tree(tree), cascade=cascade,
+    """The plan for the images of a vulnerable.list (nothing known of them but their names).
+    The list's malformed lines are skipped and need attention (the image on such a line was
+    not rebuilt); untagged artifacts (``repository@digest`` lines) are counted, not planned."""
+    problems = tuple(
+        AttentionItem(AttentionKind.UNREADABLE_LINE, f"{listed.shown}:{problem.line}",
+                      f"{problem.reason}: {problem.shown_text} (line skipped, not rebuilt)")
+        for problem in listed.listing.problems)
+    candidates = listed.candidates()
+    untagged = sum(1 for candidate in candidates if candidate.image.tag is None)
+    if untagged:
+        observer.info(untagged_line(untagged))
+    plan = make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), source=listed.source,
                      policy=str(policy.rule), tree_commit=revision.commit)
+    return replace(plan, problems=problems)
 
 
 def ignore_matcher(policy: Policy) -> Callable[[ImageReference], str | None]:
@@ -398,6 +407,7 @@ async def run_nightly(
                     observer.info(f"resuming {interrupted.id} (plan {plan.id})")
                     before = _recorded_before(store, interrupted.id, plan)
                     unscanned: tuple[tuple[str, str], ...] = ()
+                    untagged: tuple[tuple[str, str], ...] = ()
                     judged = 0
                     fleet: dict[str, Any] = {}
                     totals: dict[str, int] = {}
@@ -412,6 +422,9 @@ async def run_nightly(
                         harbor, policy, tree, projects=config.harbor.projects,
                         observer=observer, on_batch=recording)
                     fleet = recording.summary()
+                    untagged = _untagged(inventory)
+                    if untagged:
+                        observer.info(untagged_line(len(untagged)))
                     write_outputs(inventory.selection, policy,
                                   list_path=config.output.vulnerable_list,
                                   json_path=config.output.json_file)
@@ -422,8 +435,7 @@ async def run_nightly(
                         inventory.judged
                     # issue 14: skipped images keep their real scans; the fleet in totals
                     before = scans_of_plan(before, [i for i, _ in inventory.selection.selected])
-                    totals = fleet_totals(inventory.selection, judged, untagged=sum(
-                        1 for s in plan.skipped if s.reason.value == "untagged"))
+                    totals = fleet_totals(inventory.selection, judged)
                 observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
                               f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
                 # issue 14: the CVE lists of the plan images, before building
@@ -448,13 +460,15 @@ async def run_nightly(
                                      after)
                 elif options.rescan:
                     after = {}
+            images = cves.explain(results_of(plan, outcomes, policy=policy, before=before,
+                                             after=after), plan)
             result = RunResult(
                 run_id=run.id, started_at=started, finished_at=datetime.now(UTC),
-                policy=str(policy.rule),
-                images=cves.explain(results_of(plan, outcomes, policy=policy, before=before,
-                                               after=after), plan),
+                policy=str(policy.rule), images=images,
                 plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
-                registry=registry, unscanned=unscanned, judged=judged,
+                registry=registry, unscanned=unscanned, judged=judged, untagged=untagged,
+                attention=(plan.attention + outcome_attention(outcomes)
+                           + verdict_attention(images)),
                 fleet=totals, details_note=cves.note,
             )
             reports = _report(result, plan, store, config, options, observer,
@@ -462,7 +476,7 @@ async def run_nightly(
             if options.notify and config.notify.webhook is not None:
                 await send_webhook_async(config.notify.webhook.get_secret_value(), result,
                                          observer, title=config.notify.title)
-            code = ExitCode.FAILED if result.failed else ExitCode.OK
+            code = ExitCode.FAILED if result.needs_attention else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
                    {"result": result.to_dict(), "reports": [str(p) for p in reports],
                     **fleet})
@@ -497,9 +511,10 @@ async def run_update(
                 images=results_of(plan, outcomes, policy=policy, before={}, after=None),
                 plan_id=plan.id, tree_commit=revision.commit, registry=registry,
                 extra=_restriction(plan),
+                attention=plan.attention + outcome_attention(outcomes),
             )
             reports = _report(result, plan, store, config, options, observer)
-            code = ExitCode.FAILED if result.failed else ExitCode.OK
+            code = ExitCode.FAILED if result.needs_attention else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
                    {"result": result.to_dict(), "reports": [str(p) for p in reports]})
     return NightlyOutcome(run.id, plan, result, tuple(reports), code)
@@ -525,23 +540,33 @@ async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
     return _dry_run_outcome(plan, policy, started=started, before=before,
                             tree_commit=revision.commit, harbor=config.harbor.url,
                             registry=config.registry.server, unscanned=inventory.unscanned,
-                            judged=inventory.judged)
+                            judged=inventory.judged, untagged=_untagged(inventory))
 
 
 def _dry_run_outcome(plan: Plan, policy: Policy, *, started: datetime,
                      before: Mapping[ImageReference, Image], tree_commit: str | None,
                      harbor: str | None, registry: str | None,
                      unscanned: tuple[tuple[str, str], ...] = (),
-                     judged: int = 0) -> NightlyOutcome:
-    """What a dry run shows: every step "planned", nothing built, no run recorded."""
+                     judged: int = 0,
+                     untagged: tuple[tuple[str, str], ...] = ()) -> NightlyOutcome:
+    """What a dry run shows: every step "planned", nothing built, no run recorded; exit 1
+    when the plan already needs attention (an image without a folder, an unreadable line)."""
     outcomes = [StepOutcome(step, StepStatus.WOULD_BUILD, step.image) for step in plan.steps]
     result = RunResult(
         run_id=f"dry-run-{plan.id}", started_at=started, finished_at=datetime.now(UTC),
         policy=str(policy.rule),
         images=results_of(plan, outcomes, policy=policy, before=before, after=None),
         plan_id=plan.id, tree_commit=tree_commit, harbor=harbor, registry=registry,
-        unscanned=unscanned, judged=judged, dry_run=True)
-    return NightlyOutcome(None, plan, result, (), ExitCode.OK)
+        unscanned=unscanned, judged=judged, dry_run=True, untagged=untagged,
+        attention=plan.attention)
+    return NightlyOutcome(None, plan, result, (),
+                          ExitCode.FAILED if result.needs_attention else ExitCode.OK)
+
+
+def _untagged(inventory: Inventory) -> tuple[tuple[str, str], ...]:
+    """The untagged artifacts the policy selects: counted apart, never planned."""
+    return tuple((image.reference.short, verdict.reason)
+                 for image, verdict in inventory.selection.untagged)
 
 
 def _resumable(store: StateStore) -> tuple[RunRecord, Plan] | None:

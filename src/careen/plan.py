@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from careen.attention import AttentionItem, AttentionKind, attention_from_dicts, attention_to_dicts
 from careen.errors import UsageError
 from careen.inventory import Image
 from careen.policy import Verdict
@@ -52,8 +53,17 @@ class SkipReason(StrEnum):
     MULTI_ARCH = "multi_arch"
     #: Built FROM itself or its own children: no order can build it.
     CYCLE = "cycle"
-    #: Only digest-addressed in Harbor (no tag to push to).
+    #: Only digest-addressed in Harbor (no tag to push to). Plans made since untagged
+    #: artifacts are counted apart no longer hold it; kept to read older stored plans.
     UNTAGGED = "untagged"
+
+
+#: Skips a person must act on (the others were never Careen's to fix: ignored by config, an
+#: immutable tag, a builder that cannot build several platforms, rebuilt already).
+ATTENTION_SKIPS: Mapping[SkipReason, AttentionKind] = {
+    SkipReason.NO_FOLDER: AttentionKind.NO_FOLDER,
+    SkipReason.CYCLE: AttentionKind.CYCLE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +123,16 @@ class Plan:
     tree_commit: str | None = None
     id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: What needs attention beyond the skips: the unreadable lines of the list planned from.
+    problems: tuple[AttentionItem, ...] = ()
+
+    @property
+    def attention(self) -> tuple[AttentionItem, ...]:
+        """Everything of this plan a person must act on: the list's unreadable lines, then
+        the images skipped for want of a folder or for a FROM cycle. Any makes exit 1."""
+        return self.problems + tuple(
+            AttentionItem(ATTENTION_SKIPS[s.reason], s.image.short, s.detail)
+            for s in self.skipped if s.reason in ATTENTION_SKIPS)
 
     @property
     def levels(self) -> list[list[PlanStep]]:
@@ -127,7 +147,8 @@ class Plan:
 
     def with_id(self, plan_id: str) -> Plan:
         return Plan(self.steps, self.skipped, self.tree_root, self.created_at, self.cascade,
-                    self.source, self.policy, self.tree_commit, plan_id, self.extra)
+                    self.source, self.policy, self.tree_commit, plan_id, self.extra,
+                    self.problems)
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -160,6 +181,9 @@ class Plan:
                 {"image": s.image.short, "reason": s.reason.value, "detail": s.detail}
                 for s in self.skipped
             ],
+            # Everything that needs attention; the skips' items are derived from "skipped"
+            # again when the plan is read back.
+            "attention": attention_to_dicts(self.attention),
         }
 
     @classmethod
@@ -195,6 +219,8 @@ class Plan:
                 cascade=bool(data.get("cascade", True)), source=str(data.get("source", "")),
                 policy=data.get("policy"), tree_commit=data.get("tree_commit"),
                 id=plan_id or data.get("id"),
+                problems=tuple(item for item in attention_from_dicts(data.get("attention") or ())
+                               if item.kind not in ATTENTION_SKIPS.values()),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UsageError(f"plan {plan_id or data.get('id')} is damaged: {error}",
@@ -262,6 +288,8 @@ def make_plan(
         return None
 
     for candidate in candidates:
+        if candidate.image.tag is None:
+            continue  # an untagged artifact is no image to rebuild (callers count them)
         key = image_key(candidate.image)
         refusal = refuse(candidate, key)
         if refusal is not None:

@@ -9,13 +9,13 @@ bump the base version".
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from careen.attention import AttentionItem, attention_to_dicts
+from careen.attention import AttentionItem, AttentionKind, attention_to_dicts
 from careen.details import CveDiff, Finding, diff_findings, findings_to_dicts
 from careen.inventory import Image
 from careen.policy import Policy, Selection, VerdictKind
@@ -109,6 +109,10 @@ class RunResult:
     judged: int = 0
     dry_run: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Untagged artifacts the policy selects (superseded digests awaiting Harbor's tag
+    #: retention or GC), as (``repository@digest``, reason): counted, never rebuilt.
+    untagged: tuple[tuple[str, str], ...] = ()
+    #: What a person must act on (:mod:`careen.attention`); any item makes the run exit 1.
     attention: tuple[AttentionItem, ...] = ()
     #: The fleet in totals: judged, breaking, passing, unscanned, untagged, ignored.
     fleet: Mapping[str, int] = field(default_factory=dict)
@@ -123,6 +127,11 @@ class RunResult:
     @property
     def failed(self) -> bool:
         return any(result.failing for result in self.images)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Exit 1: a failing image, or anything else a person must act on."""
+        return self.failed or bool(self.attention)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +149,7 @@ class RunResult:
             "counts": self.counts,
             "images": [_image_dict(result) for result in self.images],
             "unscanned": [{"image": image, "reason": reason} for image, reason in self.unscanned],
+            "untagged": [{"image": image, "reason": reason} for image, reason in self.untagged],
             "attention": attention_to_dicts(self.attention),
             "fleet": dict(self.fleet),
             "details_note": self.details_note,
@@ -213,6 +223,25 @@ def judge_rebuild(policy: Policy, image: ImageReference, before: ScanSummary | N
         before, before_digest, after_digest)
 
 
+def verdict_attention(results: Iterable[ImageResult]) -> tuple[AttentionItem, ...]:
+    """The rebuilds a person must look at: not helped, improved but still breaking the
+    policy, or pushed with no rescan result by the deadline."""
+    items: list[AttentionItem] = []
+    for result in results:
+        image = result.image.short
+        if result.outcome is Outcome.NOT_HELPED:
+            items.append(AttentionItem(AttentionKind.NOT_HELPED, image, result.note))
+        elif result.outcome is Outcome.IMPROVED:
+            items.append(AttentionItem(AttentionKind.IMPROVED, image, result.note))
+        elif result.outcome is Outcome.RESCAN_MISSING:
+            state = "no result" if result.after is None else result.after.status.value
+            items.append(AttentionItem(
+                AttentionKind.UNSCANNED_AT_DEADLINE, image,
+                f"pushed, but Harbor's rescan gave {state} by the deadline",
+                next_step=f"check the scan in Harbor, or run 'careen scan {image} --wait'"))
+    return tuple(items)
+
+
 def _lower(after: SeverityCounts, before: SeverityCounts) -> bool:
     """Fewer findings where it matters: the worst severities first."""
     for (_, a), (_, b) in zip(after.items(), before.items(), strict=True):
@@ -249,11 +278,12 @@ def sort_results(results: Sequence[ImageResult]) -> tuple[ImageResult, ...]:
 FLEET_KEYS = ("judged", "breaking", "passing", "unscanned", "untagged", "ignored")
 
 
-def fleet_totals(selection: Selection, judged: int, *, untagged: int = 0) -> dict[str, int]:
-    """The fleet in totals from one read of Harbor: judged, breaking the policy, passing,
-    without a usable scan, untagged (breaking, but no tag to rebuild), ignored."""
+def fleet_totals(selection: Selection, judged: int) -> dict[str, int]:
+    """The fleet in totals from one read of Harbor: judged, tagged images breaking the
+    policy, passing, without a usable scan, untagged artifacts breaking it (superseded
+    digests: counted, never rebuilt), ignored."""
     unscanned = (len(selection.not_scanned) + len(selection.scan_failed)
                  + len(selection.scan_in_progress) + selection.unlisted_unscanned_count)
     return {"judged": judged, "breaking": len(selection.selected),
-            "passing": selection.passed_count, "unscanned": unscanned, "untagged": untagged,
-            "ignored": len(selection.ignored)}
+            "passing": selection.passed_count, "unscanned": unscanned,
+            "untagged": len(selection.untagged), "ignored": len(selection.ignored)}

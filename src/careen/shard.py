@@ -126,6 +126,8 @@ def merge_results(results: Sequence[RunResult], *, run_id: str | None = None) ->
         judged=max(result.judged for result in results),
         dry_run=any(result.dry_run for result in results),
         extra={"shards": [result.run_id for result in results]},
+        # Each shard carries the plan's own items (its unreadable lines): once each here.
+        untagged=tuple(dict.fromkeys(pair for result in results for pair in result.untagged)),
         attention=tuple(dict.fromkeys(item for result in results for item in result.attention)),
         fleet=next((result.fleet for result in results if result.fleet), {}),
         details_note=next((r.details_note for r in results if r.details_note), ""),

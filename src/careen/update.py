@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from careen.attention import AttentionItem, AttentionKind
 from careen.builders.interface import (
     Builder,
     BuildRequest,
@@ -61,11 +62,32 @@ class StepOutcome:
     log_tail: tuple[str, ...] = ()
     #: Why it failed (``build failed``, ``auth rejected``...) or was skipped.
     reason: str | None = None
+    #: The parent whose failure (or skip) made this step be skipped.
+    blocked_by: ImageReference | None = None
 
     @property
     def ok(self) -> bool:
         return self.status in (StepStatus.PUSHED, StepStatus.ALREADY_PUSHED,
                                StepStatus.WOULD_BUILD)
+
+
+def outcome_attention(outcomes: Iterable[StepOutcome]) -> tuple[AttentionItem, ...]:
+    """The steps a person must look at: failed builds or pushes (with their log), and the
+    steps skipped because a parent failed."""
+    items: list[AttentionItem] = []
+    for outcome in outcomes:
+        image = outcome.step.image.short
+        if outcome.status is StepStatus.FAILED:
+            log = f" (log: {outcome.log_path})" if outcome.log_path else ""
+            items.append(AttentionItem(
+                AttentionKind.BUILD_FAILED, image, f"{outcome.reason or 'failed'}{log}",
+                path=str(outcome.log_path) if outcome.log_path else None))
+        elif outcome.status is StepStatus.SKIPPED and outcome.blocked_by is not None:
+            items.append(AttentionItem(
+                AttentionKind.PARENT_FAILED, image,
+                f"not rebuilt: {outcome.reason or 'a parent failed'}",
+                next_step=f"fix {outcome.blocked_by.short} first; its children follow"))
+    return tuple(items)
 
 
 class UpdateRecorder(Protocol):
@@ -163,7 +185,8 @@ async def execute_plan(
 
     async def run_step(step: PlanStep) -> StepOutcome:
         request = build_request(step, plan, options, created)
-        # shield: a child cancelled (Ctrl-C) must not cancel the outcome its siblings share
+        # Shielded: cancelling a waiting child (Ctrl-C) must not cancel its parent's future,
+        # which the parent's own step still completes when its build in flight ends.
         parents = [await asyncio.shield(done[parent]) for parent in step.parents
                    if parent in done]
         failed = [p for p in parents if not p.ok]
@@ -172,6 +195,7 @@ async def execute_plan(
                 step, StepStatus.SKIPPED, request.image,
                 reason=f"parent {failed[0].step.image.short} "
                        f"{'was skipped' if failed[0].status is StepStatus.SKIPPED else 'failed'}",
+                blocked_by=failed[0].step.image,
             ))
         if step.image.short in pushed_before:
             observer.info(f"{step.image.short}: pushed by an earlier run of this plan "
@@ -209,7 +233,13 @@ async def execute_plan(
         for task in tasks:
             task.cancel()
         # Let every step record how it ended (a build in flight finishes first).
-        await _uncancellable(asyncio.gather(*tasks, return_exceptions=True))
+        stopping = asyncio.gather(*tasks, return_exceptions=True)
+        await _uncancellable(stopping)
+        for error in stopping.result():
+            # A step that failed while stopping (not one that was cancelled) is a bug or a
+            # state write that did not happen: said, not swallowed.
+            if isinstance(error, Exception):
+                observer.warning(f"while stopping: {type(error).__name__}: {error}")
         raise
     finally:
         workers.shutdown(wait=False)

@@ -71,8 +71,17 @@ def _sort(selection: Selection) -> None:
     """The crawl is concurrent; the lists people and diffs read are sorted, as the seed's were
     (``harbor list`` printed in name order)."""
     for items in (selection.selected, selection.not_scanned, selection.scan_failed,
-                  selection.scan_in_progress, selection.ignored, selection.needs_details):
+                  selection.scan_in_progress, selection.ignored, selection.needs_details,
+                  selection.untagged):
         items.sort(key=_by_reference)
+
+
+def untagged_line(count: int) -> str:
+    """The one line that counts the untagged artifacts breaking the policy (they are no
+    images to rebuild and never lines of vulnerable.list)."""
+    what = "untagged artifact breaks" if count == 1 else "untagged artifacts break"
+    return (f"{count} {what} the policy; Harbor's tag retention or garbage collection "
+            "removes them")
 
 
 def vulnerable_list_text(selection: Selection) -> str:

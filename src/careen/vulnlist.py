@@ -89,8 +89,13 @@ class LineProblem:
     text: str
     reason: str
 
+    @property
+    def shown_text(self) -> str:
+        """The line as messages show it: quoted, cut at 80 characters."""
+        return _shown(self.text)
+
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}: {_shown(self.text)}"
+        return f"line {self.line}: {self.reason}: {self.shown_text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +260,9 @@ def vulnerable_json(
 
     Holds the policy that judged, a summary of counts, and one record per listed image in
     ``selected``, ``not_scanned``, ``scan_failed``, ``scan_in_progress``, ``ignored`` and
-    ``needs_details``. Images that pass are only counted.
+    ``needs_details``; untagged artifacts the policy selects (superseded digests awaiting
+    retention or GC, nothing to rebuild) under ``untagged``. Images that pass are only
+    counted.
     """
     when = generated_at if generated_at is not None else datetime.now(UTC)
     groups: dict[str, list[Judged]] = {
@@ -265,6 +272,7 @@ def vulnerable_json(
         "scan_in_progress": selection.scan_in_progress,
         "ignored": selection.ignored,
         "needs_details": selection.needs_details,
+        "untagged": selection.untagged,
     }
     summary = {name: len(items) for name, items in groups.items()}
     summary["passed"] = selection.passed_count

@@ -69,11 +69,13 @@ def test_the_demo_runs_the_night_and_every_selected_image_gets_better(
         site = load_demo(folder)
         assert site.simulator_running()
         explored = careen("vulnerable", "-o", "-", env=site.environ(), cwd=tmp_path)
-        # What still breaks the policy are the old, now untagged digests (Harbor keeps them
-        # until a retention policy or GC removes them): no tagged image is left.
-        lines = explored.stdout.splitlines()
-        assert len(lines) == len(EXPECTED.selected), explored.stderr
-        assert all("@sha256:" in line for line in lines)
+        # The old, now untagged digests still hold their findings (Harbor keeps them until
+        # tag retention or GC removes them): no images to rebuild, so counted on one line,
+        # and after a night that fixed everything the listing exits 0 (issue 12, point 3).
+        assert explored.returncode == 0, explored.stderr
+        assert explored.stdout == ""
+        assert (f"{len(EXPECTED.selected)} untagged artifacts break the policy; Harbor's tag "
+                "retention or garbage collection removes them") in explored.stderr
         assert "careen demo --down" in result.stderr
     finally:
         down = careen("demo", "--down", str(folder), cwd=tmp_path)

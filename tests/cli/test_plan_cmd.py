@@ -28,7 +28,8 @@ def listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_plan_from_a_list_is_stored_and_printed_as_json(careen: Run, listed: Path) -> None:
     result = careen("plan", "--from", str(listed), "-f", "json")
-    assert result.code == 0, result.err
+    assert result.code == 1, result.err  # library/nosuch:1 has no folder: needs attention
+    assert "needs attention: library/nosuch:1: no Dockerfile folder" in result.err
     document = json.loads(result.out)
     steps = [(s["level"], s["image"], s["reason"]) for s in document["steps"]]
     assert steps[0] == (0, "library/base:1.0", "selected")
@@ -36,13 +37,13 @@ def test_plan_from_a_list_is_stored_and_printed_as_json(careen: Run, listed: Pat
     assert [s["image"] for s in document["skipped"]] == ["library/nosuch:1"]
     assert f"careen update --plan {document['id']}" in result.err
     shown = careen("update", "--plan", document["id"], "--dry-run")
-    assert shown.code == 0, shown.err
+    assert shown.code == 1, shown.err  # the stored plan still holds the skip
     assert f"plan {document['id']}" in shown.err
 
 
 def test_plan_table_names_every_step_and_why(careen: Run, listed: Path) -> None:
     result = careen("plan", "--from", str(listed), "--no-cascade")
-    assert result.code == 0, result.err
+    assert result.code == 1, result.err
     assert "library/base:1.0" in result.out and "library/mysql:5.7.18" in result.out
     assert "library/tomcat" not in result.out  # no cascade
     assert "no_folder" in result.out
@@ -52,11 +53,14 @@ def test_plan_from_harbor(careen: Run, harbor_env: SimulatorServer,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAREEN_TREE_ROOT", str(SAMPLES / "tree"))
     result = careen("plan", "-f", "json")
-    assert result.code == 0, result.err
+    assert result.code == 1, result.err
     document = json.loads(result.out)
     assert document["source"] == "harbor"
     # The sample fleet's activemq breaks the policy and has no folder in the sample tree.
     assert "library/activemq:5.14.4" in {s["image"] for s in document["skipped"]}
+    assert "needs attention: library/activemq:5.14.4: no Dockerfile folder" in result.err
+    # Untagged digests are no plan rows.
+    assert not any("@" in s["image"] for s in document["skipped"] + document["steps"])
 
 
 def test_a_plan_file_runs_on_a_machine_that_never_saw_the_plan(
@@ -92,7 +96,7 @@ def test_shards_split_each_level(careen: Run, listed: Path) -> None:
     seen: list[str] = []
     for k in (1, 2):
         result = careen("update", "--plan", plan_id, "--shard", f"{k}/2", "--dry-run")
-        assert result.code == 0, result.err
+        assert result.code == (1 if k == 1 else 0), result.err  # shard 1 carries the skips
         seen += re.findall(r"^plan: level \d (\S+)", result.err, re.MULTILINE)
     everything = careen("update", "--plan", plan_id, "--dry-run")
     assert sorted(seen) == sorted(re.findall(r"^plan: level \d (\S+)", everything.err,

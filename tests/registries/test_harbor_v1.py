@@ -1,4 +1,4 @@
-"""The Harbor 1.x read-only client against scripted answers shaped after NOTES section 8(d)."""
+"""The Harbor 1.x client's reads against scripted answers shaped after NOTES section 8(d)."""
 
 from __future__ import annotations
 
@@ -139,14 +139,14 @@ async def test_v1_project_filter(fake: FakeHarbor) -> None:
     assert any("nope" in w for w in observer.of_kind("warning"))
 
 
-async def test_v1_scan_summary_and_read_only(fake: FakeHarbor) -> None:
+async def test_v1_scan_summary_and_tags_only(fake: FakeHarbor) -> None:
     fake.route("/api/repositories/library/team/app/tags/2.0",
                v1_tag("2.0", DIGEST_B, v1_overview([{"severity": 4, "count": 3}])))
     harbor = HarborV1Client(settings(), transport=fake.transport())
     summary = await harbor.scan_summary(ImageReference.parse("library/team/app:2.0"))
     assert summary.counts == SeverityCounts(medium=3)
-    with pytest.raises(UsageError):
-        await harbor.request_scan(ImageReference.parse("library/team/app:2.0"))
+    with pytest.raises(UsageError):  # 1.x scans by tag (its writes: test_harbor_v1_writes)
+        await harbor.request_scan(ImageReference.parse(f"library/app@{DIGEST_A}"))
     with pytest.raises(UsageError):
         await harbor.scan_summary(ImageReference.parse(f"library/app@{DIGEST_A}"))
     await harbor.aclose()

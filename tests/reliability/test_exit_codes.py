@@ -99,6 +99,24 @@ def wrong_password(c: Context) -> CliResult:
     return c.careen("vulnerable", "-o", "-", "--exit-zero")
 
 
+def listed_image_without_folder(c: Context) -> CliResult:
+    (c.tmp_path / "vulnerable.list").write_text("5=1,   library/nosuch:9\n")
+    return c.careen("plan", "--from", "vulnerable.list", "--root", str(SAMPLES / "tree"))
+
+
+def unreadable_list_line(c: Context) -> CliResult:
+    (c.tmp_path / "vulnerable.list").write_text("4=x,  library/nginx:1.25\n")
+    return c.careen("plan", "--from", "vulnerable.list", "--root", str(SAMPLES / "tree"))
+
+
+def tree_image_in_a_cycle(c: Context) -> CliResult:
+    for folder, text in {"a/1": "FROM library/b:1\n", "b/1": "FROM library/a:1\n"}.items():
+        (c.tmp_path / "cyclic" / folder).mkdir(parents=True)
+        (c.tmp_path / "cyclic" / folder / "Dockerfile").write_text(text)
+    (c.tmp_path / "vulnerable.list").write_text("library/a:1\n")
+    return c.careen("plan", "--from", "vulnerable.list", "--root", str(c.tmp_path / "cyclic"))
+
+
 def internal_error(c: Context) -> CliResult:
     from careen.cli.commands import vulnerable_cmd
 
@@ -121,8 +139,15 @@ ROWS = (
     Row("bad policy rule", bad_rule, ExitCode.USAGE, "careen: error: policy rule, column"),
     Row("Harbor URL not set", no_harbor_url, ExitCode.USAGE, "harbor.url"),
     Row("Harbor unreachable", harbor_unreachable, ExitCode.UNREACHABLE, "connection refused"),
-    Row("wrong password (answered as anonymous)", wrong_password, ExitCode.OK,
-        "credentials were not accepted; Harbor answered as anonymous"),
+    Row("wrong password (answered as anonymous)", wrong_password, ExitCode.UNREACHABLE,
+        "careen: error: Harbor at 127.0.0.1:"),
+    Row("listed image without a Dockerfile folder", listed_image_without_folder,
+        ExitCode.FAILED, "needs attention: library/nosuch:9: no Dockerfile folder for it"),
+    Row("unreadable line of vulnerable.list", unreadable_list_line, ExitCode.FAILED,
+        "needs attention: vulnerable.list:1: the head before the comma must be"),
+    Row("tree image in a FROM cycle", tree_image_in_a_cycle, ExitCode.FAILED,
+        "needs attention: library/a:1: built FROM itself or its own children (a FROM cycle); "
+        "next: break the FROM cycle in the Dockerfiles"),
     Row("internal error", internal_error, ExitCode.INTERNAL,
         "careen: internal error: RuntimeError: simulated bug"),
 )
@@ -141,16 +166,45 @@ def test_exit_code(row: Row, careen: Careen, sample_harbor: SimulatorServer,
         assert result.out == ""  # nothing half-done on stdout for a pipeline to pick up
 
 
-def test_wrong_password_reads_only_public_projects(
+def test_wrong_password_fails_instead_of_reading_public_projects(
         careen: Careen, sample_harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
+    """Harbor (and the simulator) let bad credentials fall through to anonymous (NOTES §2):
+    reading on would judge the public projects only and go green. Careen stops instead."""
     sample_harbor.reset()
-    Context(careen, sample_harbor, monkeypatch, tmp_path).login(password="wrong")
-    result = careen("vulnerable", "-o", "-", "--exit-zero")
-    assert "credentials were not accepted" in result.err
-    assert "CAREEN_HARBOR_PASSWORD" in result.err
-    assert "wrong" not in result.err  # the password itself is never shown
-    assert "library/" not in result.out  # library is private: not listed
+    Context(careen, sample_harbor, monkeypatch, tmp_path).login(password="wrong-pw")
+    list_path = tmp_path / "vulnerable.list"
+    result = careen("vulnerable", "-o", str(list_path), "--exit-zero")
+    host = sample_harbor.url.split("://", 1)[1]
+    assert result.code == ExitCode.UNREACHABLE
+    assert result.error_line == (f"careen: error: Harbor at {host} did not accept the "
+                                 "credentials of admin")
+    assert "CAREEN_HARBOR_PASSWORD" in result.err and "password_file" in result.err
+    assert "wrong-pw" not in result.err  # the password itself is never shown
+    assert not list_path.exists()  # no list of what anonymous may see
+    assert "Processing" not in result.err  # nothing was judged
+
+
+def test_wrong_password_on_harbor_1_exits_3(
+        careen: Careen, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Harbor 1.x: ``/api/users/current`` is 401 for the anonymous caller bad credentials
+    become (v1 swagger); the 1.x simulator answers so."""
+    fleet = Fleet.from_dict({
+        "harbor_version": "1.6.3", "users": {"admin": ADMIN_PASSWORD},
+        "projects": [{"name": "team", "public": True, "repositories": [
+            {"name": "api", "artifacts": [{"tags": ["1.0"], "scan": {"high": 1}}]}]}]})
+    with SimulatorServer(fleet, SimOptions(scan_delay=0.0)) as harbor:
+        monkeypatch.setenv("CAREEN_HARBOR_URL", harbor.url)
+        monkeypatch.setenv("CAREEN_HARBOR_USER", "admin")
+        monkeypatch.setenv("CAREEN_HARBOR_PASSWORD", "wrong-pw")
+        refused = careen("vulnerable", "-o", "-")
+        monkeypatch.setenv("CAREEN_HARBOR_PASSWORD", ADMIN_PASSWORD)
+        accepted = careen("vulnerable", "-o", "-")
+    assert refused.code == ExitCode.UNREACHABLE, refused.err
+    assert "did not accept the credentials of admin" in refused.error_line
+    assert refused.out == ""
+    assert accepted.code == ExitCode.FAILED, accepted.err  # team/api:1.0 breaks the policy
+    assert "team/api:1.0" in accepted.out
 
 
 def test_malformed_vulnerable_list_under_strict(

@@ -336,8 +336,10 @@ def test_a_failing_night_explained_from_data(tmp_path: Path) -> None:
         "dockerhub/library/debian:12.8, which passes the policy: build FROM it instead of "
         "debian:12.5")
     assert [i.kind for i in attention_items(outcome.result)] == [
-        AttentionKind.BUILD_FAILED, AttentionKind.IMPROVED, AttentionKind.NOT_HELPED,
-        AttentionKind.NO_FOLDER, AttentionKind.UNSCANNED]
+        AttentionKind.NO_FOLDER, AttentionKind.BUILD_FAILED, AttentionKind.IMPROVED,
+        AttentionKind.NOT_HELPED]
+    # The producers' items carry the reasons explained from the data.
+    assert outcome.result.attention[-1].reason == app.note
     assert outcome.exit_code == 1
 
 

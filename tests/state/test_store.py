@@ -474,3 +474,37 @@ def test_a_runs_fleet_totals_give_the_same_trend_as_summing_its_scans(
                      {"fleet": fleet_summary(9, 9, SeverityCounts(critical=1))})
     [stored] = store.trend()
     assert (stored.images, stored.scanned, stored.counts) == (9, 9, SeverityCounts(critical=1))
+
+
+def test_the_split_store_keeps_every_name_callers_used() -> None:
+    """StateStore was one class in careen/state/store.py; it is now composed of one part per
+    seam (runs, plans, scans, builds, trend over the shared database). Every public method of
+    the old class, and every public name of the old module, is still where callers found it."""
+    from careen.state import store
+
+    methods = {
+        "attach_plan", "begin_run", "build", "build_built", "build_failed", "build_pending",
+        "build_pushed", "build_skipped", "build_started", "close", "finish_run", "holds_lock",
+        "import_plan", "last_run", "latest_plan", "load_plan", "lock_path",
+        "mark_interrupted_runs", "open", "path", "plans", "pushed_images", "record_scan",
+        "record_scans", "record_verdict", "record_verdicts", "run", "run_lock", "runs",
+        "save_plan", "trend", "unfinished_run",
+    }
+    names = {
+        "BuildRecord", "BuildStatus", "PlanRecord", "RunDetail", "RunKind", "RunRecord",
+        "RunStatus", "ScanPhase", "ScanRecord", "StateFileError", "StateLockedError",
+        "StateStore", "TrendPoint", "UnknownPlanError", "UnknownRecordError", "UnknownRunError",
+        "VerdictRecord", "default_state_path", "fleet_summary", "lock_path_for",
+        "new_record_id", "utc_now",
+    }
+
+    assert methods <= {name for name in dir(StateStore) if not name.startswith("_")}
+    assert names <= set(store.__all__)
+    assert all(hasattr(store, name) for name in names)
+
+
+def test_open_returns_the_whole_store(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "state.sqlite") as state:
+        assert type(state) is StateStore
+        run = state.begin_run(RunKind.RUN)
+        assert state.runs()[0].id == run.id

@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
 from pydantic import SecretStr
 
 from careen.builders import (
@@ -48,7 +49,6 @@ from careen.builders import (
     build_and_push,
     private_auth,
 )
-from careen.config import toml_value
 from careen.demo.simulator import SimulatorSettings
 from careen.errors import ConfigError, ServiceError, UsageError
 from careen.events import Observer
@@ -428,14 +428,9 @@ def config_text(site: DemoSite) -> str:
                     "json": str(folder / "vulnerable.json"),
                     "reports_dir": str(site.reports_dir)}),
     ]
-    lines = [
-        "# Written by careen demo: this demo's Harbor (the simulator), registry and tree.",
-        "# The passwords are in the files named here, never in this file.",
-    ]
-    for name, values in sections:
-        lines += ["", f"[{name}]"]
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
+    return ("# Written by careen demo: this demo's Harbor (the simulator), registry and tree.\n"
+            "# The passwords are in the files named here, never in this file.\n\n"
+            + tomli_w.dumps(dict(sections)))
 
 
 def _write_private(path: Path, text: str) -> None:

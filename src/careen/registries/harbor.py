@@ -1,23 +1,31 @@
-"""Open the right Harbor client: v2 (Harbor 2.x) or v1 (Harbor 1.x, read only).
+"""Open the right Harbor client: v2 (Harbor 2.x) or v1 (Harbor 1.x).
 
 ``api_version = "auto"`` asks Harbor: ``/api/v2.0/systeminfo`` (or ``/api/v2.0/ping``, for a
 Harbor whose system info is locked down) means 2.x; otherwise ``/api/systeminfo`` means 1.x.
+
+With a user configured, the client is only handed out once Harbor has shown it took the
+credentials. Harbor lets bad credentials fall through to anonymous (NOTES §2): a rotated robot
+password would otherwise read the public projects only and turn the nightly job into a green
+no-op. Harbor 2.x shows ``harbor_version`` in ``/systeminfo`` to authenticated callers only;
+both versions answer ``/users/current`` with 401 for an anonymous one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 
 import httpx
 
-from careen.errors import ServiceError
+from careen.errors import CareenError, ServiceError
 from careen.events import NULL_OBSERVER, Observer
 from careen.registries.harbor_v1 import API_V1, HarborV1Client
 from careen.registries.harbor_v2 import API_V2, HarborV2Client
 from careen.registries.http import SERVICE, EventHook, HarborApiError, HarborSettings, Sleep
 
-__all__ = ["HarborClient", "HarborSettings", "detect_api_version", "open_harbor"]
+__all__ = ["CredentialsRejectedError", "HarborClient", "HarborSettings", "check_credentials",
+           "detect_api_version", "open_harbor"]
 
 HarborClient = HarborV2Client | HarborV1Client
 
@@ -56,19 +64,87 @@ async def open_harbor(settings: HarborSettings, *, observer: Observer = NULL_OBS
         return HarborV1Client(settings, observer=observer, transport=transport,
                               event_hooks=event_hooks, sleep=sleep)
 
+    if settings.user is not None and settings.password is None:
+        raise _no_password(settings.host, settings.user)  # before anything is sent
+    client: HarborClient
     if settings.api_version == "v1":
-        return v1()
-    client = HarborV2Client(settings, observer=observer, transport=transport,
-                            event_hooks=event_hooks, sleep=sleep)
-    if settings.api_version == "v2":
-        return client
+        client = v1()
+    else:
+        client = HarborV2Client(settings, observer=observer, transport=transport,
+                                event_hooks=event_hooks, sleep=sleep)
+        if settings.api_version != "v2":
+            try:
+                version = await detect_api_version(client)
+            except BaseException:
+                await client.aclose()
+                raise
+            if version == "v1":
+                await client.aclose()
+                observer.info(f"Harbor at {settings.host} speaks the 1.x API")
+                client = v1()
     try:
-        version = await detect_api_version(client)
+        await check_credentials(client)
     except BaseException:
         await client.aclose()
         raise
-    if version == "v2":
-        return client
-    await client.aclose()
-    observer.info(f"Harbor at {settings.host} speaks the 1.x API: reading it, read only")
-    return v1()
+    return client
+
+
+class CredentialsRejectedError(ServiceError):
+    """A user is configured and Harbor answered as anonymous: its credentials were not taken."""
+
+    def __init__(self, host: str, user: str, *, hint: str) -> None:
+        CareenError.__init__(self, f"{SERVICE} at {host} did not accept the credentials of "
+                                   f"{user}", hint=hint)
+        self.service = SERVICE
+        self.host = host
+        self.user = user
+
+
+async def check_credentials(client: HarborClient) -> None:
+    """Raise :class:`CredentialsRejectedError` when a user is configured and Harbor answers
+    ``client`` as anonymous. Anonymous reading is for a configuration without a user only.
+    When Harbor gives no sign either way (an API that hides both), the client is trusted."""
+    settings = client.settings
+    user = settings.user
+    if user is None:
+        return
+    if settings.password is None:
+        raise _no_password(settings.host, user)
+    if await _answers_as_user(client) is False:
+        raise CredentialsRejectedError(
+            settings.host, user,
+            hint="Harbor answered as anonymous. Was the robot account's password rotated, or "
+                 "the account disabled or expired? Check CAREEN_HARBOR_PASSWORD or [harbor] "
+                 "password_file, and [harbor] user (a robot is robot$name or "
+                 "robot$project+name)")
+
+
+def _no_password(host: str, user: str) -> CredentialsRejectedError:
+    return CredentialsRejectedError(
+        host, user, hint=f"no password is set for {user}: set CAREEN_HARBOR_PASSWORD or "
+                         "[harbor] password_file (or remove [harbor] user to read as anonymous)")
+
+
+async def _answers_as_user(client: HarborClient) -> bool | None:
+    """Whether Harbor took the credentials: ``True``, ``False``, or ``None`` when unknown."""
+    if isinstance(client, HarborV2Client):
+        if client.credentials_accepted is None:
+            # Sets credentials_accepted from harbor_version; a locked-down or pre-2.2 Harbor
+            # has none to give: /users/current below is asked instead.
+            with contextlib.suppress(HarborApiError):
+                await client.systeminfo()
+        if client.credentials_accepted is not None:
+            return client.credentials_accepted
+        api = API_V2
+    else:
+        api = API_V1
+    # 401 is the anonymous caller's answer; a user gets 200, a robot 200, 403 or 412 by
+    # version (it is no "user"), which all prove the credentials were taken.
+    response = await client.http.request("GET", f"{api}/users/current",
+                                         accept=(200, 401, 403, 404, 412))
+    if response.status_code == 401:
+        return False
+    if response.status_code == 404:
+        return None
+    return True

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact
 from careen.reference import ImageReference
 from careen.scan import ScanSummary
+
+if TYPE_CHECKING:
+    from careen.registries.harbor_v2 import ScanAllSchedule
 
 
 class ScanSource(Protocol):
@@ -38,6 +41,28 @@ class ScanSource(Protocol):
         ...
 
     async def aclose(self) -> None:
+        ...
+
+
+class ScanControl(ScanSource, Protocol):
+    """A registry whose scans Careen drives (``careen scan``, ``careen schedule``, the
+    nightly rescans): Harbor 2.x and Harbor 1.x alike."""
+
+    async def wait_for_scans(self, images: Sequence[ImageReference], *, timeout: float,
+                             interval: float = 5.0) -> dict[ImageReference, ScanSummary]:
+        """Poll until each image's scan is final or ``timeout``; the latest summaries."""
+        ...
+
+    async def trigger_scan_all(self) -> bool:
+        """Scan every image now; ``False`` when a scan-all is already running."""
+        ...
+
+    async def scan_all_schedule(self) -> ScanAllSchedule | None:
+        """The scan-all schedule (its cron in UTC), or ``None``."""
+        ...
+
+    async def set_scan_all_schedule(self, kind: str, cron: str | None = None) -> None:
+        """Set the scan-all schedule; ``kind`` ``"None"`` removes it."""
         ...
 
 

@@ -130,6 +130,7 @@ def render_html(result: RunResult, context: ReportContext | None = None) -> str:
         _tree_section(images, context.plan),
         _failures_section(images, context.log_tail_lines),
         _fleet_section(result, context),
+        _unscanned_section(result.unscanned),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -358,3 +359,12 @@ def _fleet_section(result: RunResult, context: ReportContext) -> str:
     return ("<section><h2>Fleet</h2>" + totals + note + trend_chart(context.trend)
             + "</section>")
 
+
+def _unscanned_section(unscanned: Sequence[tuple[str, str]]) -> str:
+    pairs = list(unscanned)
+    if not pairs:
+        return ""
+    rows = "".join(f"<tr><td><code>{_e(image)}</code></td><td>{_e(reason)}</td></tr>"
+                   for image, reason in pairs)
+    return ("<section><details><summary>" + f"{len(pairs)} image(s) without a usable scan"
+            + "</summary><table><tbody>" + rows + "</tbody></table></details></section>")

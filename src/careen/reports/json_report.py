@@ -76,6 +76,9 @@ def result_from_dict(data: object, *, source: str = "JSON result") -> RunResult:
                             for item in data.get("unscanned", ())),
             judged=_count(data.get("judged", 0), "judged"),
             dry_run=bool(data.get("dry_run", False)),
+            untagged=tuple((_text(item["image"], "untagged.image"),
+                            _text(item["reason"], "untagged.reason"))
+                           for item in data.get("untagged", ())),
             attention=attention_from_dicts(data.get("attention") or ()),
             fleet={str(k): _count(v, f"fleet.{k}") for k, v in (data.get("fleet") or {}).items()},
             details_note=_text(data.get("details_note", ""), "details_note"),

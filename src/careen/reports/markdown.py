@@ -71,6 +71,9 @@ def render_markdown(result: RunResult, *, title: str = "Careen run",
     if result.fleet:
         lines += ["", "Fleet: " + ", ".join(f"{result.fleet[key]} {key}" for key in FLEET_KEYS
                                              if key in result.fleet) + "."]
+    if result.unscanned:
+        lines += ["", f"{len(result.unscanned)} image(s) of the fleet had no usable scan "
+                  "(listed in the HTML and JSON reports)."]
     if result.details_note:
         lines += ["", escape_markdown(result.details_note) + "."]
     images = sort_results(result.images)

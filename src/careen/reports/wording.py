@@ -149,8 +149,9 @@ ATTENTION_LABELS: dict[AttentionKind, str] = {
 
 def attention_items(result: RunResult) -> tuple[AttentionItem, ...]:
     """The run's needs-attention list: the items its producers added
-    (:attr:`RunResult.attention`), then one for each image or unscanned image they did not
-    name (a result written before the producers existed, or by ``careen update``)."""
+    (:attr:`RunResult.attention`), then one for each failing or unplannable image they did
+    not name (a result written before the producers existed). Images of the fleet without a
+    usable scan are listed apart (:attr:`RunResult.unscanned`): they do not make a run exit 1."""
     items = list(result.attention)
     named = {item.subject for item in items}
     for image in sort_results(result.images):
@@ -171,10 +172,6 @@ def attention_items(result: RunResult) -> tuple[AttentionItem, ...]:
                                    path=image.log_path if kind is AttentionKind.BUILD_FAILED
                                    else None))
         named.add(subject)
-    for name, reason in result.unscanned:
-        if name not in named:
-            items.append(AttentionItem(AttentionKind.UNSCANNED, name, reason))
-            named.add(name)
     return tuple(items)
 
 

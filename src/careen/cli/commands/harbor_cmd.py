@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -22,7 +23,7 @@ from careen.errors import ExitCode, UsageError
 from careen.inventory import Image
 from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
-from careen.registries.harbor_v2 import HarborV2Client
+from careen.registries.interface import ScanControl
 from careen.scan import ScanSummary, Severity
 
 T = TypeVar("T")
@@ -43,12 +44,6 @@ def _with_client(config: Config, observer: ConsoleObserver,
 
     with observer:
         return run_async(run())
-
-
-def _v2(client: HarborClient, what: str) -> HarborV2Client:
-    if not isinstance(client, HarborV2Client):
-        raise UsageError(f"{what} needs Harbor 2.x; this Harbor speaks the 1.x API (read only)")
-    return client
 
 
 def image_row(image: Image) -> dict[str, Any]:
@@ -137,7 +132,8 @@ def scan(
 
     Harbor scans in the background: without --wait the command returns once Harbor accepted
     each request. With --wait it polls until each scan is finished (or --timeout) and prints
-    the new summaries as JSON on stdout.
+    the new summaries as JSON on stdout. On Harbor 1.x images are scanned by tag and --all
+    is the 1.x scan-all (POST /api/repositories/scanAll, or a manual scan-all from 1.8).
 
     Examples:
 
@@ -150,8 +146,7 @@ def scan(
     observer = globals_of(ctx).observer()
     config = load(ctx, {"harbor.url": harbor_url}, observer)
 
-    async def work(client: HarborClient) -> dict[ImageReference, ScanSummary]:
-        harbor = _v2(client, "scanning")
+    async def work(harbor: ScanControl) -> dict[ImageReference, ScanSummary]:
         if all_:
             started = await harbor.trigger_scan_all()
             observer.info("scan-all started" if started else "a scan-all is already running")
@@ -182,27 +177,57 @@ app.add_typer(schedule_app, name="schedule")
 _DAILY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\Z")
 
 
-def cron_for_daily(time_of_day: str) -> str:
-    """Harbor's 6-field cron (seconds first, and 0) for a daily time ``HH:MM``."""
+def cron_for_daily(time_of_day: str, *, local: bool = False, option: str = "--daily",
+                   now: datetime | None = None) -> tuple[str, str]:
+    """Harbor's 6-field cron (seconds first, and 0; Harbor runs it in UTC) for a daily time
+    ``HH:MM``, and a sentence saying when that is. ``local``: ``HH:MM`` is this machine's
+    local time (at ``now``'s UTC offset), converted to UTC; else it is UTC."""
     match = _DAILY.match(time_of_day)
     if match is None:
-        raise UsageError(f"--daily {time_of_day!r}: expected HH:MM, e.g. 00:00")
-    return f"0 {int(match[2])} {int(match[1])} * * *"
+        raise UsageError(f"{option} {time_of_day!r}: expected HH:MM, e.g. 00:00")
+    hour, minute = int(match[1]), int(match[2])
+    said = f"{hour:02d}:{minute:02d} UTC"
+    if local:
+        at = (now or datetime.now(UTC)).astimezone().replace(hour=hour, minute=minute,
+                                                             second=0, microsecond=0)
+        offset = at.strftime("%z")
+        utc = at.astimezone(UTC)
+        said = (f"{hour:02d}:{minute:02d} local time (UTC{offset[:3]}:{offset[3:]}) = "
+                f"{utc.hour:02d}:{utc.minute:02d} UTC")
+        hour, minute = utc.hour, utc.minute
+    return f"0 {minute} {hour} * * *", said
+
+
+def _daily_utc(cron: str | None) -> str | None:
+    """``HH:MM`` UTC of a daily cron (``0 M H * * *``), else ``None``."""
+    fields = (cron or "").split()
+    if len(fields) == 6 and fields[3:] == ["*", "*", "*"] and all(
+            f.isdigit() for f in fields[:3]):
+        return f"{int(fields[2]):02d}:{int(fields[1]):02d}"
+    return None
 
 
 @command(schedule_app, "show")
 def schedule_show(ctx: typer.Context, harbor_url: HarborUrlOption = None) -> None:
-    """Print Harbor's scan-all schedule as JSON (null when there is none).
+    """Print Harbor's scan-all schedule as JSON (null when there is none): its type, its cron
+    (UTC) and, for a daily one, "daily_utc" (HH:MM UTC). On Harbor 1.6-1.7 this is the
+    daily scan_all_policy of the system configuration.
 
     Example:  careen schedule show
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"harbor.url": harbor_url}, observer)
 
-    async def work(client: HarborClient) -> dict[str, Any] | None:
-        current = await _v2(client, "the scan-all schedule").scan_all_schedule()
-        return None if current is None else {"type": current.type, "cron": current.cron,
-                                             "status": current.status}
+    async def work(client: ScanControl) -> dict[str, Any] | None:
+        current = await client.scan_all_schedule()
+        if current is None:
+            return None
+        shown: dict[str, Any] = {"type": current.type, "cron": current.cron,
+                                 "status": current.status}
+        daily = _daily_utc(current.cron)
+        if daily is not None:
+            shown["daily_utc"] = daily
+        return shown
 
     emit(json.dumps(_with_client(config, observer, work)))
 
@@ -210,38 +235,52 @@ def schedule_show(ctx: typer.Context, harbor_url: HarborUrlOption = None) -> Non
 @command(schedule_app, "scan-all")
 def schedule_scan_all(
     ctx: typer.Context,
-    daily: Annotated[str | None, typer.Option("--daily", metavar="HH:MM",
-                                              help="Scan everything every day at this time.")
-                     ] = None,
+    daily: Annotated[str | None, typer.Option(
+        "--daily", metavar="HH:MM", help="Scan everything every day at this local time "
+        "(converted to UTC, which Harbor runs its schedule in).")] = None,
+    utc: Annotated[str | None, typer.Option(
+        "--utc", metavar="HH:MM", help="Scan everything every day at this UTC time.")] = None,
     cron: Annotated[str | None, typer.Option("--cron", help="Harbor cron: 6 fields, seconds "
-                                             "first and 0, e.g. '0 0 2 * * *'.")] = None,
+                                             "first and 0, in UTC, e.g. '0 0 2 * * *'.")] = None,
     none: Annotated[bool, typer.Option("--none", help="Remove the schedule.")] = False,
     harbor_url: HarborUrlOption = None,
 ) -> None:
     """Set when Harbor scans every image. The old scheme scanned everything daily at 00:00
-    and ran the rebuild job after it.
+    and ran the rebuild job after it. --daily takes this machine's local time and says the
+    UTC time it set (a local time that moves with daylight saving is not followed).
+
+    Harbor 2.x and 1.8-1.10 keep a cron; Harbor 1.6-1.7 keep only a daily time (the
+    system configuration's scan_all_policy), so there --cron must be a daily one.
 
     Examples:
 
         careen schedule scan-all --daily 00:00
+        careen schedule scan-all --utc 16:00
         careen schedule scan-all --cron '0 30 1 * * *'
         careen schedule scan-all --none
     """
-    if [daily is not None, cron is not None, none].count(True) != 1:
-        raise UsageError("give exactly one of --daily HH:MM, --cron EXPR or --none")
+    if [daily is not None, utc is not None, cron is not None, none].count(True) != 1:
+        raise UsageError("give exactly one of --daily HH:MM, --utc HH:MM, --cron EXPR or --none")
+    said = None
     if none:
         kind, expression = "None", None
-    elif daily is not None:
-        expression = cron_for_daily(daily)
+    elif daily is not None or utc is not None:
+        expression, said = cron_for_daily(daily if daily is not None else str(utc),
+                                          local=daily is not None,
+                                          option="--daily" if daily is not None else "--utc")
         kind = "Daily" if expression == "0 0 0 * * *" else "Custom"
     else:
         kind, expression = "Custom", cron
     observer = globals_of(ctx).observer()
     config = load(ctx, {"harbor.url": harbor_url}, observer)
 
-    async def work(client: HarborClient) -> None:
-        await _v2(client, "the scan-all schedule").set_scan_all_schedule(kind, expression)
+    async def work(client: ScanControl) -> None:
+        await client.set_scan_all_schedule(kind, expression)
 
     _with_client(config, observer, work)
-    observer.info("scan-all schedule removed" if kind == "None"
-                  else f"scan-all schedule set: {kind} ({expression})")
+    if kind == "None":
+        observer.info("scan-all schedule removed")
+    elif said is not None:
+        observer.info(f"scan-all schedule set: every day at {said} (cron '{expression}')")
+    else:
+        observer.info(f"scan-all schedule set: {kind} ({expression}, UTC)")

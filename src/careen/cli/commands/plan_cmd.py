@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import typer
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from careen import assemble, nightly
+from careen.attention import AttentionItem
 from careen.cli.common import StateOption, command, emit, load, run_async
 from careen.cli.main import app, globals_of
 from careen.cli.output import table_console
@@ -48,6 +50,10 @@ def plan(
     old script's "directory does not exist"), ignored by \\[policy] ignore, tag immutable in
     Harbor, a FROM cycle.
 
+    Exit code 1 when something needs attention (an image without a folder, a FROM cycle, an
+    unreadable line of the list: each named on stderr with its next step), 2 for a
+    malformed list with --strict.
+
     The plan is stored with an id; 'careen update --plan ID' runs exactly this plan, and
     'careen export bake|jenkins --plan ID' hands it to BuildKit or Jenkins.
 
@@ -78,7 +84,15 @@ def plan(
     else:
         print_plan(stored.to_dict(), table_console())
     observer.info(f"plan {stored.id} stored; run it with: careen update --plan {stored.id}")
-    return int(ExitCode.OK)
+    print_attention(stored.attention)
+    return int(ExitCode.FAILED if stored.attention else ExitCode.OK)
+
+
+def print_attention(items: Iterable[AttentionItem]) -> None:
+    """Each item that needs attention, one line on stderr with its next step (shown even
+    with --quiet: each one makes the command exit 1)."""
+    for item in items:
+        print(item.line(), file=sys.stderr, flush=True)
 
 
 def print_plan(document: dict[str, Any], console: Console) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from careen import nightly
-from careen.cli.commands.plan_cmd import print_plan
+from careen.cli.commands.plan_cmd import print_attention, print_plan
 from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
 from careen.cli.output import summary_table, table_console
@@ -59,9 +59,11 @@ def run(
         careen run --reports-dir reports
 
     A run killed half-way is finished by 'careen run --resume'. Exit code 0 when every
-    rebuilt image passes the policy, 1 when a build failed or an image still breaks it after
-    its rebuild, 2 for bad settings or input, 3 when Harbor, the registry or the builder
-    cannot be reached, 130 when interrupted.
+    image that broke the policy passes it now (or was never Careen's to fix), 1 when
+    something needs attention (a build failed, a rebuild did not help, a rescan missed its
+    deadline, an image has no folder or sits in a FROM cycle: each named on stderr with its
+    next step), 2 for bad settings or input, 3 when Harbor, the registry or the builder
+    cannot be reached or Harbor does not accept the credentials, 130 when interrupted.
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "build.jobs": jobs,
@@ -82,6 +84,7 @@ def run(
                       f"'careen update --plan {outcome.plan.id}'")
     else:
         print_summary(outcome.result, observer.info)
+    print_attention(outcome.result.attention)
     return int(outcome.exit_code)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from careen import assemble, nightly
+from careen.cli.commands.plan_cmd import print_attention
 from careen.cli.commands.run_cmd import print_summary
 from careen.cli.common import StateOption, command, load, run_async
 from careen.cli.main import app, globals_of
@@ -79,7 +80,9 @@ def update(
         careen update --plan careen-plan.json --level 0 --shard 2/4   # a CI matrix job
         careen update --plan plan-20261127-0100-ab12 --only library/tomcat:8.5
 
-    Exit code 1 when a build or push failed, 2 for a bad list, plan or tree, 3 when the
+    Exit code 1 when something needs attention (a build or push failed, a listed image has
+    no Dockerfile folder, a line of the list cannot be read: each named on stderr with its
+    next step), 2 for a bad plan or tree or, with --strict, a malformed list, 3 when the
     builder or the registry cannot be used.
     """
     observer = globals_of(ctx).observer()
@@ -91,7 +94,6 @@ def update(
         jobs=config.build.jobs, cascade=cascade, dry_run=dry_run, allow_dirty=allow_dirty,
         reports_dir=config.output.reports_dir, report_formats=config.run.reports,
         rescan=False)
-    problems = False
     with StateStore.open(nightly.state_path(config)) as store, observer:
         if plan_id is not None:
             nightly.open_tree(config, allow_dirty=allow_dirty, observer=observer)
@@ -104,7 +106,6 @@ def update(
                                                observer=observer)
             listed = read_list(source or str(config.output.vulnerable_list), stdin=sys.stdin,
                                strict=strict)
-            problems = bool(listed.listing.problems)
             plan = nightly.store_plan(store, nightly.plan_from_list(
                 listed, tree, assemble.policy(config), cascade=cascade, revision=revision,
                 observer=observer))
@@ -118,7 +119,8 @@ def update(
         outcome = run_async(nightly.run_update(config, plan, options, store=store,
                                                observer=observer))
     print_summary(outcome.result, observer.info)
-    return int(ExitCode.FAILED if outcome.exit_code or (problems and strict) else ExitCode.OK)
+    print_attention(outcome.result.attention)
+    return int(ExitCode.FAILED if outcome.exit_code else ExitCode.OK)
 
 
 def _print_plan(plan: Plan, say: Callable[[str], None]) -> None:

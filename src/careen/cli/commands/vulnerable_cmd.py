@@ -14,7 +14,7 @@ from careen.cli.output import ConsoleObserver
 from careen.errors import ExitCode
 from careen.policy import Policy, Selection
 from careen.registries.harbor import open_harbor
-from careen.vulnerable import find_vulnerable, vulnerable_list_text, write_outputs
+from careen.vulnerable import find_vulnerable, untagged_line, vulnerable_list_text, write_outputs
 
 ProjectOption = Annotated[
     list[str] | None,
@@ -57,16 +57,19 @@ def vulnerable(
         5=6,   library/activemq:5.14.4
 
     Images Harbor never scanned, or failed to scan, are listed separately on stderr and in
-    the JSON form, never called clean. Each image gets the seed's timestamped
-    'Processing IMAGE' line on stderr.
+    the JSON form, never called clean. Untagged artifacts (superseded digests Harbor keeps
+    until tag retention or garbage collection) are no images to rebuild: never lines of the
+    list, counted on one line, listed under "untagged" in the JSON form. Each image gets
+    the seed's timestamped 'Processing IMAGE' line on stderr.
 
     Example (Jenkins shell step):
 
         export CAREEN_HARBOR_URL=https://harbor.example.com CAREEN_HARBOR_USER='robot$careen'
         careen vulnerable -o vulnerable.list --json vulnerable.json
 
-    Exit code 1 when images break the policy (0 with --exit-zero), 3 when Harbor cannot be
-    reached.
+    Exit code 1 when images break the policy (0 with --exit-zero; untagged artifacts never
+    count), 3 when Harbor cannot be reached or answers a configured user as anonymous (its
+    credentials were not accepted: nothing is judged, no list is written).
     """
     options = globals_of(ctx)
     observer = options.observer()
@@ -110,6 +113,8 @@ def _summarise(selection: Selection, policy: Policy, observer: ConsoleObserver,
             observer.warning(f"{len(items)} images {title}, not judged: "
                              + ", ".join(image.reference.short for image, _ in items[:10])
                              + (" ..." if len(items) > 10 else ""))
+    if selection.untagged:
+        observer.info(untagged_line(len(selection.untagged)))
     where = f"; written to {list_path}" if list_path is not None else ""
     observer.info(
         f"{selection.total} images judged by '{policy.rule}': {len(selection.selected)} break "

@@ -260,12 +260,13 @@ class HarborApp:
 
     async def handle(self, call: Call, body: bytes) -> Reply:
         path = call.raw_path
+        if self.v1 is not None:  # Harbor 1.x had no CSRF check (NOTES §10)
+            call.identity = self._identity(call)
+            return await self.v1.handle(call, body)
         # CSRF (NOTES §3): unsafe method + session cookie and no valid token -> 403.
         if call.method in ("POST", "PUT", "PATCH", "DELETE") and _has_sid(call.cookies):
             raise SimError(403, "FORBIDDEN", "CSRF token invalid")
         call.identity = self._identity(call)
-        if self.v1 is not None:
-            return await self.v1.handle(call, body)
         if not path.startswith(API_PREFIX + "/"):
             raise _no_route(path)
         # nginx decodes the path once before Harbor core sees it (NOTES §7): a single-encoded

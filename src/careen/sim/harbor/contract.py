@@ -33,7 +33,20 @@ from jsonschema import Draft4Validator, FormatChecker  # type: ignore[import-unt
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 SPEC_DIR = Path(__file__).parent / "spec"
-SPEC_FILES = {"v2.0": "harbor-v2.0-swagger.yaml", "v1": "harbor-v1-swagger.yaml"}
+SPEC_FILES = {"v2.0": "harbor-v2.0-swagger.yaml", "v1": "harbor-v1-swagger.yaml",
+              "v1.10": "harbor-v1.10-swagger.yaml"}
+
+#: What Harbor 1.x sends that its 1.6.3 spec (``v1``) does not declare, added to the spec's
+#: definitions on load (NOTES §9.2: the overview's wire key is ``image_digest`` and it has
+#: times; NOTES §10: a tag carries its image ``config``; NOTES §9.4: every configuration is
+#: read back as ``{"value", "editable"}``, ``scan_all_policy`` included).
+V1_WIRE_DEPARTURES: Mapping[str, Mapping[str, Any]] = {
+    "DetailedTag.scan_overview": {"image_digest": {"type": "string"},
+                                  "creation_time": {"type": "string"},
+                                  "update_time": {"type": "string"},
+                                  "components": {"type": "object"}},
+    "DetailedTag": {"config": {"type": "object"}, "labels": {"type": "array"}},
+}
 
 #: Statuses the real server returns although the spec does not declare them, by operation
 #: (NOTES §6.5: scan conflicts and missing scanner; §2: 429 only behind a proxy cache or a
@@ -42,6 +55,10 @@ UNDECLARED_STATUSES: Mapping[str, frozenset[int]] = {
     "scanArtifact": frozenset({409, 412}),
     "getArtifact": frozenset({422}),
     "listAllRepositories": frozenset({401, 422}),
+    # Harbor 1.x: bad values are 400 (NOTES §9.4); a missing repository or tag 404 (§9.1).
+    "put /configurations": frozenset({400}),
+    "get /repositories/{repo_name}/tags/{tag}": frozenset({401, 403, 404}),
+    "get /repositories/{repo_name}/tags": frozenset({401, 403, 404}),
     "getVulnerabilitiesAddition": frozenset({422}),
     "*": frozenset({429, 500}),
 }
@@ -282,6 +299,8 @@ class HarborSpec:
             self._check_errors(opname, raw, lower)
             return op
         if schema is None:
+            if status >= 400 and self.name.startswith("v1"):
+                return op  # 1.x errors are plain text (NOTES §9.1)
             if raw.strip():
                 raise ContractViolation(opname, "body", f"status {status} declares no body but "
                                                         f"got {raw[:80]!r}")
@@ -337,7 +356,30 @@ def _load(version: str) -> HarborSpec:
     filename = SPEC_FILES.get(version)
     if filename is None:
         raise ValueError(f"unknown Harbor spec {version!r}; known: {sorted(SPEC_FILES)}")
-    return HarborSpec.from_file(SPEC_DIR / filename, version)
+    if not version.startswith("v1"):
+        return HarborSpec.from_file(SPEC_DIR / filename, version)
+    with open(SPEC_DIR / filename, encoding="utf-8") as handle:
+        document = yaml.load(handle, Loader=yaml.CSafeLoader)
+    return HarborSpec(_v1_as_sent(document, version), version)
+
+
+def _v1_as_sent(document: dict[str, Any], version: str) -> dict[str, Any]:
+    """A 1.x spec with :data:`V1_WIRE_DEPARTURES` added (1.10: only the tag's ``config``;
+    its overview is declared as sent)."""
+    definitions = document["definitions"]
+    if version == "v1.10":
+        definitions["DetailedTag"]["properties"]["config"] = {"type": "object"}
+        return document
+    for where, extra in V1_WIRE_DEPARTURES.items():
+        node = definitions
+        for i, name in enumerate(where.split(".")):
+            node = node[name] if i == 0 else node["properties"][name]
+        node["properties"].update(extra)
+    response = definitions["ConfigurationsResponse"]["properties"]
+    response["scan_all_policy"] = {"type": "object", "properties": {
+        "value": definitions["Configurations"]["properties"]["scan_all_policy"],
+        "editable": {"type": "boolean"}}}
+    return document
 
 
 def _first_error(errors: Iterator[ValidationError]) -> ValidationError | None:

@@ -233,6 +233,8 @@ class SimState:
         self.repos: dict[str, Repository] = {}
         self.artifacts: dict[int, Artifact] = {}
         self.schedule: dict[str, Any] | None = None
+        #: Harbor 1.6-1.7's daily scan-all, in ``/api/configurations`` (NOTES §9.4).
+        self.scan_all_policy: dict[str, Any] = {"type": "none"}
         self.executions: list[ScanAllExecution] = []
         self._next = {"project": 1, "repo": 1, "artifact": 1, "tag": 1, "schedule": 1,
                       "execution": 1}

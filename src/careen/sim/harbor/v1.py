@@ -1,5 +1,11 @@
-"""Harbor 1.x read API (NOTES §8(d), §9), served when the fleet says ``harbor_version: 1.x``
+"""Harbor 1.x API (NOTES §8(d), §9), served when the fleet says ``harbor_version: 1.x``
 or ``SimOptions(api="v1")``: the API python-harborclient and the 2017 seed talked to.
+
+Reads, and the writes the seed's scheme needed: ``POST /login`` (and ``/c/login``: form
+``principal``, ``password``; answers with the ``beegosessionID`` cookie that later calls may
+send instead of basic auth, NOTES §10), a tag's manifest, ``POST …/tags/{tag}/scan``, and the
+scan-all: ``POST /api/repositories/scanAll`` and ``scan_all_policy`` in ``/api/configurations``
+up to 1.7 (NOTES §9.4), ``/api/system/scanAll/schedule`` from 1.8 (harbor-v1.10-swagger.yaml).
 
 Differences from v2 that matter to a client: base path ``/api``; repository names go raw in
 the path (``/api/repositories/library/team/app/tags``); errors are plain text; paging
@@ -11,10 +17,15 @@ defaults to 500 and silently clamps to 500; ``Link`` entries are joined by ``", 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import re
+import secrets
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
-from careen.sim.harbor.state import Artifact, SimError, iso_time
+from careen.sim.harbor.fleet import MIME_V10
+from careen.sim.harbor.state import Artifact, Identity, Project, SimError, iso_time
 
 if TYPE_CHECKING:
     from careen.sim.harbor.app import Call, HarborApp, Reply
@@ -25,12 +36,24 @@ V1_SEVERITY = {"None": 1, "Negligible": 1, "Unknown": 2, "Low": 3, "Medium": 4, 
 V1_STATUS = {"Pending": "pending", "Running": "running", "Success": "finished",
              "Error": "error", "Stopped": "stopped"}
 V1_MAX_PAGE = 500
+#: The session cookie of Harbor 1.x (beego); later releases also answer to ``sid``.
+SESSION_COOKIES = ("beegosessionID", "sid")
+_CRON_FIELD = re.compile(r"^[0-9*/,\-?A-Za-z]+$")
+#: ``GET /api/configurations`` besides ``scan_all_policy``: ``{value, editable}`` items.
+_CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "auth_mode": {"value": "db_auth", "editable": False},
+    "project_creation_restriction": {"value": "everyone", "editable": True},
+    "self_registration": {"value": False, "editable": True},
+    "token_expiration": {"value": 30, "editable": True},
+    "verify_remote_cert": {"value": True, "editable": True},
+}
 
 
 class V1Api:
     def __init__(self, app: HarborApp) -> None:
         self.app = app
         self.state = app.state
+        self.sessions: dict[str, Identity] = {}
 
     def text(self, status: int, message: str) -> Reply:
         from careen.sim.harbor.app import Reply
@@ -39,20 +62,30 @@ class V1Api:
                      [(b"content-type", b"text/plain; charset=utf-8")])
 
     async def handle(self, call: Call, body: bytes) -> Reply:
-        from urllib.parse import parse_qsl, unquote
+        from urllib.parse import unquote
 
         path = unquote(call.raw_path)
         call.query_items = parse_qsl(call.raw_query, keep_blank_values=True)
         call.query = dict(call.query_items)
-        if not path.startswith("/api/"):
-            return self.text(404, "404 page not found")
-        rest = path[len("/api/"):].strip("/")
+        if not call.identity.authenticated:
+            call.identity = self._session(call)
         try:
-            if call.method not in ("GET", "HEAD", "POST"):
+            if path.rstrip("/") in ("/login", "/c/login"):
+                call.template = "/login"
+                if call.method != "POST":
+                    return self.text(405, "Method Not Allowed")
+                return self.login(body)
+            if not path.startswith("/api/"):
+                return self.text(404, "404 page not found")
+            rest = path[len("/api/"):].strip("/")
+            if call.method not in ("GET", "HEAD", "POST", "PUT"):
                 return self.text(405, "Method Not Allowed")
             if rest == "systeminfo":
                 call.template = "/systeminfo"
                 return self.systeminfo(call)
+            if rest == "users/current":
+                call.template = "/users/current"
+                return self.current_user(call)
             if rest == "projects":
                 call.template = "/projects"
                 await self.app._refresh()
@@ -61,12 +94,52 @@ class V1Api:
                 call.template = "/repositories"
                 await self.app._refresh()
                 return self.repositories(call)
+            if rest == "repositories/scanAll" and not self.state.version_at_least(1, 8):
+                call.template = "/repositories/scanAll"
+                await self.app._refresh()
+                return self.scan_all(call)
+            if rest == "configurations":
+                call.template = "/configurations"
+                return self.configurations(call, body)
+            if rest == "system/scanAll/schedule" and self.state.version_at_least(1, 8):
+                call.template = "/system/scanAll/schedule"
+                return self.schedule(call, body)
             if rest.startswith("repositories/") and "/tags" in rest:
                 await self.app._refresh()
                 return self.tag_routes(call, rest[len("repositories/"):])
         except SimError as err:
             return self.text(err.status, err.message)
         return self.text(404, "404 page not found")
+
+    # ---- sessions (NOTES §10) -------------------------------------------------------------------
+
+    def _session(self, call: Call) -> Identity:
+        for part in call.cookies.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name in SESSION_COOKIES and value in self.sessions:
+                return self.sessions[value]
+        return call.identity
+
+    def login(self, body: bytes) -> Reply:
+        """``POST /login`` with form fields ``principal`` and ``password``: 200 and a
+        ``beegosessionID`` cookie, or 401."""
+        from careen.sim.harbor.app import Reply
+
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        who = self.state.authenticate(form.get("principal", ""), form.get("password", ""))
+        if not who.authenticated:
+            return self.text(401, "Unauthorized")
+        token = secrets.token_hex(16)
+        self.sessions[token] = who
+        return Reply(200, b"", [(b"set-cookie",
+                                 f"beegosessionID={token}; Path=/; HttpOnly".encode())])
+
+    def _require_admin(self, call: Call) -> None:
+        if call.identity.admin:
+            return
+        if not call.identity.authenticated:
+            raise SimError(401, "UNAUTHORIZED", "Unauthorized")
+        raise SimError(403, "FORBIDDEN", "Forbidden")
 
     def _read(self, call: Call, project_name: str) -> Any:
         project = self.state.projects.get(project_name)
@@ -112,6 +185,18 @@ class V1Api:
                                 "harbor_version": f"v{self.state.harbor_version}-simulated"}
         return Reply.json(info)
 
+    def current_user(self, call: Call) -> Reply:
+        """``GET /api/users/current``: 401 for an anonymous caller (bad credentials fall
+        through to anonymous, NOTES §2), else the caller's profile (v1 spec ``User``)."""
+        from careen.sim.harbor.app import Reply
+
+        if not call.identity.authenticated:
+            return self.text(401, "UnAuthorize")
+        return Reply.json({"user_id": 1 if call.identity.admin else 2,
+                           "username": call.identity.name, "email": "", "realname": "",
+                           "comment": "", "deleted": False,
+                           "has_admin_role": call.identity.admin})
+
     def projects(self, call: Call) -> Reply:
         from careen.sim.harbor.app import Reply
 
@@ -124,7 +209,7 @@ class V1Api:
             "creation_time": iso_time(p.creation_time), "update_time": iso_time(p.creation_time),
             "deleted": False, "owner_name": "", "togglable": call.identity.admin,
             "current_user_role_id": 1 if call.identity.admin else 0,
-            "repo_count": len(p.repos), "chart_count": 0,
+            "repo_count": len(p.repos),
             "metadata": {"public": "true" if p.public else "false"},
         } for p in chunk], headers=headers)
 
@@ -171,6 +256,9 @@ class V1Api:
         if parts[1:] == ["vulnerability", "details"] and call.method == "GET":
             call.template = "/repositories/{repo_name}/tags/{tag}/vulnerability/details"
             return Reply.json(self.details(tag.artifact))
+        if parts[1:] == ["manifest"] and call.method in ("GET", "HEAD"):
+            call.template = "/repositories/{repo_name}/tags/{tag}/manifest"
+            return Reply.json(self.manifest(tag.artifact))
         if parts[1:] == ["scan"] and call.method == "POST":
             call.template = "/repositories/{repo_name}/tags/{tag}/scan"
             if self.state.scanner is None:
@@ -179,8 +267,14 @@ class V1Api:
                 if not call.identity.authenticated:
                     raise SimError(401, "UNAUTHORIZED", "Unauthorized")
                 raise SimError(403, "FORBIDDEN", "Forbidden")
-            self.state.request_scan(tag.artifact)
-            return Reply(200)
+            try:
+                self.state.request_scan(tag.artifact)
+            except SimError as err:
+                if err.status != 409:
+                    raise
+                # 1.x queues another job rather than refusing; the one running stands.
+            # 1.10 answers 202 (NOTES §9.3); before it, 200 (§9.1).
+            return Reply(202 if self.state.version_at_least(1, 10) else 200)
         raise SimError(404, "NOT_FOUND", "404 page not found")
 
     def details(self, artifact: Artifact) -> list[dict[str, Any]]:
@@ -197,6 +291,138 @@ class V1Api:
                  "link": (item["links"] or [""])[0], "fixedVersion": item["fix_version"]}
                 for item in vulnerability_items(record.result, artifact.digest)]
 
+    def manifest(self, artifact: Artifact) -> dict[str, Any]:
+        """``GET …/tags/{tag}/manifest``: ``{manifest, config}``, the manifest's layers
+        (three, made up from the digest) adding up to the tag's size."""
+        seed = hashlib.sha256(artifact.digest.encode()).hexdigest()
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "created": iso_time(artifact.push_time - 60),
+                             "config": {"Cmd": ["/bin/sh"]}})
+        shares = (int(seed[:4], 16) % 50 + 25, int(seed[4:8], 16) % 30 + 10)
+        first = artifact.size * shares[0] // 100
+        second = artifact.size * shares[1] // 100
+        sizes = (first, second, max(0, artifact.size - first - second))
+        layers = [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                   "size": size,
+                   "digest": "sha256:" + hashlib.sha256(f"{seed}/{i}".encode()).hexdigest()}
+                  for i, size in enumerate(sizes)]
+        return {"manifest": {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "size": len(config),
+                       "digest": "sha256:" + hashlib.sha256(config.encode()).hexdigest()},
+            "layers": layers}, "config": config}
+
+    # ---- scan-all (NOTES §9.1, §9.4) -----------------------------------------------------------
+
+    def scan_all(self, call: Call) -> Reply:
+        """``POST /api/repositories/scanAll[?project_id=N]`` (up to 1.7): 202, system admin."""
+        from careen.sim.harbor.app import Reply
+
+        if call.method != "POST":
+            return self.text(405, "Method Not Allowed")
+        self._require_admin(call)
+        if self.state.scanner is None:
+            raise SimError(503, "UNAVAILABLE", "Clair is not enabled")
+        raw = call.query.get("project_id")
+        if raw is not None and not raw.isdigit():
+            raise SimError(400, "BAD_REQUEST", f"invalid project_id {raw}")
+        project = self.state.projects_by_id.get(int(raw)) if raw is not None else None
+        if raw is not None and project is None:
+            raise SimError(404, "NOT_FOUND", f"project {raw} not found")
+        self._scan_everything(project)
+        return Reply(202)
+
+    def _scan_everything(self, project: Project | None) -> None:
+        with self.state.lock:
+            if project is None:
+                self.state.start_scan_all("Manual")
+                return
+            for repo in project.repos.values():
+                for artifact in repo.artifacts:
+                    if artifact.tags:
+                        try:
+                            self.state.request_scan(artifact)
+                        except SimError:
+                            continue
+
+    def configurations(self, call: Call, body: bytes) -> Reply:
+        """``GET``/``PUT /api/configurations`` (system admin). Up to 1.7 ``scan_all_policy``
+        is the daily scan-all: ``{"type": "none"}`` or ``{"type": "daily", "parameter":
+        {"daily_time": N}}``, N seconds after 00:00 UTC (NOTES §9.4). Every item is read
+        back as ``{"value", "editable"}``."""
+        from careen.sim.harbor.app import Reply
+
+        self._require_admin(call)
+        keeps_policy = not self.state.version_at_least(1, 8)
+        if call.method in ("GET", "HEAD"):
+            out: dict[str, Any] = {k: dict(v) for k, v in _CONFIGURATIONS.items()}
+            if keeps_policy:
+                out["scan_all_policy"] = {"value": self.state.scan_all_policy,
+                                          "editable": True}
+            return Reply.json(out)
+        if call.method != "PUT":
+            return self.text(405, "Method Not Allowed")
+        try:
+            data = json.loads(body or b"null")
+        except ValueError as exc:
+            raise SimError(400, "BAD_REQUEST", f"invalid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SimError(400, "BAD_REQUEST", "the configurations must be a JSON object")
+        known = set(_CONFIGURATIONS) | ({"scan_all_policy"} if keeps_policy else set())
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SimError(400, "BAD_REQUEST", f"unknown configuration {unknown[0]}")
+        if "scan_all_policy" in data:
+            self.state.scan_all_policy = _check_policy(data["scan_all_policy"])
+        return Reply(200)
+
+    def schedule(self, call: Call, body: bytes) -> Reply:
+        """``/api/system/scanAll/schedule`` (1.8 to 1.10, harbor-v1.10-swagger.yaml):
+        ``{"schedule": {"type", "cron"}}``; POST ``Manual`` scans everything now (409 while a
+        manual scan-all runs), POST of a periodic type creates (409 when one exists), PUT
+        replaces (``None`` removes); GET gives ``{}`` when there is none."""
+        from careen.sim.harbor.app import Reply
+
+        self._require_admin(call)
+        state = self.state
+        if call.method in ("GET", "HEAD"):
+            current = state.schedule
+            return Reply.json({"schedule": dict(current["schedule"])} if current else {})
+        if call.method not in ("PUT", "POST"):
+            return self.text(405, "Method Not Allowed")
+        try:
+            data = json.loads(body or b"null")
+        except ValueError as exc:
+            raise SimError(400, "BAD_REQUEST", f"invalid JSON: {exc}") from exc
+        obj = data.get("schedule") if isinstance(data, dict) else None
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind not in ("Hourly", "Daily", "Weekly", "Custom", "Manual", "None"):
+            raise SimError(400, "BAD_REQUEST", f"invalid schedule type: {kind}")
+        assert isinstance(obj, dict)  # noqa: S101 - kind was read from it
+        with state.lock:
+            if kind == "Manual":
+                if call.method == "PUT":
+                    raise SimError(400, "BAD_REQUEST", "invalid schedule type: Manual")
+                if state.scanner is None:
+                    raise SimError(503, "UNAVAILABLE", "Clair is not enabled")
+                running = state.running_manual_execution()
+                if running is not None:
+                    raise SimError(409, "CONFLICT", "a scan all job is in progress")
+                state.start_scan_all("Manual")
+                return Reply(200)
+            if kind == "None":
+                state.schedule = None
+                return Reply(200)
+            if call.method == "POST" and state.schedule is not None:
+                raise SimError(409, "CONFLICT", "a schedule for scan all already exists")
+            cron = _check_cron(obj.get("cron"))
+            now = iso_time(state.clock.now())
+            state.schedule = {"id": 1, "status": "Scheduled", "creation_time": now,
+                              "update_time": now, "schedule": {"type": kind, "cron": cron}}
+            return Reply(200)
+
     def tag_json(self, artifact: Artifact, name: str) -> dict[str, Any]:
         attrs = artifact.extra_attrs or {}
         out: dict[str, Any] = {
@@ -206,11 +432,33 @@ class V1Api:
             "created": iso_time(artifact.push_time - 60), "config": {"labels": None},
             "signature": None,
         }
-        overview = self.overview(artifact)
+        overview = (self.overview_of_1_10(artifact) if self.state.version_at_least(1, 10)
+                    else self.overview(artifact))
         if overview is not None:
             out["scan_overview"] = overview
         out["labels"] = []
         return out
+
+    def overview_of_1_10(self, artifact: Artifact) -> dict[str, Any] | None:
+        """NOTES §9.3: 1.10's overview is keyed by MIME type, a ``NativeReportSummary``
+        (string severity, vulnerability counts, no scanner or complete_percent)."""
+        record = self.state.current_scan(artifact)
+        if record is None or self.state.scanner is None or (
+                record.status == "Pending" and not artifact.scanned_once):
+            return None
+        summary: dict[str, Any] = {"report_id": record.report_id,
+                                   "scan_status": record.status,
+                                   "start_time": iso_time(record.start),
+                                   "end_time": iso_time(record.end)}
+        duration = round((record.end or record.start) - record.start)
+        if duration > 0:
+            summary["duration"] = duration
+        if record.status == "Success" and record.result is not None:
+            result = record.result
+            summary["severity"] = result.severity
+            summary["summary"] = {"total": result.total, "fixable": result.fixable,
+                                  "summary": dict(result.counts)}
+        return {MIME_V10: summary}
 
     def overview(self, artifact: Artifact) -> dict[str, Any] | None:
         """NOTES §9.2: ``image_digest``, lower-case status, integer severity, ``components``
@@ -244,3 +492,25 @@ class V1Api:
         out["creation_time"] = iso_time(record.start)
         out["update_time"] = iso_time(record.end or record.start)
         return out
+
+
+def _check_policy(value: object) -> dict[str, Any]:
+    """A 1.x ``scan_all_policy``: ``none``, or ``daily`` with ``daily_time`` in seconds
+    (0 to 86399) after 00:00 UTC."""
+    if not isinstance(value, dict) or value.get("type") not in ("none", "daily"):
+        raise SimError(400, "BAD_REQUEST", "invalid scan_all_policy type")
+    if value["type"] == "none":
+        return {"type": "none"}
+    parameter = value.get("parameter")
+    seconds = parameter.get("daily_time") if isinstance(parameter, dict) else None
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 <= seconds < 86400:
+        raise SimError(400, "BAD_REQUEST", "invalid scan_all_policy daily_time")
+    return {"type": "daily", "parameter": {"daily_time": seconds}}
+
+
+def _check_cron(value: object) -> str:
+    """6 fields, seconds first (Harbor 1.8+ cron)."""
+    fields = value.split() if isinstance(value, str) else []
+    if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise SimError(400, "BAD_REQUEST", f"invalid cron string for scan all: {value}")
+    return " ".join(fields)

@@ -1,0 +1,160 @@
+"""The part of :class:`careen.state.store.StateStore` for builds."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from careen.reference import ImageReference
+from careen.state.database import Database
+from careen.state.records import BUILD_TRANSITIONS, BuildRecord, BuildStatus
+from careen.state.rows import build_record, error_text, image_text, row_id, time_text
+
+
+class Builds(Database):
+    """Builds: pending, started, built, pushed, failed or skipped (the moves
+    ``BUILD_TRANSITIONS`` allows), and what a plan has pushed."""
+
+    def build_pending(self, run_id: str, image: ImageReference | str, *,
+                      step: int) -> BuildRecord:
+        """Record that the plan will build ``image`` at ``step`` (optional: lets history show
+        what a run meant to do before it started)."""
+        with self._write():
+            run = self._run_row(run_id)
+            build_id = self._db.execute(
+                "INSERT INTO builds (run_id, plan_id, image, step, attempt, status)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, run["plan_id"], image_text(image), int(step),
+                 self._next_attempt(run, image_text(image)), BuildStatus.PENDING.value),
+            ).lastrowid
+        return self._build(row_id(build_id))
+
+    def build_started(self, run_id: str, image: ImageReference | str, *, step: int,
+                      log_path: str | os.PathLike[str] | None = None) -> BuildRecord:
+        """Record that building ``image`` starts now. A ``pending`` record of the same image
+        in this run becomes this build; otherwise (first or next attempt) one is added."""
+        text = image_text(image)
+        log = os.fspath(log_path) if log_path is not None else None
+        now = time_text(self._clock())
+        with self._write(durable=False):
+            run = self._run_row(run_id)
+            pending = self._db.execute(
+                "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (run_id, text, BuildStatus.PENDING.value),
+            ).fetchone()
+            if pending is not None:
+                build_id = int(pending["id"])
+                self._db.execute(
+                    "UPDATE builds SET status = ?, step = ?, started_at = ?, log_path = ?"
+                    " WHERE id = ?",
+                    (BuildStatus.BUILDING.value, int(step), now, log, build_id),
+                )
+            else:
+                build_id = row_id(self._db.execute(
+                    "INSERT INTO builds (run_id, plan_id, image, step, attempt, status,"
+                    " started_at, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, run["plan_id"], text, int(step), self._next_attempt(run, text),
+                     BuildStatus.BUILDING.value, now, log),
+                ).lastrowid)
+        return self._build(build_id)
+
+    def build_built(self, build_id: int, *, digest: str | None = None) -> BuildRecord:
+        """The image is built (not yet pushed)."""
+        return self._move_build(build_id, BuildStatus.BUILT, digest=digest, finish=False)
+
+    def build_pushed(self, build_id: int, *, digest: str,
+                     duration: float | None = None) -> BuildRecord:
+        """The image is pushed as ``digest``: from now on resume will not build it again."""
+        if not digest:
+            raise ValueError("a pushed build needs the pushed manifest's digest")
+        return self._move_build(build_id, BuildStatus.PUSHED, digest=digest, duration=duration)
+
+    def build_failed(self, build_id: int, *, error: str,
+                     duration: float | None = None) -> BuildRecord:
+        return self._move_build(build_id, BuildStatus.FAILED, error=error, duration=duration)
+
+    def build_skipped(self, run_id: str, image: ImageReference | str, *, step: int,
+                      reason: str) -> BuildRecord:
+        """Record that ``image`` is not built in this run (already pushed before a resume, a
+        base image failed...). A ``pending`` record of it becomes the skipped one."""
+        text = image_text(image)
+        now = time_text(self._clock())
+        with self._write():
+            run = self._run_row(run_id)
+            pending = self._db.execute(
+                "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (run_id, text, BuildStatus.PENDING.value),
+            ).fetchone()
+            if pending is not None:
+                build_id = int(pending["id"])
+                self._db.execute(
+                    "UPDATE builds SET status = ?, step = ?, finished_at = ?, error = ?"
+                    " WHERE id = ?",
+                    (BuildStatus.SKIPPED.value, int(step), now, error_text(reason), build_id),
+                )
+            else:
+                build_id = row_id(self._db.execute(
+                    "INSERT INTO builds (run_id, plan_id, image, step, attempt, status,"
+                    " finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, run["plan_id"], text, int(step), self._next_attempt(run, text),
+                     BuildStatus.SKIPPED.value, now, error_text(reason)),
+                ).lastrowid)
+        return self._build(build_id)
+
+    def pushed_images(self, plan_id: str) -> dict[str, str]:
+        """Image -> pushed digest, for every image of ``plan_id`` pushed by any run of it.
+        Exact after a crash: a push is recorded in its own committed transaction."""
+        rows = self._db.execute(
+            "SELECT image, digest FROM builds WHERE plan_id = ? AND status = ?"
+            " ORDER BY finished_at, id",
+            (plan_id, BuildStatus.PUSHED.value),
+        ).fetchall()
+        return {row["image"]: row["digest"] for row in rows}
+
+    def build(self, build_id: int) -> BuildRecord:
+        return self._build(build_id)
+
+    def _next_attempt(self, run: sqlite3.Row, image: str) -> int:
+        """Attempts count across every run of the run's plan (a resumed image's second try
+        is attempt 2); without a plan, within the run. Pending and skipped records are not
+        attempts."""
+        if run["plan_id"] is not None:
+            where, key = "plan_id = ?", run["plan_id"]
+        else:
+            where, key = "run_id = ?", run["id"]
+        row = self._db.execute(
+            f"SELECT count(*) FROM builds WHERE {where} AND image = ?"  # noqa: S608 - fixed text
+            " AND status NOT IN (?, ?)",
+            (key, image, BuildStatus.PENDING.value, BuildStatus.SKIPPED.value),
+        ).fetchone()
+        return int(row[0]) + 1
+
+    def _move_build(self, build_id: int, status: BuildStatus, *, digest: str | None = None,
+                    error: str | None = None, duration: float | None = None,
+                    finish: bool = True) -> BuildRecord:
+        now = self._clock()
+        with self._write():
+            current = self._build(build_id)
+            allowed = BUILD_TRANSITIONS.get(current.status, frozenset())
+            if status not in allowed:
+                raise ValueError(
+                    f"build {build_id} of {current.image} is {current.status.value}; "
+                    f"it cannot become {status.value}"
+                )
+            if finish and duration is None and current.started_at is not None:
+                duration = max(0.0, (now - current.started_at).total_seconds())
+            self._db.execute(
+                "UPDATE builds SET status = ?, digest = coalesce(?, digest),"
+                " error = coalesce(?, error), finished_at = ?, duration = ? WHERE id = ?",
+                (status.value, digest, error_text(error) if error is not None else None,
+                 time_text(now) if finish else None, duration if finish else None, build_id),
+            )
+        return self._build(build_id)
+
+    def _build(self, build_id: int) -> BuildRecord:
+        row = self._db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+        if row is None:
+            raise ValueError(f"no build record {build_id} in the state at {self._path}")
+        return build_record(row)
