@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +17,6 @@ from careen.details import Finding, findings_from_dicts
 from careen.errors import InputFileError
 from careen.reference import ImageReference
 from careen.reports.interface import ReportContext
-from careen.reports.wording import attention_items
 from careen.results import RESULT_SCHEMA_VERSION, ImageResult, Outcome, RunResult
 from careen.scan import ScanStatus, ScanSummary
 from careen.state.codec import counts_from_json
@@ -33,10 +31,7 @@ class JsonReport:
 
 
 def render_json(result: RunResult) -> str:
-    """The document, its ``attention`` the whole needs-attention list the other reports show
-    (the producers' items and one for each image that needs a person)."""
-    document = replace(result, attention=attention_items(result)).to_dict()
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
 def read_result(text: str, *, source: str = "JSON result") -> RunResult:
