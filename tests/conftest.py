@@ -9,8 +9,10 @@ cannot, lab tests are skipped, except in CI (``CI=true``), where that is a failu
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +40,30 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: lab tests must run)", pytrace=False)
     pytest.skip(reason)
+
+
+def require_program(program: str, package: str) -> str:
+    """The path of ``program``. When it is missing, Debian's ``package`` is installed with
+    apt-get, as the lab's packages are (root + apt-get; one install at a time across pytest
+    workers); when that cannot be done, skipped (failed in CI) saying how to install it."""
+    path = shutil.which(program)
+    if path is None and can_install_packages():
+        with open("/tmp/careen-tests-apt.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if shutil.which(program) is None:
+                environ = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                install = ["apt-get", "install", "-y", "-qq", package]
+                if subprocess.run(install, env=environ, capture_output=True,
+                                  check=False).returncode != 0:
+                    subprocess.run(["apt-get", "update", "-qq"], env=environ,
+                                   capture_output=True, check=False)
+                    subprocess.run(install, env=environ, capture_output=True, check=False)
+            path = shutil.which(program)
+    if path is None:
+        skip_or_fail(f"{program} is not installed and cannot be installed here "
+                     f"(run as root: apt-get install {package})")
+        raise AssertionError("unreachable")  # pragma: no cover
+    return path
 
 
 @pytest.fixture(autouse=True)

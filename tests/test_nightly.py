@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from careen.assemble import job_parts
 from careen.attention import AttentionKind
 from careen.builders.interface import (
     Builder,
@@ -123,8 +126,8 @@ def options(tmp_path: Path, **changes: Any) -> NightlyOptions:
 
 def run(config: Config, store: StateStore, builder: Builder, tmp_path: Path,
         **changes: Any) -> Any:
-    return asyncio.run(run_nightly(config, options(tmp_path, **changes), store=store,
-                                   open_builder=opener(builder)))
+    return asyncio.run(run_nightly(job_parts(config, open_builder=opener(builder)),
+                                   options(tmp_path, **changes), store=store))
 
 
 def test_a_night_rebuilds_parents_first_verifies_and_remembers(
@@ -214,7 +217,8 @@ def test_an_interrupted_night_is_resumed_without_pushing_twice(
         def cancel() -> None:
             loop.call_soon_threadsafe(task.cancel)
         stop["cancel"] = cancel
-        await run_nightly(config, options(tmp_path), store=store, open_builder=opener(builder))
+        await run_nightly(job_parts(config, open_builder=opener(builder)), options(tmp_path),
+                          store=store)
 
     first = PushingBuilder(harbor, after_push=interrupt)
     with StateStore.open(tmp_path / "state.sqlite") as store:
@@ -372,7 +376,96 @@ def test_an_interrupted_run_exits_130_with_one_line(
     monkeypatch.setattr(nightly, "run_nightly", cancelled)
     monkeypatch.setenv("CAREEN_REGISTRY_SERVER", "registry.test")
     assert _run(["run", "--state", str(tmp_path / "s.sqlite")], "careen") == 130
-    assert capsys.readouterr().err.strip() == "careen: interrupted"
+    assert capsys.readouterr().err.strip() == \
+        "careen: interrupted before the run began; nothing was built"
+
+
+def cli_environment(tmp_path: Path, harbor: SimulatorServer,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    write_tree(tmp_path / "tree")
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        "CAREEN_HARBOR_URL": harbor.url, "CAREEN_HARBOR_USER": "admin",
+        "CAREEN_HARBOR_PASSWORD": "Harbor12345", "CAREEN_REGISTRY_SERVER": "registry.test",
+        "CAREEN_TREE_ROOT": str(tmp_path / "tree"),
+        "CAREEN_OUTPUT_REPORTS_DIR": str(tmp_path / "reports"),
+        "CAREEN_RUN_RESCAN_INTERVAL": "0.05",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def sigterm_after_first_push(harbor: SimulatorServer) -> PushingBuilder:
+    """A builder whose first push is followed by a real SIGTERM to this process (what a
+    Jenkins abort sends)."""
+    sent: list[str] = []
+
+    def terminate(name: str) -> None:
+        if not sent:
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return PushingBuilder(harbor, after_push=terminate)
+
+
+def test_a_sigterm_mid_run_says_how_far_it_got_and_how_to_finish(
+    tmp_path: Path, harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 12.6: one line, how many of the plan's images were pushed and the command that
+    finishes the run; exit 130; the run recorded as interrupted; the resume finishes it."""
+    from careen import assemble
+    from careen.cli.main import _run
+
+    harbor.reset(Fleet.from_dict(FLEET))
+    cli_environment(tmp_path, harbor, monkeypatch)
+    builder = sigterm_after_first_push(harbor)
+    monkeypatch.setattr(assemble, "logged_in_builder", lambda config: opener(builder)())
+    state = tmp_path / "state.sqlite"
+
+    code = _run(["run", "--state", str(state)], "careen")
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130, err[-3:]
+    assert builder.pushed == ["library/base:1.0"]
+    # base, then its children app and web: 3 in the plan, 1 pushed.
+    assert err[-1] == ("careen: interrupted: 1 of 3 images pushed; "
+                       "'careen run --resume' finishes this run")
+    with StateStore.open(state) as store:
+        interrupted = store.last_run()
+        assert interrupted is not None and interrupted.status is RunStatus.INTERRUPTED
+
+    resumed = PushingBuilder(harbor)
+    monkeypatch.setattr(assemble, "logged_in_builder", lambda config: opener(resumed)())
+    # Exit 1: library/lone:1 breaks the policy and has no Dockerfile folder (needs attention).
+    assert _run(["run", "--resume", "--state", str(state)], "careen") == 1
+    assert sorted(resumed.pushed) == ["library/app:1", "library/web:2"]
+
+
+def test_a_sigterm_mid_update_names_the_plan_to_finish_it(
+    tmp_path: Path, harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from careen import assemble
+    from careen.cli.main import _run
+
+    harbor.reset(Fleet.from_dict(FLEET))
+    cli_environment(tmp_path, harbor, monkeypatch)
+    (tmp_path / "vulnerable.list").write_text("5=2,   library/base:1.0\n")
+    builder = sigterm_after_first_push(harbor)
+    monkeypatch.setattr(assemble, "logged_in_builder", lambda config: opener(builder)())
+    state = tmp_path / "state.sqlite"
+
+    code = _run(["update", "--from", "vulnerable.list", "--state", str(state)], "careen")
+
+    err = capsys.readouterr().err.strip().splitlines()
+    with StateStore.open(state) as store:
+        plan = store.latest_plan()
+    assert plan is not None
+    plan_id = plan.id
+    assert code == 130
+    assert builder.pushed == ["library/base:1.0"]
+    assert err[-1] == (f"careen: interrupted: 1 of 3 images pushed; "
+                       f"'careen update --plan {plan_id}' finishes this run")
 
 
 MULTI_ARCH_FLEET: dict[str, Any] = {

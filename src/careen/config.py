@@ -137,8 +137,16 @@ class HarborConfig(_Section):
     ca_bundle: Path | None = None
     timeout: Seconds = 30.0
     concurrency: Count = 16
-    api_version: Literal["auto", "v2", "v1"] = "auto"
+    #: ``auto`` or a name of :data:`careen.registries.HARBOR_APIS`.
+    api_version: Text = "auto"
     page_size: Annotated[int, Strict(), Field(ge=1, le=100)] = 100
+
+    @field_validator("api_version")
+    @classmethod
+    def _check_api_version(cls, name: str) -> str:
+        from careen.registries import AUTO, HARBOR_APIS
+
+        return _one_of(name, [AUTO, *HARBOR_APIS])
 
     @field_validator("url")
     @classmethod
@@ -259,7 +267,15 @@ class TreeConfig(_Section):
 class BuildConfig(_Section):
     """``[build]``: how images are rebuilt."""
 
-    builder: Literal["docker", "buildah"] = "docker"
+    #: A name of :data:`careen.builders.BUILDERS`.
+    builder: Text = "docker"
+
+    @field_validator("builder")
+    @classmethod
+    def _check_builder(cls, name: str) -> str:
+        from careen.builders import BUILDERS
+
+        return _one_of(name, list(BUILDERS))
     build_args: Table = Field(default_factory=_empty_table)
     no_cache: Flag = True
     pull: Flag = True
@@ -965,6 +981,15 @@ def _expected(error: ErrorDetails) -> str:
         bound = next(iter(ctx.values()), "")
         return f"expected a number {words[kind]} {bound}"
     return "expected " + error["msg"][0].lower() + error["msg"][1:].removeprefix("Input should ")
+
+
+def _one_of(name: str, names: list[str]) -> str:
+    """``name`` when it is one of ``names`` (a lookup table's keys); otherwise the error
+    naming them all."""
+    if name not in names:
+        shown = [f'"{n}"' for n in names]
+        raise ValueError(f"expected one of {', '.join(shown[:-1])} or {shown[-1]}")
+    return name
 
 
 def _describe(value: object) -> str:

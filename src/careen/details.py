@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from careen.errors import CareenError
 from careen.events import NULL_OBSERVER, Observer
@@ -188,6 +188,7 @@ def _links(raw: Any) -> tuple[str, ...]:
 # -- reading them for the images that matter ---------------------------------------------------
 
 
+@runtime_checkable
 class DetailsSource(Protocol):
     async def vulnerability_details(self,
                                     image: ImageReference) -> tuple[Finding, ...] | None: ...

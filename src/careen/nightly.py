@@ -20,39 +20,33 @@ A run is recorded from its start, so a run that fails reading Harbor is remember
 that dies (killed, rebooted) is resumed with ``careen run --resume``: the same plan, without
 building or pushing again what it already pushed.
 
-Nothing here prints: progress goes to the :class:`~careen.events.Observer`.
+Nothing here prints: progress goes to the :class:`~careen.events.Observer`. Nothing here
+reads the configuration either: a job receives its parts (:class:`JobParts`: the policy, the
+Harbor client's opener, the logged-in builder's, the tree's) from :mod:`careen.assemble`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from careen import assemble
 from careen.attention import AttentionItem, AttentionKind
-from careen.builders.buildah import BuildahBuilder, default_slot_folders, storage_slots
-from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
-from careen.builders.docker import DockerBuilder
 from careen.builders.interface import Builder
-from careen.config import Config
 from careen.cves import CveStep, scans_of_plan
-from careen.errors import ExitCode, InputFileError, ServiceError, UsageError
+from careen.errors import ExitCode, InputFileError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Image
 from careen.listsource import ListedImages
 from careen.plan import Candidate, Plan, PlanStep, make_plan
 from careen.policy import Policy, Selection, Verdict
 from careen.reference import ImageReference
-from careen.registries.harbor import HarborClient, open_harbor
-from careen.registries.harbor_v1 import HarborV1Client
 from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
@@ -66,12 +60,11 @@ from careen.state.store import (
     RunStatus,
     ScanPhase,
     StateStore,
-    default_state_path,
     fleet_summary,
 )
-from careen.tree.discover import DockerfileTree, discover_tree, image_key
+from careen.tree.discover import DockerfileTree, image_key
 from careen.tree.graph import BuildGraph
-from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
+from careen.tree.scm import TreeRevision, describe_tree
 from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan, outcome_attention
 from careen.verify import rescan, results_of, scan_targets
 from careen.vulnerable import find_vulnerable, untagged_line, write_outputs
@@ -82,80 +75,54 @@ RECORD_BATCH = 2000
 INTERRUPTED_EXIT = 130
 
 
-# -- what a job needs ------------------------------------------------------------------------
+# -- what a job works with ------------------------------------------------------------------
 
 
-def state_path(config: Config, override: Path | None = None) -> Path:
-    """``--state`` > ``[state] path`` > the XDG state folder."""
-    if override is not None:
-        return override
-    if config.state.path is not None:
-        return config.state.path
-    return default_state_path(os.environ, Path.home())
+#: Opens the Harbor client: any :class:`ScanSource` (:func:`careen.assemble.harbor_opener`
+#: picks the API version; tests hand in one bound to a simulator's transport).
+HarborOpener = Callable[[], Awaitable[ScanSource]]
+#: Gives a logged-in builder for the length of the ``with``.
+BuilderOpener = Callable[[], AbstractContextManager[Builder]]
+#: The Dockerfile tree and its revision, brought up to date first where it is configured so;
+#: a git tree with uncommitted changes refused unless ``allow_dirty`` (the first argument).
+TreeOpener = Callable[[bool, Observer], tuple[DockerfileTree, TreeRevision]]
 
 
-def open_tree(config: Config, *, allow_dirty: bool, sync: bool = True,
-              observer: Observer = NULL_OBSERVER) -> tuple[DockerfileTree, TreeRevision]:
-    """The Dockerfile tree, brought up to date from ``[tree] git`` first if set, and its
-    revision. A git tree with uncommitted changes is refused unless ``allow_dirty``: an image
-    must be rebuildable from the commit its label names."""
-    root = config.tree.root
-    if sync and config.tree.git:
-        revision = sync_tree(root, url=config.tree.git, branch=config.tree.branch,
-                             observer=observer)
-    else:
-        revision = describe_tree(root)
-    if revision.is_git:
-        require_clean(revision, allow_dirty=allow_dirty)
-    tree = discover_tree(root, project=config.tree.project, registry=config.registry.server,
-                         mapping=config.tree.mapping, build_args=config.build.build_args,
-                         layout=config.tree.layout)
-    return tree, revision
+@dataclass(frozen=True)
+class BuildDefaults:
+    """How every image is built (``[build]``): what :class:`UpdateOptions` takes of it."""
+
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = True
+    pull: bool = True
+    timeout: float = 3600.0
 
 
-def push_registry(config: Config) -> str:
-    if config.registry.server is None:
-        raise UsageError("no registry to push to",
-                         hint="set [registry] server, CAREEN_REGISTRY_SERVER or registry_server")
-    return config.registry.server
+@dataclass(frozen=True)
+class JobParts:
+    """Everything a job (:func:`run_nightly`, :func:`run_update`) works with, built from the
+    configuration by :func:`careen.assemble.job_parts` (the one place that reads it): the
+    job never sees the configuration itself."""
 
-
-@contextmanager
-def logged_in_builder(config: Config) -> Iterator[Builder]:
-    """The configured builder, logged in to ``[registry] server`` in a private, temporary
-    auth folder removed afterwards (the user's own ``~/.docker/config.json`` is never read
-    nor written). The password goes to the login tool on stdin, never in argv."""
-    registry = push_registry(config)
-    tool = LoginTool.BUILDAH if config.build.builder == "buildah" else LoginTool.DOCKER
-    with private_auth() as auth:
-        # [registry] verify_tls and ca_bundle hold for the login, the push and the pulls of
-        # the build (a child pulls its rebuilt parent from this registry).
-        auth.trust(registry, verify=config.registry.verify_tls,
-                   ca_bundle=config.registry.ca_bundle)
-        _login(config, auth, registry, tool)
-        if tool is LoginTool.BUILDAH:
-            # Builds at once each get a storage of their own: buildah's storage lock would
-            # run them one after the other.
-            root, runroot = default_slot_folders(os.environ, Path.home())
-            yield BuildahBuilder(auth=auth, insecure_registries=auth.insecure_registries,
-                                 slots=storage_slots(config.build.jobs, root, runroot))
-        else:
-            yield DockerBuilder(auth=auth)
-
-
-def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) -> None:
-    user, password = config.registry.user, config.registry.password
-    if user is None or password is None:
-        return  # an open registry (or one the builder is already allowed to push to)
-    result = auth.login(RegistryLogin(registry, user, password,
-                                      insecure=not config.registry.verify_tls), tool=tool)
-    if not result.ok:
-        raise ServiceError("registry", registry,
-                           "login rejected" if result.auth_rejected else "login failed: "
-                           + " | ".join(result.log_tail[-2:]),
-                           hint=result.hint or "check [registry] user and "
-                                "CAREEN_REGISTRY_PASSWORD (or registry_user and "
-                                "registry_password)")
+    policy: Policy
+    #: ``host[:port]`` images are pushed to.
+    registry: str
+    open_harbor: HarborOpener
+    open_builder: BuilderOpener
+    open_tree: TreeOpener
+    #: The tree's folder, the ``source`` label of images when the tree is not a clone.
+    tree_root: Path
+    build: BuildDefaults = BuildDefaults()
+    #: Harbor's URL as reports show it; the Harbor projects to read (empty: all).
+    harbor_url: str | None = None
+    projects: tuple[str, ...] = ()
+    #: Where vulnerable.list (the seed's format) and its JSON twin are written.
+    vulnerable_list: Path = Path("vulnerable.list")
+    json_file: Path | None = None
+    #: The webhook told the summary (a secret: a Slack URL holds its token), its title.
+    webhook: str | None = field(default=None, repr=False)
+    title: str = "Careen nightly run"
 
 
 # -- inventory and plan ----------------------------------------------------------------------
@@ -226,19 +193,15 @@ def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Poli
 
 
 async def plan_from_harbor(
-    config: Config, tree: DockerfileTree, revision: TreeRevision, policy: Policy, *,
-    cascade: bool, opener: HarborOpener | None = None, observer: Observer = NULL_OBSERVER,
+    open_harbor: HarborOpener, tree: DockerfileTree, revision: TreeRevision, policy: Policy, *,
+    cascade: bool, projects: Iterable[str] = (), observer: Observer = NULL_OBSERVER,
 ) -> tuple[Plan, Inventory]:
     """Read Harbor (nothing recorded) and plan: ``careen plan``, ``careen run --dry-run``."""
-    async with _harbor(opener or _harbor_opener(config, observer)) as harbor:
-        inventory = await read_inventory(harbor, policy, tree,
-                                         projects=config.harbor.projects, observer=observer)
+    async with _harbor(open_harbor) as harbor:
+        inventory = await read_inventory(harbor, policy, tree, projects=projects,
+                                         observer=observer)
     return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision),
             inventory)
-
-
-def _harbor_opener(config: Config, observer: Observer) -> HarborOpener:
-    return lambda: open_harbor(assemble.harbor_settings(config), observer=observer)
 
 
 def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *,
@@ -370,31 +333,21 @@ class NightlyOutcome:
     exit_code: ExitCode | int
 
 
-#: Opens the Harbor client (tests hand in one bound to a simulator's transport).
-HarborOpener = Callable[[], Awaitable[HarborClient]]
-#: Gives a logged-in builder for the length of the ``with``.
-BuilderOpener = Callable[[], Any]
-
-
 async def run_nightly(
-    config: Config, options: NightlyOptions, *, store: StateStore,
-    observer: Observer = NULL_OBSERVER, open_source: HarborOpener | None = None,
-    open_builder: BuilderOpener | None = None,
+    parts: JobParts, options: NightlyOptions, *, store: StateStore,
+    observer: Observer = NULL_OBSERVER,
 ) -> NightlyOutcome:
     """The whole nightly job; see the module's docstring. Takes the state's run lock for its
     whole length (a second run on the same state is refused at once)."""
-    policy = assemble.policy(config)
-    registry = push_registry(config)
-    opener = open_source or _harbor_opener(config, observer)
-    builder_opener = open_builder or (lambda: logged_in_builder(config))
+    policy = parts.policy
+    registry = parts.registry
+    opener = parts.open_harbor
     with store.run_lock():
         store.mark_interrupted_runs()
         resumed = _resumable(store) if options.resume else None
-        tree, revision = open_tree(config, allow_dirty=options.allow_dirty,
-                                   observer=observer)
+        tree, revision = parts.open_tree(options.allow_dirty, observer)
         if options.dry_run:
-            return await _dry_run(config, options, store, tree, revision, policy, opener,
-                                  observer)
+            return await _dry_run(parts, options, store, tree, revision, observer)
         run = store.begin_run(
             RunKind.RUN, plan_id=resumed[1].id if resumed else None,
             tree_commit=revision.commit, options=options.recorded(),
@@ -419,15 +372,15 @@ async def run_nightly(
                 else:
                     recording = _Recording(store, run.id)
                     inventory = await read_inventory(
-                        harbor, policy, tree, projects=config.harbor.projects,
+                        harbor, policy, tree, projects=parts.projects,
                         observer=observer, on_batch=recording)
                     fleet = recording.summary()
                     untagged = _untagged(inventory)
                     if untagged:
                         observer.info(untagged_line(len(untagged)))
                     write_outputs(inventory.selection, policy,
-                                  list_path=config.output.vulnerable_list,
-                                  json_path=config.output.json_file)
+                                  list_path=parts.vulnerable_list,
+                                  json_path=parts.json_file)
                     plan = store_plan(store, plan_from_inventory(
                         inventory, tree, policy, cascade=options.cascade, revision=revision))
                     store.attach_plan(run.id, str(plan.id))
@@ -439,17 +392,16 @@ async def run_nightly(
                 observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
                               f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
                 # issue 14: the CVE lists of the plan images, before building
-                cves = CveStep(harbor, store, run.id, observer=observer, policy=policy,
-                               own_hosts=(registry,),
-                               by_digest=not isinstance(harbor, HarborV1Client))
+                cves = CveStep(harbor, store, run.id, observer=observer, policy=parts.policy,
+                               own_hosts=(parts.registry,),
+                               by_digest=harbor.rescans_by_digest)
                 await cves.before(plan, before)
-                outcomes = await _build(plan, options, store, run.id, registry, revision,
-                                        config, builder_opener, observer)
+                outcomes = await _build(plan, options, store, run.id, revision, parts,
+                                        observer)
                 after = None
                 if options.rescan and any(o.ok for o in outcomes):
                     observer.info("asking Harbor to rescan the pushed images")
-                    targets = scan_targets(outcomes,
-                                           by_digest=not isinstance(harbor, HarborV1Client))
+                    targets = scan_targets(outcomes, by_digest=harbor.rescans_by_digest)
                     scanned = await rescan(harbor, targets.values(),
                                            timeout=options.rescan_timeout,
                                            interval=options.rescan_interval, observer=observer)
@@ -465,17 +417,16 @@ async def run_nightly(
             result = RunResult(
                 run_id=run.id, started_at=started, finished_at=datetime.now(UTC),
                 policy=str(policy.rule), images=images,
-                plan_id=plan.id, tree_commit=revision.commit, harbor=config.harbor.url,
+                plan_id=plan.id, tree_commit=revision.commit, harbor=parts.harbor_url,
                 registry=registry, unscanned=unscanned, judged=judged, untagged=untagged,
                 attention=(plan.attention + outcome_attention(outcomes)
                            + verdict_attention(images)),
                 fleet=totals, details_note=cves.note,
             )
-            reports = _report(result, plan, store, config, options, observer,
+            reports = _report(result, plan, store, parts, options, observer,
                               running=fleet.get("fleet"))
-            if options.notify and config.notify.webhook is not None:
-                await send_webhook_async(config.notify.webhook.get_secret_value(), result,
-                                         observer, title=config.notify.title)
+            if options.notify and parts.webhook is not None:
+                await send_webhook_async(parts.webhook, result, observer, title=parts.title)
             code = ExitCode.FAILED if result.needs_attention else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
                    {"result": result.to_dict(), "reports": [str(p) for p in reports],
@@ -484,16 +435,15 @@ async def run_nightly(
 
 
 async def run_update(
-    config: Config, plan: Plan, options: NightlyOptions, *, store: StateStore,
-    observer: Observer = NULL_OBSERVER, open_builder: BuilderOpener | None = None,
+    parts: JobParts, plan: Plan, options: NightlyOptions, *, store: StateStore,
+    observer: Observer = NULL_OBSERVER,
 ) -> NightlyOutcome:
     """``careen update``: execute a stored plan (or a shard of it) as a run of its own — the
     builds recorded, pushes already made by earlier runs of the plan not repeated, reports
     written (a shard's JSON result merges with the others' by ``careen report --merge``).
     No rescan: that is ``careen run``'s verify step."""
-    policy = assemble.policy(config)
-    registry = push_registry(config)
-    builder_opener = open_builder or (lambda: logged_in_builder(config))
+    policy = parts.policy
+    registry = parts.registry
     revision = describe_tree(Path(plan.tree_root))
     if options.dry_run:
         return _dry_run_outcome(plan, policy, started=datetime.now(UTC), before={},
@@ -503,8 +453,7 @@ async def run_update(
         run = store.begin_run(RunKind.UPDATE, plan_id=plan.id, tree_commit=revision.commit,
                               options={**options.recorded(), **_restriction(plan)})
         async with _stoppable(), _finishing(store, run.id) as finish:
-            outcomes = await _build(plan, options, store, run.id, registry, revision, config,
-                                    builder_opener, observer)
+            outcomes = await _build(plan, options, store, run.id, revision, parts, observer)
             result = RunResult(
                 run_id=run.id, started_at=run.started_at, finished_at=datetime.now(UTC),
                 policy=str(policy.rule),
@@ -513,7 +462,7 @@ async def run_update(
                 extra=_restriction(plan),
                 attention=plan.attention + outcome_attention(outcomes),
             )
-            reports = _report(result, plan, store, config, options, observer)
+            reports = _report(result, plan, store, parts, options, observer)
             code = ExitCode.FAILED if result.needs_attention else ExitCode.OK
             finish(RunStatus.FAILED if result.failed else RunStatus.SUCCEEDED, code,
                    {"result": result.to_dict(), "reports": [str(p) for p in reports]})
@@ -526,20 +475,20 @@ def _restriction(plan: Plan) -> dict[str, Any]:
             if key in plan.extra}
 
 
-async def _dry_run(config: Config, options: NightlyOptions, store: StateStore,
-                   tree: DockerfileTree, revision: TreeRevision, policy: Policy,
-                   opener: HarborOpener, observer: Observer) -> NightlyOutcome:
+async def _dry_run(parts: JobParts, options: NightlyOptions, store: StateStore,
+                   tree: DockerfileTree, revision: TreeRevision,
+                   observer: Observer) -> NightlyOutcome:
     """Inventory and plan (stored, so ``careen update --plan ID`` can run it); no run is
     recorded and nothing is written but the plan."""
     started = datetime.now(UTC)
-    made, inventory = await plan_from_harbor(config, tree, revision, policy,
-                                             cascade=options.cascade, opener=opener,
+    made, inventory = await plan_from_harbor(parts.open_harbor, tree, revision, parts.policy,
+                                             cascade=options.cascade, projects=parts.projects,
                                              observer=observer)
     plan = store_plan(store, made)
     before = scans_of_plan(inventory.in_tree, [i for i, _ in inventory.selection.selected])
-    return _dry_run_outcome(plan, policy, started=started, before=before,
-                            tree_commit=revision.commit, harbor=config.harbor.url,
-                            registry=config.registry.server, unscanned=inventory.unscanned,
+    return _dry_run_outcome(plan, parts.policy, started=started, before=before,
+                            tree_commit=revision.commit, harbor=parts.harbor_url,
+                            registry=parts.registry, unscanned=inventory.unscanned,
                             judged=inventory.judged, untagged=_untagged(inventory))
 
 
@@ -631,29 +580,30 @@ def _record_after(store: StateStore, run_id: str, outcomes: Iterable[StepOutcome
 
 
 async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id: str,
-                 registry: str, revision: TreeRevision, config: Config,
-                 builder_opener: BuilderOpener, observer: Observer) -> list[StepOutcome]:
+                 revision: TreeRevision, parts: JobParts,
+                 observer: Observer) -> list[StepOutcome]:
     if not plan.steps:
         return []
+    build = parts.build
     update = UpdateOptions(
-        registry=registry, run_id=run_id,
+        registry=parts.registry, run_id=run_id,
         log_dir=options.reports_dir / "logs" / run_id, jobs=options.jobs,
-        build_args=config.build.build_args, labels=config.build.labels,
-        no_cache=config.build.no_cache, pull=config.build.pull, timeout=config.build.timeout,
-        revision=revision.commit, source=revision.remote_url or str(config.tree.root),
+        build_args=build.build_args, labels=build.labels,
+        no_cache=build.no_cache, pull=build.pull, timeout=build.timeout,
+        revision=revision.commit, source=revision.remote_url or str(parts.tree_root),
     )
     already = store.pushed_images(str(plan.id)) if plan.id else {}
-    with builder_opener() as builder:
+    with parts.open_builder() as builder:
         return await execute_plan(plan, builder, update,
                                   recorder=StateRecorder(store, run_id, plan),
                                   already_pushed=already, observer=observer)
 
 
-def _report(result: RunResult, plan: Plan, store: StateStore, config: Config,
+def _report(result: RunResult, plan: Plan, store: StateStore, parts: JobParts,
             options: NightlyOptions, observer: Observer,
             running: Mapping[str, Any] | None = None) -> list[Path]:
     trend = store.trend(running={result.run_id: running} if running else None)
-    context = ReportContext(trend=trend, plan=plan, title=config.notify.title)
+    context = ReportContext(trend=trend, plan=plan, title=parts.title)
     written = write_reports(result, context, options.reports_dir,
                             formats=options.report_formats or None)
     observer.info("reports: " + ", ".join(str(p) for p in written))
@@ -661,7 +611,7 @@ def _report(result: RunResult, plan: Plan, store: StateStore, config: Config,
 
 
 @asynccontextmanager
-async def _harbor(opener: HarborOpener) -> AsyncIterator[HarborClient]:
+async def _harbor(opener: HarborOpener) -> AsyncIterator[ScanSource]:
     client = await opener()
     try:
         yield client

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-
-import pytest
 
 from bench import simulator
 from bench.inventory import FleetShape
+from tests.conftest import require_program
 
 
 def test_simulator_headroom_runs_at_a_toy_size(tmp_path: Path) -> None:
@@ -19,8 +17,8 @@ def test_simulator_headroom_runs_at_a_toy_size(tmp_path: Path) -> None:
     assert case["load"]["runs"][0]["server_requests"] >= case["load"]["runs"][0]["ok"] > 0
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_wrk_loader_answers_at_a_toy_size(tmp_path: Path) -> None:
+    require_program("wrk", "wrk")  # Debian's wrk, installed here when missing
     out = tmp_path / "s.json"
     assert simulator.main(["--size", "20", "--versions", "2.14", "--duration", "1",
                            "--loader", "wrk", "--repeat", "1", "--json", str(out)]) == 0

@@ -286,7 +286,7 @@ def test_tls_failures_are_told_apart_and_name_their_host() -> None:
 def test_the_configured_builder_without_credentials_gets_no_authfile_and_the_tls_settings(
     tmp_path: Path,
 ) -> None:
-    from careen.nightly import logged_in_builder
+    from careen.assemble import logged_in_builder
 
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(PEM)

@@ -119,6 +119,7 @@ def write_tree(root: Path) -> None:
 
 def failing_night(folder: Path) -> NightlyOutcome:
     """Run the night in ``folder`` (tree, state, reports under it)."""
+    from careen.assemble import job_parts
     from careen.config import load_config
     from careen.nightly import run_nightly
     from tests.test_nightly import PushingBuilder, opener, options
@@ -134,9 +135,9 @@ def failing_night(folder: Path) -> NightlyOutcome:
             "CAREEN_NOTIFY_TITLE": "Careen nightly run"},
             overrides={"policy.ignore": ["dockerhub/*"]})
         with StateStore.open(folder / "state.sqlite") as store:
-            return asyncio.run(run_nightly(
-                config, options(folder), store=store,
-                open_builder=opener(PushingBuilder(server, fail={"library/broken"}))))
+            builder = PushingBuilder(server, fail={"library/broken"})
+            return asyncio.run(run_nightly(job_parts(config, open_builder=opener(builder)),
+                                           options(folder), store=store))
     finally:
         server.__exit__(None, None, None)
 

@@ -7,17 +7,17 @@ import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from careen.cli.main import Globals, globals_of
-from careen.cli.output import ConsoleObserver, unwrap
+from careen.cli.context import Globals, Interrupted, globals_of, unwrap
+from careen.cli.output import ConsoleObserver
 from careen.config import Config, load_config
 from careen.errors import UsageError
-from careen.state.store import StateStore
+from careen.state.store import RunKind, RunRecord, StateStore
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,7 +80,7 @@ StateOption = Annotated[Path | None, typer.Option(
 
 @contextlib.contextmanager
 def open_state(path: Path) -> Iterator[StateStore]:
-    """Open an existing state to read it (``path``: :func:`careen.nightly.state_path` of the
+    """Open an existing state to read it (``path``: :func:`careen.assemble.state_path` of the
     config, where ``--state`` is the ``state.path`` override). Never creates one (a mistyped
     --state would leave an empty database behind) and never takes the run lock."""
     if not path.is_file():
@@ -88,3 +88,39 @@ def open_state(path: Path) -> Iterator[StateStore]:
                          hint="give the state file with --state, or set [state] path")
     with StateStore.open(path) as store:
         yield store
+
+
+#: Says the command that finishes an interrupted run, given its plan's id (None: no plan yet).
+Resume = Callable[[str | None], str]
+
+
+@contextlib.contextmanager
+def telling_interruption(store: StateStore, kind: RunKind, resume: Resume,
+                         planned: Sequence[str] | None = None) -> Iterator[None]:
+    """Turn Ctrl-C or SIGTERM during a run into :class:`Interrupted`: how far the run got
+    (images of its plan pushed, by it or by earlier runs of the plan) and the command that
+    finishes it. ``planned``: the images the run meant to build, when the command knows them
+    (a restricted plan); else the stored plan's steps."""
+    before = store.last_run(kind)
+    try:
+        yield
+    except (KeyboardInterrupt, asyncio.CancelledError) as stop:
+        raise Interrupted(interruption_line(store, kind, before, resume, planned)) from stop
+
+
+def interruption_line(store: StateStore, kind: RunKind, before: RunRecord | None,
+                      resume: Resume, planned: Sequence[str] | None = None) -> str:
+    from careen.nightly import load_plan
+
+    run = store.last_run(kind)
+    if run is None or (before is not None and run.id == before.id):
+        return "interrupted before the run began; nothing was built"
+    if run.plan_id is None:
+        return (f"interrupted before the plan was made; nothing was built; "
+                f"'{resume(None)}' finishes this run")
+    if planned is None:
+        planned = [step.image.short for step in load_plan(store, run.plan_id).steps]
+    pushed = store.pushed_images(run.plan_id)
+    done = sum(1 for image in planned if image in pushed)
+    return (f"interrupted: {done} of {len(planned)} images pushed; "
+            f"'{resume(run.plan_id)}' finishes this run")

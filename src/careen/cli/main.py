@@ -1,26 +1,39 @@
 """The ``careen`` command line: it parses arguments, loads the config, calls the core and prints.
 
 Nothing here decides anything about images; every command is a few lines of wiring around a
-function of the core (``careen.jobs`` and the modules it uses). Errors of the core
-(:class:`careen.errors.CareenError`) become a one-line diagnosis on stderr and the documented
-exit code; no traceback reaches a person unless ``--debug`` is given.
+function of the core (``careen.nightly`` and the modules it uses), its parts built from the
+config by :mod:`careen.assemble`. Errors of the core (:class:`careen.errors.CareenError`)
+become a one-line diagnosis on stderr and the documented exit code; no traceback reaches a
+person unless ``--debug`` is given.
+
+Every command is registered here, in :data:`COMMANDS`: its name, the module under
+``careen.cli.commands`` that holds it and the line ``careen --help`` shows. A command's module
+(and with it the core, the simulator, the lab or the demo) is imported only when that command
+runs or shows its own help: ``careen --help`` and ``careen --version`` load typer and nothing
+of the core.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib
+import inspect
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
+from typer import _click as click  # typer vendors click (typer >= 0.25)
+from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 from careen import __version__
-from careen.cli.output import ConsoleObserver, describe_error, unwrap
+from careen.cli.context import Globals, Interrupted, globals_of, unwrap
 from careen.errors import CareenError, ExitCode
+
+__all__ = ["COMMANDS", "Globals", "app", "globals_of", "main"]
 
 HELP = unwrap("""\
 Careen keeps a fleet of container images patched.
@@ -49,28 +62,109 @@ Exit codes: 0 ok, 1 images break the policy or some work failed, 2 usage or conf
 3 Harbor, the registry or the builder could not be reached, 130 interrupted.
 """)
 
+
+@dataclass(frozen=True)
+class Entry:
+    """One command of ``careen``: where it lives and what ``careen --help`` says of it."""
+
+    #: Module under ``careen.cli.commands``.
+    module: str
+    #: The command's function, or a ``typer.Typer`` holding a group of commands.
+    attribute: str
+    #: The line shown in ``careen --help`` (a test holds it equal to the command's own help).
+    summary: str
+
+
+#: Every command of ``careen``, in the order ``careen --help`` lists them.
+COMMANDS: dict[str, Entry] = {
+    "demo": Entry("demo_cmd", "demo", "Run the nightly job on this machine: a real registry, "
+                  "a real builder, a simulated Harbor."),
+    "run": Entry("run_cmd", "run", "The nightly job: Harbor -> vulnerable.list -> plan -> "
+                 "rebuild -> push -> rescan -> report."),
+    "vulnerable": Entry("vulnerable_cmd", "vulnerable", "List the images that break the "
+                        "policy, as the old list-vulnerable-images did."),
+    "update": Entry("update_cmd", "update", "Rebuild and push every image of vulnerable.list "
+                    "(or of a stored plan), as the old update-images did."),
+    "plan": Entry("plan_cmd", "plan", "Decide what to rebuild and in which order, say why, "
+                  "and store the plan."),
+    "tree": Entry("tree_cmd", "tree", "Show which Dockerfile folder builds which image, each "
+                  "image's parents, and the order a rebuild would follow."),
+    "images": Entry("harbor_cmd", "images", "List every image in Harbor with its scan "
+                    "summary: counts per severity, scan status, scanner and scan time."),
+    "scan": Entry("harbor_cmd", "scan", "Ask Harbor to scan images now, instead of waiting "
+                  "for the nightly scan-all."),
+    "schedule": Entry("harbor_cmd", "schedule_app", "Show or set Harbor's scan-all "
+                      "schedule."),
+    "history": Entry("history_cmd", "history", "List the latest runs, newest first: status, "
+                     "exit code, plan, and what they did."),
+    "show": Entry("history_cmd", "show", "Show one run: its options, every build (status, "
+                  "duration, digest, log) and outcome."),
+    "report": Entry("report_cmd", "report", "Write the reports of a past run: JSON, JUnit "
+                    "XML, Markdown and HTML."),
+    "export": Entry("export_cmd", "export_app", "Hand a stored plan to another build engine: "
+                    "a docker-bake.json for BuildKit, or a Jenkinsfile stage with parallel "
+                    "branches."),
+    "config": Entry("config_cmd", "config_app", "Inspect Careen's configuration."),
+    "sim": Entry("sim_cmd", "sim_app", "Simulators for trying Careen without the real "
+                 "services."),
+}
+
+
+def load_command(name: str, entry: Entry) -> click.Command:
+    """The click command of ``entry``: its module imported now, its function's docstring
+    (unwrapped, so rich reflows it) as its help."""
+    module = importlib.import_module(f"careen.cli.commands.{entry.module}")
+    target = getattr(module, entry.attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
+    holder = typer.Typer(rich_markup_mode="rich", add_completion=False)
+    holder.command(name, help=unwrap(inspect.getdoc(target) or ""))(target)
+    return typer.main.get_command(holder)
+
+
+class CommandTable(TyperGroup):
+    """The root group: commands from :data:`COMMANDS`, each imported when first used.
+
+    Listing them (``careen --help``) needs only their summaries; running one, or showing its
+    help, imports its module."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self._listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if self._listing:
+            return TyperCommand(name=cmd_name, help=entry.summary)
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name, entry)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
     name="careen",
     help=HELP,
+    cls=CommandTable,
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     add_completion=False,
 )
-
-
-@dataclass
-class Globals:
-    """Options given before the subcommand, shared by all commands."""
-
-    config_path: Path | None = None
-    verbosity: int = 0
-    debug: bool = False
-    overrides: dict[str, object] = field(default_factory=dict)
-
-    def observer(self) -> ConsoleObserver:
-        return ConsoleObserver(self.verbosity)
 
 
 def _version(value: bool) -> None:
@@ -98,18 +192,6 @@ def _root(
     ctx.obj = Globals(config_path=config, verbosity=-1 if quiet else verbose, debug=debug)
 
 
-def globals_of(ctx: typer.Context) -> Globals:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, Globals):  # a command invoked without the root callback (tests)
-        obj = Globals()
-        ctx.find_root().obj = obj
-    return obj
-
-
-# Commands live in their own modules and register themselves on ``app``.
-from careen.cli import commands as _commands  # noqa: E402,F401  (import registers commands)
-
-
 def _run(args: Sequence[str] | None, prog_name: str) -> int:
     debug = "--debug" in (args if args is not None else sys.argv[1:])
     try:
@@ -118,10 +200,14 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
     except CareenError as error:
         if debug:
             raise
+        from careen.cli.output import describe_error
+
         print(describe_error(error), file=sys.stderr)
         return int(error.exit_code)
-    except (typer.Abort, KeyboardInterrupt, asyncio.CancelledError):
-        # Ctrl-C, or SIGTERM (a Jenkins abort), which the nightly job turns into a cancel.
+    except Interrupted as stop:  # a run: how far it got, and how to finish it
+        print(f"careen: {stop}", file=sys.stderr)
+        return 130
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C
         print("careen: interrupted", file=sys.stderr)
         return 130
     except typer.Exit as exit_:
@@ -133,7 +219,15 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
         else:
             print(f"careen: error: {error}", file=sys.stderr)
         return int(getattr(error, "exit_code", ExitCode.USAGE))
-    except Exception as error:  # a bug: say so in one line, keep the traceback for --debug
+    except BaseException as error:
+        # SIGTERM (a Jenkins abort), which a command's event loop turns into a cancel. asyncio
+        # is not imported for it: a cancel can only come from a loop that imported it.
+        running = sys.modules.get("asyncio")
+        if running is not None and isinstance(error, running.CancelledError):
+            print("careen: interrupted", file=sys.stderr)
+            return 130
+        if not isinstance(error, Exception):  # SystemExit and the like go on
+            raise
         if debug:
             raise
         print(f"careen: internal error: {type(error).__name__}: {error}\n"

@@ -22,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from careen.cli.context import unwrap
 from careen.errors import CareenError
 from careen.reports.wording import OUTCOME_LABELS, clean_text, cve_counts_text
 from careen.results import RunResult
@@ -34,6 +35,9 @@ PHASE_LABELS: dict[tuple[str, bool], str] = {
     ("images", True): "judging images", ("images", False): "building",
     ("scans", False): "waiting for scans",
 }
+
+__all__ = ["PHASE_LABELS", "SUMMARY_COLUMNS", "ConsoleObserver", "describe_error", "short_counts",
+           "summary_table", "table_console", "unwrap"]
 
 
 class ConsoleObserver:
@@ -127,19 +131,6 @@ def table_console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, highlight=False, soft_wrap=False,
                    width=None if stream.isatty() else PIPE_WIDTH)
-
-
-def unwrap(text: str) -> str:
-    """Join the hard-wrapped lines of each paragraph of a help text, so rich can wrap it to
-    the terminal. Indented lines (examples) stay as they are."""
-    paragraphs: list[str] = []
-    for block in text.strip("\n").split("\n\n"):
-        lines = block.split("\n")
-        if all(line.startswith("    ") for line in lines):
-            paragraphs.append("\n".join(lines))
-        else:
-            paragraphs.append(" ".join(line.strip() for line in lines))
-    return "\n\n".join(paragraphs)
 
 
 def describe_error(error: CareenError) -> str:

@@ -20,6 +20,7 @@ import httpx
 
 from careen.errors import CareenError, ServiceError
 from careen.events import NULL_OBSERVER, Observer
+from careen.registries import AUTO, harbor_api
 from careen.registries.harbor_v1 import API_V1, HarborV1Client
 from careen.registries.harbor_v2 import API_V2, HarborV2Client
 from careen.registries.http import SERVICE, EventHook, HarborApiError, HarborSettings, Sleep
@@ -60,28 +61,29 @@ async def open_harbor(settings: HarborSettings, *, observer: Observer = NULL_OBS
     """A client for ``settings.api_version`` (``auto`` probes Harbor). The caller closes it
     (``await client.aclose()`` or ``async with``). Both clients implement
     :class:`careen.registries.interface.ScanSource`."""
-    def v1() -> HarborV1Client:
-        return HarborV1Client(settings, observer=observer, transport=transport,
-                              event_hooks=event_hooks, sleep=sleep)
+    def speaking(version: str) -> HarborClient:
+        client: HarborClient = harbor_api(version)(
+            settings, observer=observer, transport=transport, event_hooks=event_hooks,
+            sleep=sleep)
+        return client
 
     if settings.user is not None and settings.password is None:
         raise _no_password(settings.host, settings.user)  # before anything is sent
     client: HarborClient
-    if settings.api_version == "v1":
-        client = v1()
+    if settings.api_version != AUTO:
+        client = speaking(settings.api_version)
     else:
         client = HarborV2Client(settings, observer=observer, transport=transport,
                                 event_hooks=event_hooks, sleep=sleep)
-        if settings.api_version != "v2":
-            try:
-                version = await detect_api_version(client)
-            except BaseException:
-                await client.aclose()
-                raise
-            if version == "v1":
-                await client.aclose()
-                observer.info(f"Harbor at {settings.host} speaks the 1.x API")
-                client = v1()
+        try:
+            version = await detect_api_version(client)
+        except BaseException:
+            await client.aclose()
+            raise
+        if version != client.api_version:
+            await client.aclose()
+            observer.info(f"Harbor at {settings.host} speaks the 1.x API")
+            client = speaking(version)
     try:
         await check_credentials(client)
     except BaseException:

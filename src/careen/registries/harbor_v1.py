@@ -103,6 +103,9 @@ class HarborV1Client(HarborClientBase):
     and scan-all methods :class:`~careen.registries.harbor_v2.HarborV2Client` has."""
 
     api_version: Final = "v1"
+    #: Capabilities (:class:`~careen.registries.interface.ScanSource`): rescans name tags
+    #: (the 1.x scan API names tags only).
+    rescans_by_digest: Final = False
 
     def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
                  transport: httpx.AsyncBaseTransport | None = None,

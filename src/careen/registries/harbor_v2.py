@@ -488,6 +488,8 @@ class HarborV2Client(HarborClientBase):
     """
 
     api_version: Final = "v2"
+    #: Capabilities (:class:`~careen.registries.interface.ScanSource`).
+    rescans_by_digest: Final = True
 
     def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
                  transport: httpx.AsyncBaseTransport | None = None,

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import Request
 
@@ -64,9 +64,16 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Longest text of a server message quoted in an error (Harbor's can hold a whole list).
 MESSAGE_MAX = 200
 
-ApiVersion = Literal["auto", "v2", "v1"]
+#: ``auto`` or a name of :data:`careen.registries.HARBOR_APIS`.
+ApiVersion = str
 Sleep = Callable[[float], Awaitable[None]]
 EventHook = Callable[[Any], Any]
+
+
+def _api_versions() -> list[str]:
+    from careen.registries import AUTO, HARBOR_APIS  # the package imports this module
+
+    return [AUTO, *HARBOR_APIS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +121,8 @@ class HarborSettings:
             # Harbor v2 answers 422 above 100 instead of clamping (NOTES section 5).
             ("harbor.page_size", 1 <= self.page_size <= 100, "must be 1 to 100"),
             ("harbor.v1_page_size", 1 <= self.v1_page_size <= 500, "must be 1 to 500"),
-            ("harbor.api_version", self.api_version in ("auto", "v2", "v1"),
-             "must be auto, v2 or v1"),
+            ("harbor.api_version", self.api_version in _api_versions(),
+             "must be " + ", ".join(_api_versions()[:-1]) + " or " + _api_versions()[-1]),
             ("harbor.max_attempts", self.max_attempts >= 1, "must be at least 1"),
             ("harbor.max_retry_seconds", self.max_retry_seconds > 0, "must be more than 0"),
             ("harbor.backoff_initial", self.backoff_initial >= 0, "must be 0 or more"),

@@ -21,7 +21,17 @@ if TYPE_CHECKING:
 
 
 class ScanSource(Protocol):
-    """A registry with a vulnerability scanner."""
+    """A registry with a vulnerability scanner.
+
+    What differs between registries (Harbor versions) is a capability read here, never the
+    adapter's class: :attr:`rescans_by_digest`."""
+
+    @property
+    def rescans_by_digest(self) -> bool:
+        """Whether a rescan can name the pushed digest, so the scan judged is the new image's
+        even if the tag moves again (Harbor 2.x); otherwise rescans name tags (Harbor 1.x,
+        whose scan API names tags only)."""
+        ...
 
     def artifacts(self, projects: Sequence[str] | None = None) -> AsyncIterator[Artifact]:
         """Stream every artifact (all projects, or only ``projects``) with its scan summary."""

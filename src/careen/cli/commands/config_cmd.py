@@ -7,12 +7,10 @@ from typing import Annotated, Literal
 import typer
 
 from careen.cli.common import emit, load
-from careen.cli.main import app
 
 config_app = typer.Typer(
     help="Inspect Careen's configuration.", no_args_is_help=True, rich_markup_mode="rich",
 )
-app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")

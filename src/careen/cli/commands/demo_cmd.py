@@ -9,17 +9,15 @@ from typing import Annotated, Literal
 
 import typer
 
-from careen import nightly
+from careen import assemble, nightly
 from careen.cli.commands.run_cmd import print_summary
-from careen.cli.common import command, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import run_async
+from careen.cli.context import globals_of
 from careen.config import load_config
-from careen.demo import start_demo, stop_demo
 from careen.errors import ExitCode
 from careen.state.store import StateStore
 
 
-@command(app, "demo")
 def demo(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(
@@ -56,6 +54,8 @@ def demo(
     Needs Debian's docker-registry, buildah and podman: 'scripts/lab install' installs
     them. Exit code as 'careen run'.
     """
+    from careen.demo import start_demo, stop_demo  # the demo and the lab: only when it runs
+
     observer = globals_of(ctx).observer()
     if down:
         stop_demo(folder, remove=True)
@@ -77,8 +77,9 @@ def demo(
             rescan_timeout=config.run.rescan_timeout,
             rescan_interval=config.run.rescan_interval, notify=False)
         observer.info("== careen run (what the nightly Jenkins job runs)")
-        with StateStore.open(nightly.state_path(config)) as store, observer:
-            outcome = run_async(nightly.run_nightly(config, options, store=store,
+        with StateStore.open(assemble.state_path(config)) as store, observer:
+            parts = assemble.job_parts(config, observer=observer)
+            outcome = run_async(nightly.run_nightly(parts, options, store=store,
                                                     observer=observer))
     finally:
         if not keep:

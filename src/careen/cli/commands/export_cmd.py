@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
+from careen.assemble import state_path
 from careen.cli.common import StateOption, command, emit, load, open_state
-from careen.cli.main import app, globals_of
+from careen.cli.context import globals_of
 from careen.errors import UsageError
 from careen.export.bake import bake_file
 from careen.export.jenkins import jenkins_stage
 from careen.fileio import write_atomically
-from careen.nightly import load_plan, state_path
+from careen.nightly import load_plan
 from careen.plan import Plan
 
 export_app = typer.Typer(
@@ -22,7 +23,6 @@ export_app = typer.Typer(
     "Jenkinsfile stage with parallel branches.",
     no_args_is_help=True, rich_markup_mode="rich",
 )
-app.add_typer(export_app, name="export")
 
 PlanOption = Annotated[str, typer.Option(
     "--plan", metavar="ID", help="The plan's id ('careen plan' printed it), or 'latest'.",

@@ -16,7 +16,7 @@ from rich.table import Table
 from careen import assemble
 from careen.cli.commands.vulnerable_cmd import HarborUrlOption, ProjectOption
 from careen.cli.common import command, emit, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.context import globals_of
 from careen.cli.output import ConsoleObserver, table_console
 from careen.config import Config
 from careen.errors import ExitCode, UsageError
@@ -58,7 +58,6 @@ def image_row(image: Image) -> dict[str, Any]:
     }
 
 
-@command(app, "images")
 def images(
     ctx: typer.Context,
     project: ProjectOption = None,
@@ -111,7 +110,6 @@ def images(
         table_console().print(table)
 
 
-@command(app, "scan")
 def scan(
     ctx: typer.Context,
     images_: Annotated[list[str] | None, typer.Argument(
@@ -172,7 +170,6 @@ def scan(
 
 schedule_app = typer.Typer(help="Show or set Harbor's scan-all schedule.",
                            no_args_is_help=True, rich_markup_mode="rich")
-app.add_typer(schedule_app, name="schedule")
 
 _DAILY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\Z")
 

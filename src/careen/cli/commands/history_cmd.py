@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from careen import nightly
-from careen.cli.common import StateOption, command, emit, load, open_state
-from careen.cli.main import app, globals_of
+from careen import assemble
+from careen.cli.common import StateOption, emit, load, open_state
+from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode, UsageError
 from careen.state.store import BuildRecord, RunRecord
@@ -19,7 +19,6 @@ FormatOption = Annotated[Literal["table", "json"], typer.Option(
     "--format", "-f", help="table for people, json for machines.")]
 
 
-@command(app, "history")
 def history(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Runs to list.")] = 20,
@@ -35,7 +34,7 @@ def history(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"state.path": state}, observer)
-    with open_state(nightly.state_path(config)) as store:
+    with open_state(assemble.state_path(config)) as store:
         store.mark_interrupted_runs()
         runs = store.runs(limit)
     if output_format == "json":
@@ -52,7 +51,6 @@ def history(
     return int(ExitCode.OK)
 
 
-@command(app, "show")
 def show(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or 'latest'.")],
@@ -67,7 +65,7 @@ def show(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"state.path": state}, observer)
-    with open_state(nightly.state_path(config)) as store:
+    with open_state(assemble.state_path(config)) as store:
         store.mark_interrupted_runs()
         if run_id == "latest":
             last = store.last_run()

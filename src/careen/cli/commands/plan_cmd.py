@@ -13,15 +13,14 @@ from rich.table import Table
 
 from careen import assemble, nightly
 from careen.attention import AttentionItem
-from careen.cli.common import StateOption, command, emit, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import StateOption, emit, load, run_async
+from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
 from careen.listsource import read_list
 from careen.state.store import StateStore
 
 
-@command(app, "plan")
 def plan(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
@@ -66,18 +65,19 @@ def plan(
     """
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "state.path": state}, observer)
-    tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty, sync=False,
-                                       observer=observer)
+    tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty, sync=False,
+                                        observer=observer)
     policy = assemble.policy(config)
     with observer:
         if source is None:
-            made, _ = run_async(nightly.plan_from_harbor(config, tree, revision, policy,
-                                                         cascade=cascade, observer=observer))
+            made, _ = run_async(nightly.plan_from_harbor(
+                assemble.harbor_opener(config, observer), tree, revision, policy,
+                cascade=cascade, projects=config.harbor.projects, observer=observer))
         else:
             made = nightly.plan_from_list(read_list(source, stdin=sys.stdin, strict=strict),
                                           tree, policy, cascade=cascade, revision=revision,
                                           observer=observer)
-    with StateStore.open(nightly.state_path(config)) as store:
+    with StateStore.open(assemble.state_path(config)) as store:
         stored = nightly.store_plan(store, made)
     if output_format == "json":
         emit(json.dumps(stored.to_dict(), indent=2))

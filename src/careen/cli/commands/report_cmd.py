@@ -11,11 +11,11 @@ from typing import Annotated
 import typer
 
 from careen import assemble
-from careen.cli.common import StateOption, command, emit, load, open_state
-from careen.cli.main import app, globals_of
+from careen.assemble import state_path
+from careen.cli.common import StateOption, emit, load, open_state
+from careen.cli.context import globals_of
 from careen.config import Config
 from careen.errors import InputFileError, UsageError
-from careen.nightly import state_path
 from careen.plan import Plan
 from careen.reports import (
     REPORT_FORMATS,
@@ -38,7 +38,6 @@ LATEST = "latest"
 
 
 
-@command(app, "report")
 def report(
     ctx: typer.Context,
     targets: Annotated[list[str] | None, typer.Argument(

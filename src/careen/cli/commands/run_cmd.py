@@ -8,16 +8,15 @@ from typing import Annotated
 
 import typer
 
-from careen import nightly
+from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_attention, print_plan
-from careen.cli.common import StateOption, command, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import StateOption, load, run_async, telling_interruption
+from careen.cli.context import globals_of
 from careen.cli.output import summary_table, table_console
 from careen.results import RunResult
-from careen.state.store import StateStore
+from careen.state.store import RunKind, StateStore
 
 
-@command(app, "run")
 def run(
     ctx: typer.Context,
     resume: Annotated[bool, typer.Option(
@@ -75,9 +74,11 @@ def run(
         report_formats=config.run.reports, rescan=config.run.rescan,
         rescan_timeout=config.run.rescan_timeout, rescan_interval=config.run.rescan_interval,
     )
-    with StateStore.open(nightly.state_path(config)) as store, observer:
-        outcome = run_async(nightly.run_nightly(config, options, store=store,
-                                                observer=observer))
+    with StateStore.open(assemble.state_path(config)) as store, observer:
+        parts = assemble.job_parts(config, observer=observer)
+        with telling_interruption(store, RunKind.RUN, lambda _: "careen run --resume"):
+            outcome = run_async(nightly.run_nightly(parts, options, store=store,
+                                                    observer=observer))
     if dry_run:
         print_plan(outcome.plan.to_dict(), table_console(stderr=True))
         observer.info(f"dry run: plan {outcome.plan.id} stored; run it with "

@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from careen.cli.common import command
-from careen.cli.main import app, globals_of
+from careen.cli.context import globals_of
 from careen.errors import UsageError
-from careen.sim.harbor import FaultPlan, Fleet, SimOptions, serve
-from careen.sim.harbor.package_scanner import package_scanner_from_file
+
+if TYPE_CHECKING:
+    from careen.sim.harbor import Fleet
 
 sim_app = typer.Typer(help="Simulators for trying Careen without the real services.",
                       no_args_is_help=True, rich_markup_mode="rich")
-app.add_typer(sim_app, name="sim")
 
 #: The Harbor 1.x ``--api v1`` serves unless told otherwise: the release whose spec is saved
 #: (scan-all in the configurations, NOTES §9.4).
@@ -28,6 +28,8 @@ _VERSION = re.compile(r"v?\d+\.\d+(\.\d+)?\Z")
 def fleet_for(fleet_file: Path | None, api: str | None, version: str | None) -> Fleet:
     """The fleet to serve: the file's (or an empty Harbor), at ``version`` when given, at a
     1.x version when ``api`` is ``v1``; a version that contradicts ``api`` is refused."""
+    from careen.sim.harbor import Fleet  # the simulator: only when its command runs
+
     if api not in (None, "v1", "v2"):
         raise UsageError(f"--api {api!r}: expected v1 (Harbor 1.x) or v2 (Harbor 2.x)")
     if version is not None and not _VERSION.match(version):
@@ -94,6 +96,9 @@ def harbor(
         HARBOR_URL=http://127.0.0.1:8080 HARBOR_USERNAME=admin HARBOR_PASSWORD=Harbor12345 \\
           HARBOR_PROJECT=1 harbor list
     """
+    from careen.sim.harbor import FaultPlan, SimOptions, serve  # only when it runs
+    from careen.sim.harbor.package_scanner import package_scanner_from_file
+
     globals_of(ctx)
     served = fleet_for(fleet, api, harbor_version)
     faults = FaultPlan(error_rate=error_rate, seed=seed) if error_rate else None

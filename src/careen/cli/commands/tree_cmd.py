@@ -10,15 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from careen.cli.common import command, emit, load
-from careen.cli.main import app
+from careen.cli.common import emit, load
 from careen.cli.output import table_console
 from careen.errors import ExitCode, UsageError
 from careen.tree.discover import DockerfileTree, discover_tree
 from careen.tree.graph import BuildGraph
 
 
-@command(app, "tree")
 def tree(
     ctx: typer.Context,
     root: Annotated[Path | None, typer.Option(

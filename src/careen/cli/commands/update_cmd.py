@@ -12,17 +12,16 @@ import typer
 from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_attention
 from careen.cli.commands.run_cmd import print_summary
-from careen.cli.common import StateOption, command, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import StateOption, load, run_async, telling_interruption
+from careen.cli.context import globals_of
 from careen.errors import ExitCode, UsageError
 from careen.listsource import read_list
 from careen.plan import Plan
 from careen.reference import ImageReference
 from careen.shard import at_level, only_images, parse_shard, shard
-from careen.state.store import StateStore
+from careen.state.store import RunKind, StateStore
 
 
-@command(app, "update")
 def update(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
@@ -94,15 +93,15 @@ def update(
         jobs=config.build.jobs, cascade=cascade, dry_run=dry_run, allow_dirty=allow_dirty,
         reports_dir=config.output.reports_dir, report_formats=config.run.reports,
         rescan=False)
-    with StateStore.open(nightly.state_path(config)) as store, observer:
+    with StateStore.open(assemble.state_path(config)) as store, observer:
         if plan_id is not None:
-            nightly.open_tree(config, allow_dirty=allow_dirty, observer=observer)
+            assemble.open_tree(config, allow_dirty=allow_dirty, observer=observer)
             if plan_id.endswith(".json") or Path(plan_id).is_file():
                 plan = nightly.read_plan_file(Path(plan_id), store, config.tree.root)
             else:
                 plan = nightly.load_plan(store, plan_id)
         else:
-            tree, revision = nightly.open_tree(config, allow_dirty=allow_dirty,
+            tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty,
                                                observer=observer)
             listed = read_list(source or str(config.output.vulnerable_list), stdin=sys.stdin,
                                strict=strict)
@@ -116,11 +115,27 @@ def update(
         if shard_spec is not None:
             plan = shard(plan, *parse_shard(shard_spec))
         _print_plan(plan, observer.info)
-        outcome = run_async(nightly.run_update(config, plan, options, store=store,
-                                               observer=observer))
+        parts = assemble.job_parts(config, observer=observer)
+        again = _resume_command(only, level, shard_spec)
+        with telling_interruption(store, RunKind.UPDATE, again,
+                                  [step.image.short for step in plan.steps]):
+            outcome = run_async(nightly.run_update(parts, plan, options, store=store,
+                                                   observer=observer))
     print_summary(outcome.result, observer.info)
     print_attention(outcome.result.attention)
     return int(ExitCode.FAILED if outcome.exit_code else ExitCode.OK)
+
+
+def _resume_command(only: list[str] | None, level: int | None,
+                    shard_spec: str | None) -> Callable[[str | None], str]:
+    """``careen update --plan ID`` with this run's restriction: what finishes it."""
+    def command(plan_id: str | None) -> str:
+        words = ["careen", "update", "--plan", str(plan_id)]
+        words += [f"--level {level}"] if level is not None else []
+        words += [f"--shard {shard_spec}"] if shard_spec is not None else []
+        words += [f"--only {image}" for image in only or ()]
+        return " ".join(words)
+    return command
 
 
 def _print_plan(plan: Plan, say: Callable[[str], None]) -> None:

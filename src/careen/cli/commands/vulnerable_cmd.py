@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from careen import assemble
-from careen.cli.common import command, load, run_async
-from careen.cli.main import app, globals_of
+from careen.cli.common import load, run_async
+from careen.cli.context import globals_of
 from careen.cli.output import ConsoleObserver
 from careen.errors import ExitCode
 from careen.policy import Policy, Selection
@@ -28,7 +28,6 @@ HarborUrlOption = Annotated[
 ]
 
 
-@command(app, "vulnerable")
 def vulnerable(
     ctx: typer.Context,
     output: Annotated[Path | None, typer.Option(

@@ -21,14 +21,12 @@ import json
 import random
 import re
 import secrets
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote
 
 from careen.sim.harbor.fleet import MIME_V10
-from careen.sim.harbor.state import Artifact, Identity, Project, SimError, iso_time
-
-if TYPE_CHECKING:
-    from careen.sim.harbor.app import Call, HarborApp, Reply
+from careen.sim.harbor.state import Artifact, Identity, Project, SimError, SimState, iso_time
+from careen.sim.harbor.wire import Call, Reply
 
 #: Clair-era mapping (NOTES §9.2): high and critical -> 5, unknown -> 2.
 V1_SEVERITY = {"None": 1, "Negligible": 1, "Unknown": 2, "Low": 3, "Medium": 4, "High": 5,
@@ -49,21 +47,25 @@ _CONFIGURATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+class Host(Protocol):
+    """What the v1 API needs of the app serving it (``app.HarborApp``)."""
+
+    state: SimState
+
+    async def _refresh(self) -> None: ...
+
+
 class V1Api:
-    def __init__(self, app: HarborApp) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
         self.state = app.state
         self.sessions: dict[str, Identity] = {}
 
     def text(self, status: int, message: str) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         return Reply(status, (message + "\n").encode(),
                      [(b"content-type", b"text/plain; charset=utf-8")])
 
     async def handle(self, call: Call, body: bytes) -> Reply:
-        from urllib.parse import unquote
-
         path = unquote(call.raw_path)
         call.query_items = parse_qsl(call.raw_query, keep_blank_values=True)
         call.query = dict(call.query_items)
@@ -123,8 +125,6 @@ class V1Api:
     def login(self, body: bytes) -> Reply:
         """``POST /login`` with form fields ``principal`` and ``password``: 200 and a
         ``beegosessionID`` cookie, or 401."""
-        from careen.sim.harbor.app import Reply
-
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         who = self.state.authenticate(form.get("principal", ""), form.get("password", ""))
         if not who.authenticated:
@@ -177,8 +177,6 @@ class V1Api:
         return items[(page - 1) * size: page * size], headers
 
     def systeminfo(self, call: Call) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         info: dict[str, Any] = {"with_notary": False, "with_clair": self.state.scanner is not None,
                                 "with_admiral": False, "auth_mode": "db_auth",
                                 "self_registration": False, "has_ca_root": False,
@@ -188,8 +186,6 @@ class V1Api:
     def current_user(self, call: Call) -> Reply:
         """``GET /api/users/current``: 401 for an anonymous caller (bad credentials fall
         through to anonymous, NOTES §2), else the caller's profile (v1 spec ``User``)."""
-        from careen.sim.harbor.app import Reply
-
         if not call.identity.authenticated:
             return self.text(401, "UnAuthorize")
         return Reply.json({"user_id": 1 if call.identity.admin else 2,
@@ -198,8 +194,6 @@ class V1Api:
                            "has_admin_role": call.identity.admin})
 
     def projects(self, call: Call) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         projects = list(self.state.visible_projects(call.identity))
         if call.query.get("name"):
             projects = [p for p in projects if call.query["name"] in p.name]
@@ -214,8 +208,6 @@ class V1Api:
         } for p in chunk], headers=headers)
 
     def repositories(self, call: Call) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         raw = call.query.get("project_id")
         if not raw or not raw.isdigit():
             raise SimError(400, "BAD_REQUEST", "invalid project_id " + (raw or ""))
@@ -233,8 +225,6 @@ class V1Api:
         } for r in chunk], headers=headers)
 
     def tag_routes(self, call: Call, rest: str) -> Reply:
-        from careen.sim.harbor.app import Reply
-
         # beego wildcard route /api/repositories/*/tags/:tag (NOTES §9.1): the repository is
         # everything before the last "/tags".
         repo_name, _, after = rest.rpartition("/tags")
@@ -318,8 +308,6 @@ class V1Api:
 
     def scan_all(self, call: Call) -> Reply:
         """``POST /api/repositories/scanAll[?project_id=N]`` (up to 1.7): 202, system admin."""
-        from careen.sim.harbor.app import Reply
-
         if call.method != "POST":
             return self.text(405, "Method Not Allowed")
         self._require_admin(call)
@@ -352,8 +340,6 @@ class V1Api:
         is the daily scan-all: ``{"type": "none"}`` or ``{"type": "daily", "parameter":
         {"daily_time": N}}``, N seconds after 00:00 UTC (NOTES §9.4). Every item is read
         back as ``{"value", "editable"}``."""
-        from careen.sim.harbor.app import Reply
-
         self._require_admin(call)
         keeps_policy = not self.state.version_at_least(1, 8)
         if call.method in ("GET", "HEAD"):
@@ -383,8 +369,6 @@ class V1Api:
         ``{"schedule": {"type", "cron"}}``; POST ``Manual`` scans everything now (409 while a
         manual scan-all runs), POST of a periodic type creates (409 when one exists), PUT
         replaces (``None`` removes); GET gives ``{}`` when there is none."""
-        from careen.sim.harbor.app import Reply
-
         self._require_admin(call)
         state = self.state
         if call.method in ("GET", "HEAD"):
