@@ -621,7 +621,8 @@ def test_wrong_type_in_the_file_names_file_key_and_value(tmp_path: Path) -> None
     ("[harbor]\nprojects = \"library\"", "harbor.projects", "expected a list of strings"),
     ("[harbor]\nprojects = [\"a\", 2]", "harbor.projects", "[1]: expected a string, got 2"),
     ("[build]\nbuilder = \"podman\"", "build.builder", 'expected one of "docker" or "buildah"'),
-    ("[tree.mapping]\n\"a/b:1\" = 3", "tree.mapping", "a/b:1: expected a string, got 3"),
+    ("[tree.mapping]\n\"a/b:1\" = 3", "tree.mapping",
+     "a/b:1: expected a string (a folder) or a table, got 3"),
     ("[harbor]\nurl = \"harbor.test\"", "harbor.url", "expected an http:// or https:// URL"),
     ("[output]\njson = 3", "output.json", "expected a path"),
 ])

@@ -20,14 +20,14 @@ from careen.builders import BUILDERS
 from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
 from careen.builders.interface import Builder
 from careen.config import Config
-from careen.errors import ServiceError, UsageError
+from careen.errors import UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.nightly import BuildDefaults, BuilderOpener, HarborOpener, JobParts
 from careen.policy import Policy
 from careen.registries.harbor import open_harbor
 from careen.registries.http import HarborSettings
 from careen.state.store import default_state_path
-from careen.tree.discover import DockerfileTree, discover_tree
+from careen.tree.discover import DockerfileTree, discover_configured
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
 
 
@@ -40,6 +40,7 @@ def harbor_settings(config: Config) -> HarborSettings:
         url=url, user=harbor.user, password=harbor.password, verify_tls=harbor.verify_tls,
         ca_bundle=harbor.ca_bundle, timeout=harbor.timeout, concurrency=harbor.concurrency,
         page_size=harbor.page_size, api_version=harbor.api_version,
+        max_response_bytes=harbor.max_response_bytes,
     )
 
 
@@ -79,9 +80,7 @@ def open_tree(config: Config, *, allow_dirty: bool, sync: bool = True,
         revision = describe_tree(root)
     if revision.is_git:
         require_clean(revision, allow_dirty=allow_dirty)
-    tree = discover_tree(root, project=config.tree.project, registry=config.registry.server,
-                         mapping=config.tree.mapping, build_args=config.build.build_args,
-                         layout=config.tree.layout)
+    tree = discover_configured(config, root=root)
     return tree, revision
 
 
@@ -116,12 +115,7 @@ def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) ->
     result = auth.login(RegistryLogin(registry, user, password,
                                       insecure=not config.registry.verify_tls), tool=tool)
     if not result.ok:
-        raise ServiceError("registry", registry,
-                           "login rejected" if result.auth_rejected else "login failed: "
-                           + " | ".join(result.log_tail[-2:]),
-                           hint=result.hint or "check [registry] user and "
-                                "CAREEN_REGISTRY_PASSWORD (or registry_user and "
-                                "registry_password)")
+        raise result.failure()
 
 
 def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,

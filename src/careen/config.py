@@ -28,7 +28,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 import re
+import stat
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -45,6 +47,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     SecretStr,
     Strict,
     TypeAdapter,
@@ -140,6 +143,8 @@ class HarborConfig(_Section):
     #: ``auto`` or a name of :data:`careen.registries.HARBOR_APIS`.
     api_version: Text = "auto"
     page_size: Annotated[int, Strict(), Field(ge=1, le=100)] = 100
+    #: Largest answer read from Harbor, counted once decoded (a bigger one is exit 3).
+    max_response_bytes: Annotated[int, Strict(), Field(ge=1024)] = 16 * 1024 * 1024
 
     @field_validator("api_version")
     @classmethod
@@ -211,6 +216,12 @@ class RegistryConfig(_Section):
     def _check_server(cls, server: str | None) -> str | None:
         if server is None:
             return None
+        if "@" in server:
+            # Never echoed: what comes before the @ is a user name and a password.
+            host = server.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+            raise ValueError(f"expected host[:port] without a user name or password; write "
+                             f"{host!r} and set [registry] user and CAREEN_REGISTRY_PASSWORD "
+                             "instead")
         if "://" in server:
             bare = server.split("://", 1)[1].split("/", 1)[0]
             raise ValueError(f"expected host[:port] without a scheme; write {bare!r}, "
@@ -250,6 +261,41 @@ class PolicyConfig(_Section):
     unscanned: Literal["report", "select", "ignore"] = "report"
 
 
+def _tree_table(value: Mapping[str, object], required: tuple[str, ...],
+                what: str) -> Mapping[str, object]:
+    """A read-only table of strings (and ``tags``, a list of strings) with these keys."""
+    missing = [key for key in required if key not in value]
+    unknown = [key for key in value if key not in (*required, "tags")]
+    if missing or unknown:
+        raise ValueError(f"{what} needs {', '.join(required)} (and may have tags)"
+                         + (f"; unknown key {unknown[0]!r}" if unknown else ""))
+    for key in required:
+        if not isinstance(value[key], str):
+            raise ValueError(f"{what}: {key} must be a string")
+    return MappingProxyType(dict(value))
+
+
+def _mapping_value(value: object) -> object:
+    """A folder, or a table ``{ folder = "redis/7.2", tags = ["7", "latest"] }``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        tags = value.get("tags", ())
+        if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+            raise ValueError("tags must be a list of strings")
+        return _tree_table({**value, "tags": tuple(tags)}, ("folder",), "a mapping table")
+    raise ValueError(f"expected a string (a folder) or a table, got {_describe(value)}")
+
+
+#: ``[tree.mapping]`` value: a folder, or ``{ folder = "redis/7.2", tags = ["7", "latest"] }``.
+MappingValue = Annotated[object, PlainValidator(_mapping_value)]
+#: One ``[[tree.rule]]``: ``path``, ``image`` and optional ``tags`` templates.
+RuleTable = Annotated[
+    Mapping[Text, Text | TextList],
+    AfterValidator(lambda value: _tree_table(value, ("path", "image"), "a [[tree.rule]]")),
+]
+
+
 class TreeConfig(_Section):
     """``[tree]``: where the Dockerfiles are (``app/version/Dockerfile``)."""
 
@@ -257,8 +303,17 @@ class TreeConfig(_Section):
     layout: Literal["auto", "app/version", "project/app/version"] = "auto"
     #: The Harbor project of ``app/version`` folders.
     project: Annotated[str, Strict(), Field(min_length=1)] = "library"
-    #: Explicit image -> folder (relative to ``root``) pairs, for folders off the layout.
-    mapping: Table = Field(default_factory=_empty_table)
+    #: Explicit image -> folder (relative to ``root``), or -> ``{ folder, tags }``.
+    mapping: Annotated[
+        Mapping[Text, MappingValue], AfterValidator(MappingProxyType),
+        PlainSerializer(dict),
+    ] = Field(default_factory=_empty_table)
+    #: ``[[tree.rule]]``: folder patterns -> image names, tried in order before the layout.
+    rules: tuple[RuleTable, ...] = Field(default=(), alias="rule")
+    #: More registry hosts that mean "this tree's registry" in FROM lines (mirrors, old names).
+    registries: TextList = ()
+    #: Skip (rather than mark "first rebuild") a tag Careen never built.
+    require_provenance: Flag = False
     #: A git URL to clone the tree from, and the branch to use.
     git: Text | None = None
     branch: Text | None = None
@@ -889,11 +944,47 @@ def _with_webhook_file(section: NotifyConfig, sources: dict[str, str],
     return section.model_copy(update={"webhook": secret})
 
 
+#: Largest secret file read: a password or a webhook URL is far smaller.
+SECRET_FILE_MAX = 64 * 1024
+
+
+class _NotASecretFile(Exception):
+    """A secret file that is not a regular file, or too large to be one."""
+
+
+def _read_small_regular_file(path: Path) -> bytes:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotASecretFile("is not a regular file (a device, FIFO or folder)")
+        if info.st_size > SECRET_FILE_MAX:
+            raise _NotASecretFile(f"is larger than {SECRET_FILE_MAX // 1024} KiB")
+        data = b""
+        while len(data) <= SECRET_FILE_MAX:
+            chunk = os.read(fd, SECRET_FILE_MAX + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > SECRET_FILE_MAX:
+            raise _NotASecretFile(f"is larger than {SECRET_FILE_MAX // 1024} KiB")
+        return data
+    finally:
+        os.close(fd)
+
+
 def _read_secret_file(path: Path, what: str, dotted: str,
                       origins: Mapping[str, _Origin]) -> SecretStr:
-    """The secret a file holds, without the newline editors end it with."""
+    """The secret a file holds, without the newline editors end it with. Regular files of
+    at most :data:`SECRET_FILE_MAX` bytes only: ``/dev/zero`` never ends and a FIFO blocks
+    until someone writes (issue 18 row 13)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = _read_small_regular_file(path).decode("utf-8")
+    except _NotASecretFile as error:
+        raise ConfigError(f"the {what} file {str(path)!r} {error}",
+                          source=origins[dotted].error_label, key=dotted,
+                          hint="point it at a regular file holding only the secret") from None
     except (OSError, ValueError) as error:  # ValueError: not UTF-8, NUL in the path
         reason = error.strerror if isinstance(error, OSError) and error.strerror else (
             "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "unreadable")

@@ -17,7 +17,8 @@ class ExitCode(IntEnum):
     FAILED = 1
     #: Bad command line, bad config, bad input file.
     USAGE = 2
-    #: A service (Harbor, the registry, the builder) could not be reached.
+    #: A service (Harbor, the registry, the builder) could not be reached, or answered
+    #: something that is not its answer (never a smaller fleet judged clean).
     UNREACHABLE = 3
     #: Careen itself failed (a bug): the message says so and ``--debug`` shows the traceback.
     INTERNAL = 4
@@ -91,8 +92,20 @@ class InputFileError(UsageError):
         self.line = line
 
 
+class WriteError(UsageError):
+    """A file Careen was told to write cannot be written: the folder is missing, not
+    writable, or on a full disk. ``path`` is the file; ``reason`` the system's word for it
+    (``no space left on device``)."""
+
+    def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"cannot write {path}: {reason}", hint=hint)
+        self.path = path
+        self.reason = reason
+
+
 class ServiceError(CareenError):
-    """A service (Harbor, a registry, a builder) could not be reached or refused to work.
+    """A service (Harbor, a registry, a builder) could not be reached, refused to work, or
+    answered something that is not its answer (not JSON, too large, too slow, no list).
 
     ``service`` is a short name (``Harbor``), ``host`` where it was looked for.
     """

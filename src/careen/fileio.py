@@ -10,12 +10,13 @@ list or the new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
 from pathlib import Path
 
-from careen.errors import CareenError
+from careen.errors import WriteError
 
 #: Mode of a new file (before the umask-free rename); an existing file keeps its own mode.
 NEW_FILE_MODE = 0o644
@@ -24,7 +25,7 @@ NEW_FILE_MODE = 0o644
 def write_atomically(path: str | os.PathLike[str], data: str | bytes, *,
                      encoding: str = "utf-8") -> None:
     """Replace ``path`` with ``data`` atomically. Text is written as is: ``"\\n"`` stays
-    ``"\\n"`` on every platform. Raises :class:`CareenError` naming the path on failure."""
+    ``"\\n"`` on every platform. Raises :class:`WriteError` naming the path on failure (exit 2)."""
     target = Path(path)
     payload = data.encode(encoding) if isinstance(data, str) else data
     folder = target.parent
@@ -33,7 +34,7 @@ def write_atomically(path: str | os.PathLike[str], data: str | bytes, *,
     except FileNotFoundError:
         mode = NEW_FILE_MODE
     except OSError as error:
-        raise _write_error(target, error) from error
+        raise write_error(target, error) from error
     temp_name: str | None = None
     try:
         fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
@@ -45,7 +46,7 @@ def write_atomically(path: str | os.PathLike[str], data: str | bytes, *,
         os.replace(temp_name, target)
         temp_name = None
     except OSError as error:
-        raise _write_error(target, error) from error
+        raise write_error(target, error) from error
     finally:
         if temp_name is not None:
             with contextlib.suppress(OSError):
@@ -66,9 +67,38 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_error(target: Path, error: OSError) -> CareenError:
+#: Errors that mean the disk (or the quota) is full.
+FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def write_error(target: str | os.PathLike[str], error: OSError) -> WriteError:
+    """The :class:`WriteError` for ``error`` met writing ``target``: the system's reason in
+    lower case (``cannot write reports/run.json: no space left on device``), exit 2."""
     reason = error.strerror or type(error).__name__
-    return CareenError(
-        f"cannot write {target}: {reason}",
-        hint="check that the folder exists and that you may write to it",
-    )
+    reason = reason[:1].lower() + reason[1:]
+    if error.errno in FULL_DISK:
+        hint = "free some space on that disk, or write elsewhere (e.g. --reports-dir)"
+    else:
+        hint = "check that the folder exists and that you may write to it"
+    return WriteError(str(target), reason, hint=hint)
+
+
+def full_disk_in(error: BaseException) -> WriteError | None:
+    """The :class:`WriteError` for a full disk met anywhere in ``error`` (its causes, or an
+    exception group from a task group), or ``None``. Whatever code wrote the file (a build
+    log, a report), a full disk is then told as one line and exit 2, not a traceback."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, WriteError):
+            return current
+        if isinstance(current, OSError) and current.errno in FULL_DISK:
+            return write_error(current.filename or "a file", current)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None

@@ -9,7 +9,7 @@ per-platform images.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +50,9 @@ class Artifact:
     immutable_tags: tuple[str, ...] = ()
     push_time: datetime | None = None
     size: int | None = None
+    #: The image config's labels (Harbor's ``extra_attrs.config.Labels``); ``None`` when the
+    #: listing does not say.
+    labels: Mapping[str, str] | None = None
 
     @property
     def project(self) -> str:
@@ -68,7 +71,7 @@ class Artifact:
             yield Image(
                 reference=ref, digest=self.digest, scan=self.scan,
                 immutable=ref.tag is not None and ref.tag in self.immutable_tags,
-                is_index=self.is_index, platforms=self.platforms,
+                is_index=self.is_index, platforms=self.platforms, labels=self.labels,
             )
 
 
@@ -83,3 +86,5 @@ class Image:
     immutable: bool = False
     is_index: bool = False
     platforms: tuple[Platform, ...] = ()
+    #: The image's labels (which folder Careen built it from); ``None`` when unknown.
+    labels: Mapping[str, str] | None = None

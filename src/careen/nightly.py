@@ -159,7 +159,7 @@ async def read_inventory(
 
     def seen(image: Image, verdict: Verdict) -> None:
         key = image_key(image.reference)
-        if key is not None and key in tree.images:
+        if key is not None and tree.folder_for(key) is not None:
             inventory.in_tree[key] = image
         inventory.judged += 1
         if on_batch is not None:
@@ -178,7 +178,7 @@ async def read_inventory(
 def _candidate_of(image: Image, detail: str = "") -> Candidate:
     return Candidate(image=image.reference, detail=detail, counts=image.scan.counts,
                      digest=image.digest, immutable=image.immutable, is_index=image.is_index,
-                     platforms=tuple(str(p) for p in image.platforms))
+                     platforms=tuple(str(p) for p in image.platforms), labels=image.labels)
 
 
 def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Policy, *,
@@ -221,7 +221,7 @@ def plan_from_list(listed: ListedImages, tree: DockerfileTree, policy: Policy, *
     plan = make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), source=listed.source,
                      policy=str(policy.rule), tree_commit=revision.commit)
-    return replace(plan, problems=problems)
+    return replace(plan, problems=problems + plan.problems)
 
 
 def ignore_matcher(policy: Policy) -> Callable[[ImageReference], str | None]:

@@ -27,7 +27,11 @@ from careen.policy import Verdict
 from careen.reference import ImageReference
 from careen.scan import SeverityCounts
 from careen.tree.discover import DockerfileTree, image_key
-from careen.tree.graph import BuildGraph
+from careen.tree.graph import BuildGraph, tree_attention
+
+#: The label naming the tree folder an image was built from (see
+#: :data:`careen.builders.interface.LABEL_TREE_PATH`); read back to guard a tag.
+TREE_PATH_LABEL = "careen.tree.path"
 
 #: Version of the plan's JSON form; a stored plan of another version is refused.
 PLAN_SCHEMA_VERSION = 1
@@ -56,6 +60,8 @@ class SkipReason(StrEnum):
     #: Only digest-addressed in Harbor (no tag to push to). Plans made since untagged
     #: artifacts are counted apart no longer hold it; kept to read older stored plans.
     UNTAGGED = "untagged"
+    #: The tag was last built from another folder, or (``require_provenance``) never by Careen.
+    PROVENANCE = "provenance"
 
 
 #: Skips a person must act on (the others were never Careen's to fix: ignored by config, an
@@ -63,6 +69,7 @@ class SkipReason(StrEnum):
 ATTENTION_SKIPS: Mapping[SkipReason, AttentionKind] = {
     SkipReason.NO_FOLDER: AttentionKind.NO_FOLDER,
     SkipReason.CYCLE: AttentionKind.CYCLE,
+    SkipReason.PROVENANCE: AttentionKind.PROVENANCE_REFUSED,
 }
 
 
@@ -77,13 +84,15 @@ class Candidate:
     immutable: bool = False
     is_index: bool = False
     platforms: tuple[str, ...] = ()
+    #: The image's labels as Harbor lists them; ``None`` when unknown (a vulnerable.list).
+    labels: Mapping[str, str] | None = None
 
     @classmethod
     def from_judged(cls, image: Image, verdict: Verdict) -> Candidate:
         return cls(
             image=image.reference, detail=verdict.reason, counts=image.scan.counts,
             digest=image.digest, immutable=image.immutable, is_index=image.is_index,
-            platforms=tuple(str(p) for p in image.platforms),
+            platforms=tuple(str(p) for p in image.platforms), labels=image.labels,
         )
 
 
@@ -102,6 +111,19 @@ class PlanStep:
     platforms: tuple[str, ...] = ()
     counts: SeverityCounts | None = None
     digest: str | None = None
+    #: Every tag the one build is pushed under, ``image.tag`` first.
+    tags: tuple[str, ...] = ()
+    #: No tag of it carries Careen's tree-path label: Careen never built it before.
+    first_rebuild: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags",
+                           tuple(dict.fromkeys((self.image.tag or "latest", *self.tags))))
+
+    @property
+    def references(self) -> tuple[ImageReference, ...]:
+        """One reference per tag pushed, the step's own first."""
+        return tuple(ImageReference(self.image.repository, tag) for tag in self.tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +145,8 @@ class Plan:
     tree_commit: str | None = None
     id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    #: What needs attention beyond the skips: the unreadable lines of the list planned from.
+    #: What needs attention beyond the skips: the unreadable lines of the list planned from,
+    #: the tree's unmapped Dockerfiles and missing parents.
     problems: tuple[AttentionItem, ...] = ()
 
     @property
@@ -142,8 +165,9 @@ class Plan:
         return [grouped[level] for level in sorted(grouped)]
 
     def step(self, image: ImageReference) -> PlanStep | None:
+        """The step building ``image``, by any of its tags."""
         key = image_key(image)
-        return next((s for s in self.steps if s.image == key), None)
+        return next((s for s in self.steps if key is not None and key in s.references), None)
 
     def with_id(self, plan_id: str) -> Plan:
         return Plan(self.steps, self.skipped, self.tree_root, self.created_at, self.cascade,
@@ -174,6 +198,8 @@ class Plan:
                     "platforms": list(step.platforms),
                     "counts": None if step.counts is None else step.counts.as_dict(),
                     "digest": step.digest,
+                    "tags": list(step.tags),
+                    "first_rebuild": step.first_rebuild,
                 }
                 for step in self.steps
             ],
@@ -205,6 +231,8 @@ class Plan:
                     platforms=tuple(str(p) for p in raw.get("platforms", ())),
                     counts=None if raw.get("counts") is None else SeverityCounts(**raw["counts"]),
                     digest=raw.get("digest"),
+                    tags=tuple(str(tag) for tag in raw.get("tags", ())),
+                    first_rebuild=bool(raw.get("first_rebuild", False)),
                 )
                 for raw in data["steps"]
             )
@@ -237,6 +265,7 @@ def make_plan(
     known: Mapping[ImageReference, Candidate] | None = None,
     already_rebuilt: Iterable[ImageReference] = (),
     multi_platform: bool = True,
+    require_provenance: bool | None = None,
     source: str = "harbor",
     policy: str | None = None,
     tree_commit: str | None = None,
@@ -246,19 +275,71 @@ def make_plan(
 
     ``ignored_by`` says which ignore pattern (if any) matches an image (``[policy] ignore``);
     ``known`` gives what the inventory knows of images that are not candidates (children
-    reached by the cascade: their tag may be immutable, they may be multi-arch);
+    reached by the cascade: their tag may be immutable, they may be multi-arch; the other
+    tags of a multi-tag image: their labels);
     ``multi_platform`` is whether the builder can rebuild an image for several platforms.
+
+    One step per tree image, whatever number of tags it is pushed under; it is selected when
+    any of its tags is. Before a step overwrites a tag, the tag's labels (as Harbor lists
+    them) are checked: a tag last built from another folder (label ``careen.tree.path``) is
+    refused, naming both folders; a tag no Careen build made is a "first rebuild" (skipped
+    instead when ``require_provenance``, by default the tree's ``[tree] require_provenance``).
+    Tags whose labels are unknown are not checked.
     """
     graph = graph if graph is not None else BuildGraph.from_tree(tree)
-    rebuilt = {key for key in map(image_key, already_rebuilt) if key is not None}
+    if require_provenance is None:
+        require_provenance = tree.require_provenance
+
+    def key_of(image: ImageReference) -> ImageReference | None:
+        raw = image_key(image)
+        return None if raw is None else (tree.primary(raw) or raw)
+
+    rebuilt = {key for key in map(key_of, already_rebuilt) if key is not None}
+    candidates = list(candidates)
     known_by_key: dict[ImageReference, Candidate] = {}
-    for image, candidate in (known or {}).items():
-        key = image_key(image)
-        if key is not None:
-            known_by_key[key] = candidate
+    for image, candidate in (*(known or {}).items(), *((c.image, c) for c in candidates)):
+        raw = image_key(image)
+        if raw is not None:
+            known_by_key[raw] = candidate
     blocked = graph.blocked()
     skipped: dict[ImageReference, SkippedImage] = {}
     chosen: dict[ImageReference, tuple[StepReason, str, Candidate | None]] = {}
+    # The tree's own items; its cycles are said by the CYCLE skips of the images they hold.
+    problems = tuple(item for item in tree_attention(tree, graph)
+                     if item.kind is not AttentionKind.CYCLE)
+    first_rebuild: dict[ImageReference, bool] = {}
+
+    def guard(key: ImageReference) -> SkippedImage | None:
+        """The provenance guard (and immutability of the other tags) for a tree image."""
+        item = tree.images[key]
+        folder = _relative(item.folder, tree.root)
+        labelled = careen_built = False
+        for reference in item.references:
+            info = known_by_key.get(reference)
+            if info is None:
+                continue
+            if info.immutable and reference != key:
+                return SkippedImage(key, SkipReason.IMMUTABLE,
+                                    f"its tag {reference.tag} is immutable in Harbor: a push "
+                                    "would be refused")
+            if info.labels is None:
+                continue
+            labelled = True
+            built_from = info.labels.get(TREE_PATH_LABEL)
+            if built_from is None:
+                continue
+            careen_built = True
+            if built_from != folder:
+                reason = (f"{reference.short} was last built from the folder {built_from}, "
+                          f"this plan would build it from {folder}: not overwritten")
+                return SkippedImage(key, SkipReason.PROVENANCE, reason)
+        first = labelled and not careen_built
+        if first and require_provenance:
+            reason = (f"never built by Careen (no {TREE_PATH_LABEL} label) and [tree] "
+                      f"require_provenance is set: check that {folder} builds it")
+            return SkippedImage(key, SkipReason.PROVENANCE, reason)
+        first_rebuild[key] = first
+        return None
 
     def refuse(candidate: Candidate, key: ImageReference | None) -> SkippedImage | None:
         image = key or candidate.image
@@ -285,17 +366,22 @@ def make_plan(
                 f"multi-arch image ({', '.join(candidate.platforms)}); the builder cannot "
                 "build several platforms, and a single-arch image must not replace it",
             )
-        return None
+        return guard(key)
 
     for candidate in candidates:
         if candidate.image.tag is None:
             continue  # an untagged artifact is no image to rebuild (callers count them)
-        key = image_key(candidate.image)
+        key = key_of(candidate.image)
+        if key is not None and (key in chosen or key in skipped):
+            continue  # another tag of the same build already decided it
         refusal = refuse(candidate, key)
         if refusal is not None:
             skipped.setdefault(refusal.image, refusal)
         elif key is not None:
-            chosen.setdefault(key, (StepReason.SELECTED, candidate.detail, candidate))
+            raw = image_key(candidate.image)
+            detail = candidate.detail if raw == key or raw is None else (
+                f"tag {raw.tag}: {candidate.detail}")
+            chosen[key] = (StepReason.SELECTED, detail, candidate)
 
     if cascade:
         # Breadth-first from every rebuilt image to its children; a child that cannot be
@@ -317,18 +403,18 @@ def make_plan(
                     following.append(child)
             frontier = following
 
-    steps = _ordered_steps(chosen, tree, graph)
+    steps = _ordered_steps(chosen, tree, graph, first_rebuild)
     return Plan(
         steps=tuple(steps),
         skipped=tuple(sorted(skipped.values(), key=lambda s: s.image.short)),
         tree_root=str(tree.root), created_at=now or datetime.now(UTC), cascade=cascade,
-        source=source, policy=policy, tree_commit=tree_commit,
+        source=source, policy=policy, tree_commit=tree_commit, problems=problems,
     )
 
 
 def _ordered_steps(
     chosen: Mapping[ImageReference, tuple[StepReason, str, Candidate | None]],
-    tree: DockerfileTree, graph: BuildGraph,
+    tree: DockerfileTree, graph: BuildGraph, first_rebuild: Mapping[ImageReference, bool],
 ) -> list[PlanStep]:
     level_of: dict[ImageReference, int] = {}
     steps: list[PlanStep] = []
@@ -345,6 +431,7 @@ def _ordered_steps(
                 platforms=candidate.platforms if candidate else (),
                 counts=candidate.counts if candidate else None,
                 digest=candidate.digest if candidate else None,
+                tags=item.tags, first_rebuild=first_rebuild.get(image, False),
             ))
     steps.sort(key=lambda s: (s.level, s.image.short))
     return steps

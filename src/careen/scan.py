@@ -131,6 +131,19 @@ class SeverityCounts:
                                 for name in _COUNT_NAMES))
 
 
+def read_count(value: object) -> int | None:
+    """A severity count from a registry's JSON: a whole number >= 0, else ``None``
+    (``"7"``, ``null``, ``1.5``, ``NaN``, ``true``, ``[]``, ``{}`` and ``-3`` are unreadable,
+    never zero)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+#: What :attr:`ScanSummary.extra` holds, under this key, when the counts were unreadable.
+UNREADABLE_KEY = "unreadable_counts"
+
+
 #: The count fields, in declaration order (the constructor's positional order).
 _COUNT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(SeverityCounts))
 #: (severity, field name) from critical down to none.
@@ -161,6 +174,20 @@ class ScanSummary:
     @classmethod
     def not_scanned(cls) -> ScanSummary:
         return cls(status=ScanStatus.NOT_SCANNED)
+
+    @classmethod
+    def unreadable(cls, reason: str, extra: dict[str, str] | None = None, *,
+                   counts_unit: str = "vulnerabilities") -> ScanSummary:
+        """A scan the registry calls successful whose counts cannot be read (``reason``
+        says which). It has no counts, so the policy judges it as it judges a failed scan:
+        reported, never clean (issue 18 rows 2 and 3)."""
+        return cls(status=ScanStatus.SUCCESS, counts_unit=counts_unit,
+                   extra={**(extra or {}), UNREADABLE_KEY: reason})
+
+    @property
+    def unreadable_reason(self) -> str | None:
+        """Why the counts of a successful scan could not be read, if they could not."""
+        return self.extra.get(UNREADABLE_KEY)
 
     @property
     def succeeded(self) -> bool:

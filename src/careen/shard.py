@@ -64,12 +64,14 @@ def only_images(plan: Plan, images: Sequence[ImageReference]) -> Plan:
     for a shard. An image the plan does not build is an error naming the plan's images."""
     wanted = {image.short for image in images}
     known = {step.image.short for step in plan.steps}
-    unknown = sorted(wanted - known)
+    # A step pushed under several tags is asked for by any of them.
+    unknown = sorted(wanted - {ref.short for step in plan.steps for ref in step.references})
     if unknown:
         some = ", ".join(sorted(known)[:8]) + (" ..." if len(known) > 8 else "")
         raise UsageError(f"--only {unknown[0]}: plan {plan.id} does not rebuild it",
                          hint=f"the plan's images: {some or 'none'}")
-    kept = tuple(step for step in plan.steps if step.image.short in wanted)
+    kept = tuple(step for step in plan.steps
+                 if any(ref.short in wanted for ref in step.references))
     return replace(plan, steps=kept, skipped=(),
                    extra={**plan.extra, "only": tuple(sorted(wanted))})
 

@@ -138,14 +138,15 @@ def build_request(step: PlanStep, plan: Plan, options: UpdateOptions,
     labels = {
         **options.labels,
         **standard_labels(created, options.revision or "unknown",
-                          options.source or str(root), options.run_id),
+                          options.source or str(root), options.run_id,
+                          tree_path=step.folder),
     }
     safe_name = f"{step.image.repository.replace('/', '_')}_{step.image.tag}"
     return BuildRequest(
         image=image, context=root / step.folder, dockerfile=root / step.dockerfile,
         log_path=options.log_dir / f"{safe_name}.log", build_args=options.build_args,
         labels=labels, no_cache=options.no_cache, pull=options.pull,
-        platforms=step.platforms, timeout=options.timeout,
+        platforms=step.platforms, timeout=options.timeout, extra_tags=step.tags[1:],
     )
 
 

@@ -80,7 +80,9 @@ def results_of(plan: Plan, outcomes: Iterable[StepOutcome], *, policy: Policy,
         step = outcome.step
         old = before.get(step.image)
         base = ImageResult(
-            image=step.image, outcome=Outcome.SKIPPED, reason=step.detail, level=step.level,
+            image=step.image, outcome=Outcome.SKIPPED, level=step.level,
+            reason=step.detail + (" (first rebuild: Careen never built this tag)"
+                                  if step.first_rebuild else ""),
             parents=step.parents, selected=step.reason is StepReason.SELECTED,
             before=old.scan if old is not None else None,
             before_digest=old.digest if old is not None else step.digest,

@@ -163,7 +163,7 @@ def test_tree_problems_exit_1(careen: Run, tmp_path: Path) -> None:
     (tmp_path / "t" / "ok" / "1.0" / "Dockerfile").write_text("FROM scratch\n")
     result = careen("tree", "--root", str(tmp_path / "t"))
     assert result.code == 1
-    assert "problem:" in result.err and "Bad App" in result.err
+    assert "needs attention:" in result.err and "Bad App" in result.err
 
 
 def test_update_images_plans_from_the_list_parents_first(

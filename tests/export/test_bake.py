@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from careen.errors import UsageError
 from careen.export.bake import PLAN_LABEL, bake_file, familiar_name, target_name
-from careen.plan import Plan
+from careen.plan import Candidate, Plan, make_plan
 from careen.reference import ImageReference, is_valid_reference
+from careen.tree.discover import MappingEntry, discover_tree
 from tests.export.plans import ref, sample_plan, write_tree
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "schemas" / "bake.schema.json")
@@ -53,7 +54,8 @@ def test_targets_build_the_plan_images(plan: Plan) -> None:
     assert jre["tags"] == ["registry.abc.com/library/jre:8u191"]
     assert jre["args"] == {"HTTP_PROXY": "http://proxy:3128"}
     assert jre["labels"] == {"org.opencontainers.image.source": "git",
-                             PLAN_LABEL: "plan-20171208-020001-beef"}
+                             PLAN_LABEL: "plan-20171208-020001-beef",
+                             "careen.tree.path": "jre/8u191"}
     assert jre["no-cache"] is True and jre["pull"] is True
     assert set(document["target"]) == {"library-base-1-0", "library-httpd-2-4",
                                        "library-nginx-latest", "library-jre-8u191",
@@ -145,3 +147,20 @@ def test_target_names_follow_buildx_rule(text: str) -> None:
     assume(is_valid_reference(text))
     name = target_name(ImageReference.parse(text))
     assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]*", name)
+
+
+def test_a_multi_tag_image_is_one_target_with_every_tag(tmp_path: Path) -> None:
+    """redis/7.2 mapped as ``{ folder = "redis/7.2", tags = ["7", "latest"] }``: one build,
+    three tags, one bake target (not three builds of one folder)."""
+
+    (tmp_path / "redis/7.2").mkdir(parents=True)
+    (tmp_path / "redis/7.2/Dockerfile").write_text("FROM alpine:3.19\n")
+    tree = discover_tree(tmp_path, mapping={
+        "library/redis:7.2": MappingEntry("redis/7.2", ("7", "latest"))})
+    plan = make_plan([Candidate(ref("library/redis:7"), "high 2")], tree)
+    document = baked(plan)
+    assert list(document["target"]) == ["library-redis-7-2"]
+    assert document["target"]["library-redis-7-2"]["tags"] == [
+        "registry.abc.com/library/redis:7.2", "registry.abc.com/library/redis:7",
+        "registry.abc.com/library/redis:latest"]
+    assert document["target"]["library-redis-7-2"]["labels"]["careen.tree.path"] == "redis/7.2"

@@ -186,7 +186,8 @@ async def test_a_failed_page_is_retried_alone(fake: FakeHarbor, sleep: Recording
     found = await collect(client(fake, sleep=sleep), ["p"])
     assert len(found) == 300 and len({a.digest for a in found}) == 300
     pages = fake.pages_of(f"{V2}/projects/p/artifacts")
-    assert sorted(pages) == [1, 2, 2, 2, 3, 3]  # page 1 once, never the listing
+    # Page 1 once, never the listing; page 3 is full, so page 4 is asked (and is empty).
+    assert sorted(pages) == [1, 2, 2, 2, 3, 3, 4]
 
 
 async def test_a_page_that_keeps_failing_ends_the_crawl_with_a_service_error(

@@ -23,10 +23,9 @@ from careen.registries.http import (
     HarborApiError,
     HarborHttp,
     HarborSettings,
-    next_page,
     parse_retry_after,
-    total_count,
 )
+from careen.registries.paging import total_count
 from tests.tls import self_signed_server
 
 from .fakes import PASSWORD, FakeHarbor, RecordingSleep, error, json_response, settings
@@ -357,24 +356,6 @@ async def test_one_limit_bounds_requests_in_flight(fake: FakeHarbor) -> None:
 
 def response_with(headers: dict[str, str]) -> httpx.Response:
     return httpx.Response(200, headers=headers)
-
-
-def test_next_page_reads_harbor_links() -> None:
-    v2 = ('</api/v2.0/projects?page=1&page_size=10>; rel="prev" , '
-          '</api/v2.0/projects?page=3&page_size=10>; rel="next"')
-    v1 = '</api/repositories?page=1&page_size=500>; rel="prev", ' \
-         '</api/repositories?page=3&page_size=500>; rel="next"'
-    assert next_page(response_with({"Link": v2}), 2) == 3
-    assert next_page(response_with({"Link": v1}), 2) == 3
-    prev_only = '</api/v2.0/projects?page=1&page_size=10>; rel="prev"'
-    assert next_page(response_with({"Link": prev_only}), 2) is None
-    assert next_page(response_with({}), 1) is None
-
-
-@given(st.text(max_size=300))
-def test_next_page_never_crashes_and_only_moves_forward(link: str) -> None:
-    result = next_page(response_with({"Link": link.encode("ascii", "ignore").decode()}), 5)
-    assert result is None or result > 5
 
 
 @given(st.text(max_size=40))

@@ -1,4 +1,4 @@
-"""The connection pool's sockets (``careen.registries.http``): the readability check that
+"""The connection pool's sockets (``careen.registries.pool``): the readability check that
 keeps a connection the server closed from being reused is still made, on the socket each
 stream kept."""
 
@@ -10,13 +10,8 @@ import socket
 import httpcore
 from pydantic import SecretStr
 
-from careen.registries.http import (
-    HarborHttp,
-    HarborSettings,
-    SocketKeepingBackend,
-    SocketKeepingStream,
-    socket_readable,
-)
+from careen.registries.http import HarborHttp, HarborSettings
+from careen.registries.pool import SocketKeepingBackend, SocketKeepingStream, socket_readable
 
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
             b"Connection: keep-alive\r\n\r\n[]")

@@ -33,7 +33,8 @@ from careen.plan import Plan, PlanStep, StepReason
 from careen.policy import Policy
 from careen.reference import ImageReference
 from careen.registries.harbor_v2 import HarborV2Client
-from careen.registries.http import HarborSettings, shown
+from careen.registries.http import HarborSettings
+from careen.registries.text import shown
 from careen.scan import ScanSummary
 from careen.update import UpdateOptions, build_request
 from careen.vulnerable import find_vulnerable

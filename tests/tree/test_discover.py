@@ -55,7 +55,7 @@ def test_project_app_version_layout_and_nested_repositories(tmp_path: Path) -> N
     write(tmp_path, "library/grafana/4.1.2")
     write(tmp_path, "proj/team/app/1.0")
     write(tmp_path, "proj/team/sub/app/v2")
-    tree = discover_tree(tmp_path)
+    tree = discover_tree(tmp_path, layout="project/app/version")
     assert shorts(tree) == [
         "library/grafana:4.1.2", "proj/team/app:1.0", "proj/team/sub/app:v2"
     ]
@@ -87,11 +87,13 @@ def test_both_layouts_for_one_image_project_app_version_wins(tmp_path: Path) -> 
                "proj/App/1.0"],
 )
 def test_invalid_folder_names_are_reported_never_mapped(tmp_path: Path, folder: str) -> None:
+    three_deep = folder.count("/") == 2
     write(tmp_path, folder)
-    write(tmp_path, "ok/1.0")
-    tree = discover_tree(tmp_path)
-    assert shorts(tree) == ["library/ok:1.0"]
+    write(tmp_path, "lib/ok/1.0" if three_deep else "ok/1.0")
+    tree = discover_tree(tmp_path, layout="project/app/version" if three_deep else "auto")
+    assert shorts(tree) == ["lib/ok:1.0" if three_deep else "library/ok:1.0"]
     assert problem_paths(tree) == [folder]
+    assert tree.problems[0].unmapped
     assert "rename the folder" in tree.problems[0].message
 
 
@@ -121,13 +123,12 @@ def test_shallow_dockerfiles_and_root_dockerfile_are_reported(tmp_path: Path) ->
 
 def test_walk_does_not_enter_image_folders_or_ignored_folders(tmp_path: Path) -> None:
     write(tmp_path, "app/1.0")
-    write(tmp_path, "app/1.0/vendor/x/1")  # inside a build context: not an image folder
     write(tmp_path, ".git/objects/1")
     write(tmp_path, "mysql/.5")  # no image name starts with '.': dot folders are skipped
     write(tmp_path, "node_modules/x/1")
     write(tmp_path, "skipme/x/1")
-    tree = discover_tree(tmp_path, ignore={"skipme"})
-    assert shorts(tree) == ["library/app:1.0", "node_modules/x:1"]
+    tree = discover_tree(tmp_path, ignore={"skipme", "node_modules"})
+    assert shorts(tree) == ["library/app:1.0"]
     assert tree.problems == ()
 
 
@@ -146,7 +147,10 @@ def test_layout_setting_overrides_auto_detection(tmp_path: Path) -> None:
     assert shorts(as_project) == ["team/app:1.0"]
     assert problem_paths(as_project) == ["app/2.0"]
     assert "too shallow" in as_project.problems[0].message
-    assert shorts(discover_tree(tmp_path)) == ["library/app:2.0", "team/app:1.0"]
+    # auto never invents the project 'team' from a folder name: it reports the folder.
+    auto = discover_tree(tmp_path)
+    assert shorts(auto) == ["library/app:2.0"]
+    assert [p.path.as_posix() for p in auto.unmapped] == ["team/app/1.0"]
 
 
 def test_mapping_overrides_the_layout(tmp_path: Path) -> None:
@@ -213,8 +217,10 @@ def test_symlink_inside_the_root_is_followed(tmp_path: Path) -> None:
     write(tmp_path, "mysql/5.7.18")
     (tmp_path / "mysql/latest").symlink_to("5.7.18", target_is_directory=True)
     tree = discover_tree(tmp_path)
-    assert shorts(tree) == ["library/mysql:5.7.18", "library/mysql:latest"]
-    assert tree.images[ref("library/mysql:latest")].folder == tmp_path.resolve() / "mysql/latest"
+    # One image with two tags: the link is 5.7.18's extra tag, built once.
+    assert shorts(tree) == ["library/mysql:5.7.18"]
+    assert tree.images[ref("library/mysql:5.7.18")].tags == ("5.7.18", "latest")
+    assert tree.folder_for(ref("library/mysql:latest")) is tree.images[ref("library/mysql:5.7.18")]
 
 
 def test_symlinks_escaping_the_root_are_refused(tmp_path: Path) -> None:
@@ -305,8 +311,9 @@ def test_folder_for_matches_whatever_the_registry_host(tmp_path: Path) -> None:
         ("library/jre:8u191", None, "library/jre:8u191"),
         ("jre:8u191", None, "library/jre:8u191"),
         ("acme/jre:8u191", None, "acme/jre:8u191"),
-        ("docker.io/acme/jre:8u191", None, "acme/jre:8u191"),
-        ("index.docker.io/acme/jre:8u191", "registry.abc.com", "acme/jre:8u191"),
+        ("docker.io/acme/jre:8u191", None, None),
+        ("index.docker.io/acme/jre:8u191", "registry.abc.com", None),
+        ("docker.io/library/jre:8u191", "registry.abc.com", None),
         ("acme/jre:8u191@sha256:" + "ab" * 32, None, "acme/jre:8u191"),
         ("other.host/library/jre:8u191", "registry.abc.com", None),
         ("registry.abc.com/library/jre:8u191", None, None),
@@ -321,7 +328,7 @@ def test_resolve_parent_by_registry_host(
 ) -> None:
     write(tmp_path, "library/jre/8u191")
     write(tmp_path, "acme/jre/8u191")
-    tree = discover_tree(tmp_path, registry=registry)
+    tree = discover_tree(tmp_path, registry=registry, layout="project/app/version")
     resolved = tree.resolve_parent(ref(parent))
     assert resolved == (None if expected is None else ref(expected))
 

@@ -108,23 +108,38 @@ def test_two_cycle_is_reported_and_left_out() -> None:
     assert caught.value.exit_code == ExitCode.USAGE
 
 
-def test_self_cycle_from_the_tree(tmp_path: Path) -> None:
-    # A Dockerfile in app/1.0 saying FROM library/app:1.0 is a cycle of length 1.
-    write(tmp_path, "app/1.0", "FROM library/app:1.0\n")
-    write(tmp_path, "other/1.0", "FROM scratch\n")
-    graph = BuildGraph.from_tree(discover_tree(tmp_path))
-    assert graph.cycles() == ((ref("library/app:1.0"),),)
-    assert shorts(graph.levels()) == [["library/other:1.0"]]
-    with pytest.raises(CycleError, match=r"builds FROM itself: library/app:1.0 -> library/app:1.0"):
-        graph.check_acyclic()
+def test_a_wrapper_of_its_upstream_is_no_cycle_and_its_children_follow(tmp_path: Path) -> None:
+    """Statemood/dockerfiles' alpine/3.9 says ``FROM alpine:3.9`` and nginx/1.25-style wrappers
+    ``FROM nginx:1.25``: the image's own name is its upstream, built first, never a cycle."""
+    write(tmp_path, "alpine/3.9", "FROM alpine:3.9\nRUN apk upgrade\n")
+    write(tmp_path, "nginx/1.25", "FROM library/nginx:1.25\n")
+    write(tmp_path, "redis/4.0.12", "FROM library/alpine:3.9\n")
+    tree = discover_tree(tmp_path)
+    graph = BuildGraph.from_tree(tree)
+    assert graph.cycles() == ()
+    assert shorts(graph.levels()) == [["library/alpine:3.9", "library/nginx:1.25"],
+                                      ["library/redis:4.0.12"]]
+    assert tree.is_upstream_wrapper(ref("library/alpine:3.9"))
+    assert not tree.is_upstream_wrapper(ref("library/redis:4.0.12"))
+    assert tree.problems == ()
 
 
 def test_two_cycle_from_the_tree_with_registry_hosts(tmp_path: Path) -> None:
     write(tmp_path, "a/1", "FROM registry.abc.com/library/b:1\n")
-    write(tmp_path, "b/1", "FROM docker.io/library/a:1\n")
-    graph = BuildGraph.from_tree(discover_tree(tmp_path, registry="registry.abc.com"))
+    write(tmp_path, "b/1", "FROM old-registry.abc.com/library/a:1\n")
+    graph = BuildGraph.from_tree(discover_tree(tmp_path, registry="registry.abc.com",
+                                               registries=["old-registry.abc.com"]))
     assert graph.cycles() == ((ref("library/a:1"), ref("library/b:1")),)
     assert graph.levels() == []
+
+
+def test_docker_hub_qualified_from_is_never_a_tree_parent(tmp_path: Path) -> None:
+    """Statemood's ``alpine/3.7`` says ``FROM docker.io/alpine:3.7``: the upstream, even
+    though ``b/1`` below names ``docker.io/library/a:1`` which the tree also builds."""
+    write(tmp_path, "a/1", "FROM scratch\n")
+    write(tmp_path, "b/1", "FROM docker.io/library/a:1\n")
+    graph = BuildGraph.from_tree(discover_tree(tmp_path, registry="registry.abc.com"))
+    assert graph.parents(ref("library/b:1")) == ()
 
 
 def test_cycle_is_named_in_order_in_a_larger_knot() -> None:

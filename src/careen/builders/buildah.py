@@ -28,6 +28,7 @@ take 1.1 s. The cost is disk: each slot keeps its own copy of the base layers.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import subprocess
@@ -220,13 +221,13 @@ class BuildahBuilder:
         return argv
 
     def push_argv(self, request: BuildRequest, *, digestfile: Path,
-                  slot: StorageSlot | None = None) -> list[str]:
+                  slot: StorageSlot | None = None, destination: str | None = None) -> list[str]:
         if len(request.platforms) > 1:
             argv = [*self._global(slot), "manifest", "push", "--all"]
         else:
             argv = [*self._global(slot), "push"]
         argv += ["--digestfile", str(digestfile), *self._auth_args(), *self._tls_args(request)]
-        argv += [request.target, f"docker://{request.target}"]
+        argv += [request.target, f"docker://{destination or request.target}"]
         return argv
 
     # -- Builder ---------------------------------------------------------------------------
@@ -266,15 +267,21 @@ class BuildahBuilder:
         try:
             with tempfile.TemporaryDirectory(prefix="careen-buildah-") as scratch:
                 digestfile = Path(scratch) / "digest"
-                retrying = push_retrying(attempts=self.push_attempts,
-                                         initial_wait=self.retry_wait, sleep=self.sleep)
-                run: ProcessResult = retrying(
-                    lambda: run_logged(self.push_argv(request, digestfile=digestfile,
-                                                      slot=slot),
-                                       env=self.env(), log_path=request.log_path,
-                                       timeout=request.push_timeout))
-                attempts = int(retrying.statistics["attempt_number"])
-                digest = read_tool_output(digestfile)
+                digest: str | None = None
+                # The image's own tag first (its digest is the result), then its other tags.
+                for destination in (request.target, *request.extra_targets):
+                    argv = self.push_argv(request, digestfile=digestfile, slot=slot,
+                                          destination=destination)
+                    retrying = push_retrying(attempts=self.push_attempts,
+                                             initial_wait=self.retry_wait, sleep=self.sleep)
+                    run: ProcessResult = retrying(functools.partial(
+                        run_logged, argv, env=self.env(), log_path=request.log_path,
+                        timeout=request.push_timeout))
+                    attempts = int(retrying.statistics["attempt_number"])
+                    if digest is None:
+                        digest = read_tool_output(digestfile)
+                    if not run.ok:
+                        break
         finally:
             self._release_slot(request)
         return push_result(request, self._with_hint(run, request), digest, attempts,

@@ -34,7 +34,7 @@ from careen.builders.process import (
     run_logged,
     tool_environment,
 )
-from careen.errors import ConfigError
+from careen.errors import ConfigError, ServiceError
 
 LOGIN_TIMEOUT_SECONDS = 60.0
 
@@ -62,6 +62,15 @@ class RegistryLogin:
             raise ValueError("registry user must be non-empty and must not start with '-'")
 
 
+#: What a login tool says when the registry cannot be reached at all (Go's net errors).
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|network is unreachable|no route to host|"
+    r"connection reset|TLS handshake timeout|server misbehaving|dial tcp|"
+    r"context deadline exceeded|EOF$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class LoginResult:
     registry: str
@@ -73,6 +82,23 @@ class LoginResult:
     tls_rejected: bool = False
     #: What to do about it: :func:`tls_hint`.
     hint: str | None = None
+    #: The registry could not be reached (down, wrong port, no route): not the credentials.
+    unreachable: bool = False
+
+    def failure(self) -> ServiceError:
+        """What a failed login means, said once (issue 18 row 16): the registry down is
+        not a password problem."""
+        if self.unreachable and not self.auth_rejected and not self.tls_rejected:
+            return ServiceError("registry", self.registry, "unreachable at login: "
+                                + " | ".join(self.log_tail[-2:]),
+                                hint="check [registry] server and that the registry is "
+                                     "running and reachable from here")
+        return ServiceError("registry", self.registry,
+                            "login rejected" if self.auth_rejected else "login failed: "
+                            + " | ".join(self.log_tail[-2:]),
+                            hint=self.hint or "check [registry] user and "
+                                 "CAREEN_REGISTRY_PASSWORD (or registry_user and "
+                                 "registry_password)")
 
 
 class AuthContext:
@@ -182,6 +208,8 @@ class AuthContext:
             tool_missing=result.not_found,
             tls_rejected=tls_rejected,
             hint=tls_hint(tool, login.registry, login=True) if tls_rejected else None,
+            unreachable=not result.ok and not result.not_found and (
+                result.timed_out or _UNREACHABLE.search(result.tail_text) is not None),
         )
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ The pushed digest is the registry's manifest digest from the push output's last 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -155,6 +156,8 @@ class DockerBuilder:
         if iidfile is not None:
             argv += ["--iidfile", str(iidfile)]
         argv += ["-t", request.target]
+        for extra in request.extra_targets:
+            argv += ["-t", extra]
         for key, value in request.build_args.items():
             argv += ["--build-arg", f"{key}={value}"]
         for key, value in request.labels.items():
@@ -171,8 +174,8 @@ class DockerBuilder:
         argv += ["-f", str(request.dockerfile_path), str(request.context)]
         return argv
 
-    def push_argv(self, request: BuildRequest) -> list[str]:
-        return [self.docker, "push", request.target]
+    def push_argv(self, request: BuildRequest, target: str | None = None) -> list[str]:
+        return [self.docker, "push", target or request.target]
 
     # -- Builder ---------------------------------------------------------------------------
 
@@ -206,13 +209,20 @@ class DockerBuilder:
             return PushResult(request.image, Status.SUCCEEDED, 0.0, request.log_path,
                               ("pushed by docker buildx build --push",), pushed)
         started = time.monotonic()
-        retrying = push_retrying(attempts=self.push_attempts, initial_wait=self.retry_wait,
-                                 sleep=self.sleep)
-        run: ProcessResult = retrying(
-            lambda: run_logged(self.push_argv(request), env=self.env(),
-                               log_path=request.log_path, timeout=request.push_timeout))
-        attempts = int(retrying.statistics["attempt_number"])
-        digest = parse_push_digest(run.tail_text, request.image.tag) if run.ok else None
+        digest: str | None = None
+        # The image's own tag first (its digest is the result), then its other tags.
+        for index, target in enumerate((request.target, *request.extra_targets)):
+            retrying = push_retrying(attempts=self.push_attempts, initial_wait=self.retry_wait,
+                                     sleep=self.sleep)
+            run: ProcessResult = retrying(functools.partial(
+                run_logged, self.push_argv(request, target), env=self.env(),
+                log_path=request.log_path, timeout=request.push_timeout))
+            attempts = int(retrying.statistics["attempt_number"])
+            if index == 0 and run.ok:
+                digest = parse_push_digest(run.tail_text, request.image.tag)
+            if not run.ok:
+                digest = None
+                break
         return push_result(request, self._with_hint(run, request), digest, attempts,
                            time.monotonic() - started)
 

@@ -37,6 +37,9 @@ LABEL_CREATED = "org.opencontainers.image.created"
 LABEL_REVISION = "org.opencontainers.image.revision"
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_RUN = "careen.run"
+#: The tree folder the image was built from: read back from Harbor's listing before the next
+#: rebuild overwrites the tag (a tag built from another folder is refused).
+LABEL_TREE_PATH = "careen.tree.path"
 
 
 class Status(StrEnum):
@@ -93,6 +96,8 @@ class BuildRequest:
     platforms: tuple[str, ...] = ()
     timeout: float = DEFAULT_BUILD_TIMEOUT_SECONDS
     push_timeout: float = DEFAULT_PUSH_TIMEOUT_SECONDS
+    #: More tags of the same repository the one build is pushed under (``7``, ``latest``).
+    extra_tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.image.registry is None:
@@ -104,6 +109,15 @@ class BuildRequest:
         object.__setattr__(self, "build_args", _frozen_mapping(self.build_args, "build arg"))
         object.__setattr__(self, "labels", _frozen_mapping(self.labels, "label"))
         object.__setattr__(self, "platforms", tuple(self.platforms))
+        object.__setattr__(self, "extra_tags", tuple(
+            tag for tag in dict.fromkeys(self.extra_tags) if tag != self.image.tag))
+        for tag in self.extra_tags:
+            self.image.with_tag(tag)  # a bad tag raises here, before any tool runs
+
+    @property
+    def extra_targets(self) -> tuple[str, ...]:
+        """The other names the image is pushed under: ``registry/repository:TAG``."""
+        return tuple(str(self.image.with_tag(tag).without_digest()) for tag in self.extra_tags)
 
     @property
     def dockerfile_path(self) -> Path:
@@ -175,7 +189,7 @@ def build_and_push(
 
 
 def standard_labels(
-    created: datetime, revision: str, source: str, run_id: str,
+    created: datetime, revision: str, source: str, run_id: str, tree_path: str | None = None,
 ) -> dict[str, str]:
     """The labels every image Careen builds carries. ``created`` must be timezone-aware; it is
     written in RFC 3339 UTC (``2017-12-08T08:58:01Z``)."""
@@ -183,12 +197,15 @@ def standard_labels(
         raise ValueError("created must be a timezone-aware datetime")
     # isoformat, not strftime: strftime drops the leading zeros of years before 1000.
     stamp = created.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
-    return {
+    labels = {
         LABEL_CREATED: stamp,
         LABEL_REVISION: revision,
         LABEL_SOURCE: source,
         LABEL_RUN: run_id,
     }
+    if tree_path is not None:
+        labels[LABEL_TREE_PATH] = tree_path
+    return labels
 
 
 def classify_failure(result: ProcessResult, phase: Failure) -> Failure:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typer.exceptions import TyperException
 from careen import __version__
 from careen.cli.context import Globals, Interrupted, globals_of, unwrap
 from careen.errors import CareenError, ExitCode
+from careen.fileio import full_disk_in
 
 __all__ = ["COMMANDS", "Globals", "app", "globals_of", "main"]
 
@@ -198,8 +200,8 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
         result: Any = app(args=list(args) if args is not None else None, prog_name=prog_name,
                           standalone_mode=False)
     except CareenError as error:
-        if debug:
-            raise
+        if debug:  # the traceback, and still the class's own exit code (issue 18 row 10)
+            traceback.print_exc(file=sys.stderr)
         from careen.cli.output import describe_error
 
         print(describe_error(error), file=sys.stderr)
@@ -229,7 +231,13 @@ def _run(args: Sequence[str] | None, prog_name: str) -> int:
         if not isinstance(error, Exception):  # SystemExit and the like go on
             raise
         if debug:
-            raise
+            traceback.print_exc(file=sys.stderr)
+        full = full_disk_in(error)
+        if full is not None:  # whoever wrote it, a full disk is no bug (issue 18 row 14)
+            from careen.cli.output import describe_error
+
+            print(describe_error(full), file=sys.stderr)
+            return int(full.exit_code)
         print(f"careen: internal error: {type(error).__name__}: {error}\n"
               "  hint: this is a bug in Careen; run again with --debug for the traceback "
               "and report it", file=sys.stderr)

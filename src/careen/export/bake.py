@@ -15,7 +15,8 @@ Dockerfile frontend normalise both sides. The names are read from each child's D
 the parent's plain and registry-qualified names are both given.
 
 The format follows buildx's bake file reference (JSON form): ``group.<name>.targets``,
-``target.<name>`` with ``context``, ``dockerfile``, ``tags``, ``args``, ``labels``,
+``target.<name>`` with ``context``, ``dockerfile``, ``tags`` (every tag of a multi-tag image:
+one target, one build), ``args``, ``labels`` (with ``careen.tree.path``, the folder),
 ``contexts``, ``platforms``, ``no-cache``, ``pull``; ``docs/schemas/bake.schema.json`` holds
 the subset written here.
 """
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from careen.builders.interface import LABEL_TREE_PATH
 from careen.errors import InputFileError, UsageError
 from careen.plan import Plan, PlanStep
 from careen.reference import DOCKER_HUB_HOSTS, ImageReference
@@ -81,10 +83,12 @@ def bake_file(plan: Plan, *, registry: str, build_args: Mapping[str, str] | None
         target: dict[str, Any] = {
             "context": PurePosixPath(step.folder).as_posix() or ".",
             "dockerfile": _dockerfile_in_context(step),
-            "tags": [str(ImageReference(step.image.repository, step.image.tag, None,
-                                        registry))],
+            # One build, every tag of the image (``7.2``, ``7``, ``latest``).
+            "tags": [str(ImageReference(step.image.repository, tag, None, registry))
+                     for tag in step.tags],
             "args": args,
-            "labels": {**(labels or {}), **({PLAN_LABEL: plan.id} if plan.id else {})},
+            "labels": {**(labels or {}), **({PLAN_LABEL: plan.id} if plan.id else {}),
+                       LABEL_TREE_PATH: PurePosixPath(step.folder).as_posix()},
             "no-cache": no_cache,
             "pull": pull,
         }

@@ -38,28 +38,28 @@ from careen.errors import ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact
 from careen.reference import ImageReference
-from careen.registries.harbor_v2 import (
-    Emit,
-    ScanAllSchedule,
-    SystemInfo,
-    check_project_name,
-    parse_time,
-    schedule_body,
-    stream,
-    summary_from_overview,
-    valid_reference,
-)
 from careen.registries.http import (
     EventHook,
     HarborClientBase,
     HarborHttp,
     HarborSettings,
     Sleep,
-    crawl_pages,
-    shown,
 )
 from careen.registries.interface import wait_for_final_scans
-from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
+from careen.registries.paging import crawl_pages, listing_of
+from careen.registries.streaming import Emit, stream
+from careen.registries.text import shown
+from careen.registries.wire import (
+    ScanAllSchedule,
+    SystemInfo,
+    check_project_name,
+    parse_time,
+    schedule_body,
+    summary_from_overview,
+    valid_reference,
+    warn_unreadable,
+)
+from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts, read_count
 
 API_V1: Final = "/api"
 #: The first 1.x release with ``/api/system/scanAll/schedule`` (before it: configurations).
@@ -81,12 +81,18 @@ def summary_from_v1(overview: Any) -> ScanSummary:
     components = overview.get("components")
     if status is ScanStatus.SUCCESS and isinstance(components, dict):
         totals: dict[Severity, int] = {}
-        for entry in components.get("summary") or ():
-            if not isinstance(entry, dict):
-                continue
-            level, count = entry.get("severity"), entry.get("count")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                continue
+        entries = components.get("summary") or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return ScanSummary.unreadable("components.summary is not a list of "
+                                          "{severity, count}", counts_unit="packages")
+        for entry in entries:
+            level, count = entry.get("severity"), read_count(entry.get("count"))
+            if count is None:
+                extra = {k: str(overview[k]) for k in ("job_id", "severity")
+                         if overview.get(k) is not None}
+                return ScanSummary.unreadable(
+                    f"a count of severity {shown(str(level), 20)} is not a whole number >= 0",
+                    extra, counts_unit="packages")
             # 1..5 are Severity's own numbers; 0 ("not scanned") or anything else is unknown.
             severity = (Severity(level) if isinstance(level, int)
                         and Severity.NONE <= level <= Severity.HIGH else Severity.UNKNOWN)
@@ -144,7 +150,7 @@ class HarborV1Client(HarborClientBase):
                 if isinstance(ident, int):
                     found.append((str(name), ident))
 
-        await crawl_pages(self.http, f"{API_V1}/projects", {},
+        await crawl_pages(self.http, f"{API_V1}/projects", {}, null_is_empty=True,
                           page_size=self.settings.v1_page_size, on_page=keep,
                           slots=asyncio.Semaphore(1), permission="listing projects")
         return found
@@ -178,9 +184,13 @@ class HarborV1Client(HarborClientBase):
                 if count == 0:
                     continue
                 await repo_slots.acquire()
-                group.create_task(self._crawl_repository(name, emit, repo_slots))
+                # A repository that claims tags must list them: ``null`` is then no answer.
+                group.create_task(self._crawl_repository(
+                    name, emit, repo_slots,
+                    null_is_empty=not (isinstance(count, int) and count > 0)))
 
         await crawl_pages(self.http, f"{API_V1}/repositories", {"project_id": ident},
+                          null_is_empty=True,
                           page_size=self.settings.v1_page_size, on_page=spawn,
                           slots=asyncio.Semaphore(1), permission=f"reading project {project}")
 
@@ -189,12 +199,13 @@ class HarborV1Client(HarborClientBase):
         return f"{API_V1}/repositories/{quote(repository, safe='/')}/tags"
 
     async def _crawl_repository(self, repository: str, emit: Emit,
-                                repo_slots: asyncio.Semaphore) -> None:
+                                repo_slots: asyncio.Semaphore, *,
+                                null_is_empty: bool = True) -> None:
         try:
-            body = await self.http.get_json(self._tags_path(repository),
-                                            permission=f"reading {repository}")
-            for artifact in self._artifacts_of(repository, body if isinstance(body, list)
-                                               else []):
+            path = self._tags_path(repository)
+            response = await self.http.request("GET", path, permission=f"reading {repository}")
+            tags = listing_of(self.http, response, path, null_is_empty=null_is_empty)
+            for artifact in self._artifacts_of(repository, tags):
                 await emit(artifact)
         finally:
             repo_slots.release()
@@ -218,9 +229,12 @@ class HarborV1Client(HarborClientBase):
                 continue
             names, _ = by_digest.setdefault(digest, ([], raw.get("scan_overview")))
             names.append(name)
-        return [Artifact(repository=repository, digest=digest, tags=tuple(names),
-                         scan=summary_from_v1(overview), registry=self.registry)
-                for digest, (names, overview) in by_digest.items()]
+        found = [Artifact(repository=repository, digest=digest, tags=tuple(names),
+                          scan=summary_from_v1(overview), registry=self.registry)
+                 for digest, (names, overview) in by_digest.items()]
+        for artifact in found:
+            warn_unreadable(artifact, self.observer.warning)
+        return found
 
     async def scan_summary(self, image: ImageReference) -> ScanSummary:
         if image.tag is None:

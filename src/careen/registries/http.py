@@ -26,24 +26,23 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import re
-import select
 import socket
 import ssl
 import uuid
+import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 from urllib.request import Request
 
-import httpcore
 import httpx
+import sniffio  # noqa: F401  (a runtime dependency: see pyproject.toml; issue 16)
 from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
@@ -56,13 +55,13 @@ from tenacity import (
 
 from careen.errors import ConfigError, ServiceError
 from careen.events import NULL_OBSERVER, Observer
+from careen.registries.pool import pooled_transport
+from careen.registries.text import one_line, whole_number
 
 SERVICE = "Harbor"
 #: Statuses worth another try: Harbor masks every 5xx as ``UNKNOWN internal server error``,
 #: and 502/503/504 come from the proxy in front of it while core restarts.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Longest text of a server message quoted in an error (Harbor's can hold a whole list).
-MESSAGE_MAX = 200
 
 #: ``auto`` or a name of :data:`careen.registries.HARBOR_APIS`.
 ApiVersion = str
@@ -84,7 +83,9 @@ class HarborSettings:
     ``concurrency`` bounds the requests in flight at once for the whole client;
     ``max_attempts`` and ``max_retry_seconds`` bound one request's retries;
     ``retry_after_max`` caps how long a ``Retry-After`` may make it wait;
-    ``queue_size`` bounds the artifacts buffered between the crawl and its consumer.
+    ``queue_size`` bounds the artifacts buffered between the crawl and its consumer;
+    ``max_response_bytes`` bounds one answer's body, counted once decoded (a gzip bomb is
+    refused as it inflates); ``timeout`` bounds one whole exchange, not each read.
     """
 
     url: str
@@ -103,6 +104,7 @@ class HarborSettings:
     backoff_max: float = 10.0
     retry_after_max: float = 60.0
     queue_size: int = 1000
+    max_response_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -129,6 +131,8 @@ class HarborSettings:
             ("harbor.backoff_max", self.backoff_max >= 0, "must be 0 or more"),
             ("harbor.retry_after_max", self.retry_after_max >= 0, "must be 0 or more"),
             ("harbor.queue_size", self.queue_size >= 1, "must be at least 1"),
+            ("harbor.max_response_bytes", self.max_response_bytes >= 1024,
+             "must be at least 1024"),
         ]
         for key, ok, message in checks:
             if not ok:
@@ -189,23 +193,6 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
-def one_line(text: str, limit: int = MESSAGE_MAX) -> str:
-    """Server text made safe to quote: control characters escaped, length bounded."""
-    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """An untrusted name quoted for a message (``repr`` escapes newlines and quotes)."""
-    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
-
-
-def whole_number(text: str) -> int | None:
-    """``text`` as a whole number >= 0 if it is only ASCII digits (``str.isdigit`` also takes
-    ``'²'``, which ``int`` refuses)."""
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
     if value is None:
@@ -260,6 +247,63 @@ def _is_retryable(exc: BaseException) -> bool:
         return True
     # A certificate that does not verify will not verify on the next try either.
     return isinstance(exc, httpx.TransportError) and not _is_tls_verify_failure(exc)
+
+
+#: Content codings Careen asks for and decodes itself, bounded (see :func:`read_bounded`).
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class _TooLarge(Exception):
+    """The decoded body passed ``max_response_bytes``; never leaves this module."""
+
+
+class _BadEncoding(Exception):
+    """A content coding Careen did not ask for, or bytes that do not decode."""
+
+
+async def _chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def read_bounded(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
+    """The body of ``chunks`` (raw, as sent) decoded from ``encoding`` (identity, gzip or
+    deflate), refused with :class:`_TooLarge` as soon as the decoded bytes pass ``limit``.
+    Inflating is bounded too: at most ``limit + 1`` bytes are inflated from any input, so a
+    1 MB gzip body that inflates to 1 GiB costs ``limit`` bytes of memory, not a GiB."""
+    coding = encoding.strip().lower()
+    inflater: Any = None
+    if coding in {"gzip", "x-gzip"}:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif coding == "deflate":
+        inflater = zlib.decompressobj()
+    elif coding not in ("", "identity"):
+        raise _BadEncoding(f"content coding {one_line(coding, 40)!r} was not asked for")
+    parts: list[bytes] = []
+    size = 0
+
+    def keep(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > limit:
+            raise _TooLarge
+        parts.append(data)
+
+    try:
+        async for chunk in chunks:
+            if inflater is None:
+                keep(chunk)
+                continue
+            data = chunk
+            while data:
+                keep(inflater.decompress(data, limit - size + 1))
+                data = inflater.unconsumed_tail
+        if inflater is not None:
+            # All input was taken with bounded output: what zlib still holds is at most
+            # its window (32 KiB).
+            keep(inflater.flush())
+    except zlib.error as error:
+        raise _BadEncoding(f"{coding}: {one_line(str(error), 80)}") from None
+    return b"".join(parts)
 
 
 class HarborHttp:
@@ -360,7 +404,7 @@ class HarborHttp:
             return None
         try:
             return json.loads(response.content.decode("utf-8-sig", errors="replace"))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: 200,000 nested ``[``
             raise ServiceError(
                 SERVICE, self.host,
                 f"{method} {path}: the answer is not JSON "
@@ -372,19 +416,58 @@ class HarborHttp:
 
     async def _send_once(self, method: str, path: str, query: Mapping[str, str],
                          json_body: Any, headers: Mapping[str, str] | None) -> httpx.Response:
-        request_headers = {"X-Request-Id": str(uuid.uuid4()), **(headers or {})}
+        request_headers = {"X-Request-Id": str(uuid.uuid4()), "Accept-Encoding": ACCEPT_ENCODING,
+                           **(headers or {})}
         async with self._limit:
             self.stats.requests += 1
             try:
-                response = await self._client.request(
-                    method, path, params=query or None, json=json_body,
-                    headers=request_headers)
-                await response.aread()
+                # One deadline for the whole exchange (connect, headers, every byte of the
+                # body): httpx's timeouts are per read, and a server trickling a byte a
+                # second never trips them (issue 18 row 8).
+                async with asyncio.timeout(self.settings.timeout):
+                    response = await self._exchange(method, path, query, json_body,
+                                                    request_headers)
+            except TimeoutError:
+                self.stats.transport_errors += 1
+                raise httpx.ReadTimeout(
+                    f"no complete answer within {self.settings.timeout:g} s") from None
             except httpx.TransportError:
                 self.stats.transport_errors += 1
                 raise
         self.stats.by_status[response.status_code] += 1
         return response
+
+    async def _exchange(self, method: str, path: str, query: Mapping[str, str],
+                        json_body: Any, headers: Mapping[str, str]) -> httpx.Response:
+        """Send one request and read its body, decoded, up to ``max_response_bytes``."""
+        request = self._client.build_request(method, path, params=query or None,
+                                             json=json_body, headers=headers)
+        response = await self._client.send(request, stream=True)
+        try:
+            if response.is_stream_consumed:  # a transport that read it (httpx.MockTransport)
+                chunks, encoding = _chunks_of(response.content), "identity"
+            else:
+                chunks = response.aiter_raw()
+                encoding = response.headers.get("Content-Encoding", "identity")
+            body = await read_bounded(chunks, encoding, self.settings.max_response_bytes)
+        except _TooLarge:
+            raise ServiceError(
+                SERVICE, self.host,
+                f"{method} {path}: the answer is larger than [harbor] max_response_bytes "
+                f"({self.settings.max_response_bytes} bytes once decoded; request id "
+                f"{headers.get('X-Request-Id', '?')})",
+                hint="this is not Harbor's answer, or raise [harbor] max_response_bytes") \
+                from None
+        except _BadEncoding as bad:
+            raise ServiceError(
+                SERVICE, self.host, f"{method} {path}: the answer cannot be decoded ({bad})",
+                hint="check [harbor] url and any proxy in front of Harbor") from None
+        finally:
+            await response.aclose()
+        kept = [(k, v) for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=kept, content=body,
+                              request=response.request, extensions=response.extensions)
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,
@@ -480,177 +563,10 @@ class HarborHttp:
             hint="check [harbor] url and the network between here and Harbor")
 
 
-def total_count(response: httpx.Response) -> int | None:
-    """``X-Total-Count`` (the number of items before paging), or ``None`` when absent or bad."""
-    return whole_number(response.headers.get("X-Total-Count", "").strip())
-
-
-_LINK_ENTRY = re.compile(r'<([^>]*)>\s*;\s*rel="?([A-Za-z]+)"?')
-
-
-def next_page(response: httpx.Response, current: int) -> int | None:
-    """The page number of ``Link: <...>; rel="next"`` (entries joined by ``" , "`` in v2 and
-    ``", "`` in v1), or ``None`` when there is no next page. Only the page number is taken from
-    the link: the next request is built like the first, so it stays exactly as encoded."""
-    for url, rel in _LINK_ENTRY.findall(response.headers.get("Link", "")):
-        if rel.lower() != "next":
-            continue
-        pages = parse_qs(urlsplit(url).query).get("page", [])
-        page = whole_number(pages[0]) if pages else None
-        return page if page is not None and page > current else current + 1
-    return None
-
-
-OnPage = Callable[[list[Any]], Awaitable[None]]
-
-
-async def crawl_pages(
-    http: HarborHttp, path: str, params: Mapping[str, str | int | bool], *,
-    page_size: int, on_page: OnPage, slots: asyncio.Semaphore,
-    known_total: int | None = None, headers: Mapping[str, str] | None = None,
-    permission: str | None = None, max_pages: int = 100_000,
-) -> None:
-    """Read every page of one paged listing, handing each page's items to ``on_page``.
-
-    With ``known_total`` (e.g. a repository's ``artifact_count``) every page is requested at
-    once; otherwise page 1 first, then, when it tells ``X-Total-Count``, the remaining pages
-    concurrently, and when it does not, ``rel="next"`` links one after the other. A page that
-    fails is retried alone by :meth:`HarborHttp.request`. ``slots`` is held from a page's
-    request until ``on_page`` returns, so the pages held in memory are bounded.
-    """
-    if known_total == 0:
-        return
-
-    async def fetch(page: int) -> tuple[int | None, int | None]:
-        async with slots:
-            query = {**params, "page": page, "page_size": page_size}
-            response = await http.request("GET", path, params=query, headers=headers,
-                                          permission=permission)
-            body = http.json_of(response, "GET", path)
-            if body is None:
-                body = []
-            if not isinstance(body, list):
-                raise ServiceError(SERVICE, http.host,
-                                   f"GET {path}: expected a JSON list, got {type(body).__name__}")
-            await on_page(body)
-        return total_count(response), next_page(response, page)
-
-    async def fetch_all(pages: range) -> int:
-        """Fetch ``pages`` concurrently; the largest ``X-Total-Count`` seen."""
-        if not pages:
-            return 0
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(fetch(page)) for page in pages]
-        return max((task.result()[0] or 0) for task in tasks)
-
-    if known_total is not None:
-        last = -(-known_total // page_size)
-        seen = await fetch_all(range(1, last + 1))
-        # The repository grew since it was listed: read what was pushed meanwhile too.
-        await fetch_all(range(last + 1, -(-seen // page_size) + 1))
-        return
-    total, following = await fetch(1)
-    if total is not None:
-        await fetch_all(range(2, -(-total // page_size) + 1))
-        return
-    fetched = 1
-    while following is not None and fetched < max_pages:
-        _, following = await fetch(following)
-        fetched += 1
-
-
 def _query_value(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-# -- the connection pool's sockets ------------------------------------------------------------
-#
-# Before each request is given a connection, httpcore's pool asks every pooled connection
-# whether it has expired, and an idle HTTP/1.1 connection answers by checking whether the
-# server closed its socket: it asks anyio for the raw socket, and anyio rebuilds its table of
-# socket attributes for that (a getpeername() system call included) before the poll() that
-# does the check. With 16 connections that was a fifth of the client's CPU per request on a
-# fast Harbor (bench/README.md; upstream: encode/httpcore PR #928). The streams below keep
-# the socket they were opened with, so the check is one poll() again, and still done: a
-# connection the server closed while idle is never reused.
-
-
-def socket_readable(sock: socket.socket | None) -> bool:
-    """Whether ``sock`` has something to read, or is gone (an idle HTTP/1.1 connection with
-    something to read was closed by the server); as httpcore's own check, without a wait."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-class SocketKeepingStream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream that remembers its raw socket (see above)."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        return SocketKeepingStream(
-            await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._socket is not None:
-            return socket_readable(self._socket)
-        return self._inner.get_extra_info(info)
-
-
-class SocketKeepingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, whose streams are :class:`SocketKeepingStream`."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        return SocketKeepingStream(await self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address,
-            socket_options=socket_options))
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        return SocketKeepingStream(await self._inner.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def pooled_transport(verify: ssl.SSLContext | bool,
-                     limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, set up as ``AsyncClient`` would set it up, over a connection pool
-    whose network backend is :class:`SocketKeepingBackend`. httpx takes no backend of its
-    own, so the pool it made is replaced; if a future httpx keeps it elsewhere, its own pool
-    is kept, which only costs the CPU described above."""
-    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=SocketKeepingBackend())
-    return transport
 
 
 def _tls_verify(settings: HarborSettings) -> ssl.SSLContext | bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from careen.state.lock import acquire_lock, release_lock
+from careen.state.lock import acquire_lock, busy_error, is_busy, release_lock
 from careen.state.records import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     LATEST_IDS_SHOWN,
@@ -73,6 +73,8 @@ class Database:
             migrate(connection, str(target))
         except sqlite3.OperationalError as error:
             connection.close()
+            if is_busy(error):
+                raise busy_error(target) from error
             raise StateFileError(target, f"cannot open: {error}") from error
         except sqlite3.DatabaseError as error:
             connection.close()
@@ -134,7 +136,12 @@ class Database:
         if not durable:
             self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if is_busy(error):
+                    raise busy_error(self._path) from error
+                raise
             try:
                 yield
             except BaseException:

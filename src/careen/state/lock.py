@@ -11,7 +11,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from careen.state.records import StateFileError, StateLockedError
+from careen.state.records import StateBusyError, StateFileError, StateLockedError, lock_path_for
 from careen.state.rows import time_text
 
 
@@ -58,3 +58,25 @@ def read_holder(fd: int) -> tuple[int | None, str | None]:
     pid, started = data.get("pid"), data.get("started_at")
     return (pid if isinstance(pid, int) else None,
             started if isinstance(started, str) else None)
+
+
+def busy_error(path: Path) -> StateBusyError:
+    """The error for ``path`` held by another process's transaction, naming the holder when
+    its run lock names one (not this process: then the holder is someone else, unnamed)."""
+    try:
+        fd = os.open(lock_path_for(path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return StateBusyError(path, None, None)
+    try:
+        pid, started = read_holder(fd)
+    finally:
+        os.close(fd)
+    if pid == os.getpid():
+        return StateBusyError(path, None, None)
+    return StateBusyError(path, pid, started)
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    text = str(error).lower()
+    return "locked" in text or "busy" in text

@@ -115,6 +115,24 @@ class StateFileError(UsageError):
         self.path = path
 
 
+class StateBusyError(UsageError):
+    """Another process holds a transaction on the state database (issue 18 row 15). It is
+    live: the message names the holder when a run lock names one, and never advises moving
+    the file."""
+
+    def __init__(self, path: Path, pid: int | None, started_at: str | None) -> None:
+        holder = "another process"
+        if pid is not None:
+            holder = f"another process (careen run pid {pid}"
+            holder += f", started {started_at})" if started_at else ")"
+        super().__init__(
+            f"state {path}: {holder} holds the database and did not let go in time",
+            hint="wait for it to finish, or use another --state",
+        )
+        self.path = path
+        self.pid = pid
+
+
 class UnknownRecordError(UsageError):
     """No record of that id; the message lists the latest ids of the kind."""
 

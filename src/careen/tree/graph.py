@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 
+from careen.attention import AttentionItem, AttentionKind
 from careen.errors import UsageError
 from careen.reference import ImageReference
 from careen.tree.discover import DockerfileTree, image_key
@@ -266,3 +267,18 @@ class BuildGraph:
                     caller = work[-1][0]
                     low[caller] = min(low[caller], low[node])
         return components
+
+
+def tree_attention(tree: DockerfileTree, graph: BuildGraph | None = None
+                   ) -> tuple[AttentionItem, ...]:
+    """What in the tree needs a person: every unmapped Dockerfile, every warning (a missing
+    parent, an unreadable Dockerfile...) and every FROM cycle. Any item means exit 1."""
+    graph = graph if graph is not None else BuildGraph.from_tree(tree)
+    items = [
+        AttentionItem(problem.kind, problem.path.as_posix() or ".", problem.message,
+                      next_step=problem.advice, path=str(tree.root / problem.path))
+        for problem in tree.problems
+    ]
+    for cycle, line in zip(graph.cycles(), graph.problems, strict=True):
+        items.append(AttentionItem(AttentionKind.CYCLE, cycle[0].short, line))
+    return tuple(items)

@@ -25,6 +25,7 @@ from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
 from careen.registries.interface import ScanControl
 from careen.scan import ScanSummary, Severity
+from careen.textsafe import csv_row, terminal_text
 
 T = TypeVar("T")
 
@@ -51,7 +52,9 @@ def image_row(image: Image) -> dict[str, Any]:
     counts = scan.counts.as_dict() if scan.counts is not None else dict.fromkeys(
         SEVERITY_COLUMNS)
     return {
-        "image": image.reference.short, "digest": image.digest, "status": scan.status.value,
+        "image": image.reference.short, "digest": image.digest,
+        # Success with counts Careen cannot read is not a clean success (issue 18 row 2).
+        "status": "unreadable" if scan.unreadable_reason else scan.status.value,
         **counts, "fixable": scan.fixable_total, "scanner": scan.scanner,
         "scanned_at": scan.scanned_at.isoformat() if scan.scanned_at else None,
         "multi_arch": image.is_index, "immutable": image.immutable,
@@ -98,13 +101,13 @@ def images(
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["image"],
                                 lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(csv_row(row) for row in rows)
     else:
         table = Table(show_edge=False)
         for column in ("image", "status", *SEVERITY_COLUMNS, "fixable"):
             table.add_column(column, justify="left" if column in ("image", "status") else "right")
         for row in rows:
-            table.add_row(*(("-" if row[c] is None else str(row[c]))
+            table.add_row(*(("-" if row[c] is None else terminal_text(str(row[c])))
                             for c in ("image", "status", *SEVERITY_COLUMNS, "fixable")))
         # Piped output keeps whole names rather than fitting 80 columns.
         table_console().print(table)

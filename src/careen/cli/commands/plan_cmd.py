@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from careen import assemble, nightly
 from careen.attention import AttentionItem
@@ -28,6 +29,12 @@ def plan(
         "or an http(s):// URL (another job's artifact).", show_default=False)] = None,
     root: Annotated[str | None, typer.Option(
         "--root", "-r", help="The Dockerfile tree (default: \\[tree] root).")] = None,
+    layout: Annotated[str | None, typer.Option(
+        "--layout", help="auto, app/version or project/app/version (default: \\[tree] layout)."
+    )] = None,
+    project: Annotated[str | None, typer.Option(
+        "--project", help="Harbor project of app/version folders (default: \\[tree] project)."
+    )] = None,
     cascade: Annotated[bool, typer.Option(
         "--cascade/--no-cascade", help="Also rebuild the children of rebuilt base images.")
     ] = True,
@@ -64,7 +71,8 @@ def plan(
           | careen plan --from -
     """
     observer = globals_of(ctx).observer()
-    config = load(ctx, {"tree.root": root, "state.path": state}, observer)
+    config = load(ctx, {"tree.root": root, "state.path": state, "tree.layout": layout,
+                        "tree.project": project}, observer)
     tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty, sync=False,
                                         observer=observer)
     policy = assemble.policy(config)
@@ -102,13 +110,19 @@ def print_plan(document: dict[str, Any], console: Console) -> None:
     for column in ("level", "image", "why", "parents", "folder"):
         table.add_column(column, overflow="fold")
     for step in document["steps"]:
-        table.add_row(str(step["level"]), step["image"], f"{step['reason']}: {step['detail']}",
-                      ", ".join(step["parents"]) or "-", step["folder"])
+        tags = step.get("tags") or []
+        image = step["image"] + (f" (+ tags {', '.join(tags[1:])})" if len(tags) > 1 else "")
+        why = f"{step['reason']}: {step['detail']}"
+        if step.get("first_rebuild"):
+            why += " (first rebuild: Careen never built this tag)"
+        # Text, not markup: details and folder names may hold brackets ("[tree] ...").
+        table.add_row(str(step["level"]), Text(image), Text(why),
+                      ", ".join(step["parents"]) or "-", Text(step["folder"]))
     console.print(table)
     if document["skipped"]:
         skipped = Table(title="not rebuilt", title_justify="left")
         for column in ("image", "reason", "detail"):
             skipped.add_column(column, overflow="fold")
         for item in document["skipped"]:
-            skipped.add_row(item["image"], item["reason"], item["detail"])
+            skipped.add_row(item["image"], item["reason"], Text(item["detail"]))
         console.print(skipped)

@@ -1,0 +1,287 @@
+"""Issue 18 rows 5-8: against a Harbor that claims absurd totals, links forever, sends
+huge or inflating bodies or trickles its answer, Careen stays bounded.
+
+Each case runs ``careen images -f json`` in a subprocess with an address-space limit
+(``RLIMIT_AS``) at default settings, against a small server of its own in this process, and
+asserts the bound on the outcome: it ended within 90 s, under 300 MB of peak RSS (read with
+``wait4``, for that child alone), with the exit code and message the row wants. The server
+records what was asked, so the number of requests is asserted too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from careen.errors import ExitCode
+
+from .small_harbor import V2, SmallHarbor, fleet
+from .support import Answer, serving
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The bounds the issue sets for every resource row.
+ENDED_WITHIN_SECONDS = 90.0
+RSS_UNDER_BYTES = 300 * 1024 * 1024
+#: Address space the child may map: generous for an interpreter with threads, far below the
+#: 1.7-1.9 GB RSS the rows reached before.
+ADDRESS_SPACE_LIMIT = 3 * 1024 * 1024 * 1024
+
+Raw = Callable[[str], Iterable[bytes] | None]
+
+
+def http_bytes(answer: Answer) -> bytes:
+    head = [f"HTTP/1.1 {answer.status} X"]
+    head += [f"{k}: {v}" for k, v in answer.headers]
+    head.append(f"Content-Length: {len(answer.body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + answer.body
+
+
+@dataclass
+class RawServer:
+    """Answers with ``raw(path)`` (whole HTTP response bytes, chunk by chunk, written as
+    they come: a chunk may take its time) or else with ``harbor(path)``."""
+
+    harbor: SmallHarbor
+    raw: Raw = lambda path: None
+    asked: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def respond(self, path: str) -> Iterable[bytes]:
+        with self.lock:
+            self.asked.append(path)
+        chunks = self.raw(path)
+        return chunks if chunks is not None else [http_bytes(self.harbor(path))]
+
+
+@contextmanager
+def raw_server(server: RawServer) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            try:
+                for chunk in server.respond(self.path):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    with serving(Handler, "bounded-harbor") as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    out: str
+    err: str
+    seconds: float
+    peak_rss: int
+
+    @property
+    def error_line(self) -> str:
+        return next((ln for ln in self.err.splitlines() if ln.startswith("careen: ")), "")
+
+
+#: Sets the limit, then becomes Careen (``preexec_fn`` is unsafe with this process's threads).
+LIMITED = ("import os, resource, sys; "
+           "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1]))); "
+           "os.execv(sys.executable, [sys.executable, '-m', 'careen', *sys.argv[2:]])")
+
+
+def run_bounded(url: str, *args: str, env: dict[str, str] | None = None) -> Outcome:
+    """``careen images -f json`` in a limited child; its exit, output, wall and peak RSS.
+    Killed (and the test failed) if it has not ended within the bound."""
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "PYTHONPATH": str(ROOT / "src"), "HOME": os.environ.get("HOME", "/tmp"),
+               "CAREEN_HARBOR_URL": url, **(env or {})}
+    started = time.monotonic()
+    child = subprocess.Popen([sys.executable, "-c", LIMITED, str(ADDRESS_SPACE_LIMIT),
+                              "images", "-f", "json", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ,
+                             cwd="/")
+    assert child.stdout is not None and child.stderr is not None
+    out, err = bytearray(), bytearray()
+    streams = {child.stdout.fileno(): out, child.stderr.fileno(): err}
+    status, usage = None, None
+    while status is None:
+        elapsed = time.monotonic() - started
+        if elapsed > ENDED_WITHIN_SECONDS:
+            child.kill()
+            os.wait4(child.pid, 0)
+            pytest.fail(f"not ended within {ENDED_WITHIN_SECONDS:g} s")
+        ready, _, _ = select.select(list(streams), [], [], 0.2)
+        for fd in ready:
+            data = os.read(fd, 1 << 16)
+            if data:
+                streams[fd].extend(data)
+            else:
+                del streams[fd]
+        pid, waited, rusage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            status, usage = waited, rusage
+    for fd, sink in streams.items():
+        while data := os.read(fd, 1 << 16):
+            sink.extend(data)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert usage is not None
+    return Outcome(child.returncode, out.decode(), err.decode(), time.monotonic() - started,
+                   usage.ru_maxrss * 1024)
+
+
+def assert_bounded(outcome: Outcome) -> None:
+    assert outcome.seconds < ENDED_WITHIN_SECONDS
+    assert outcome.peak_rss < RSS_UNDER_BYTES, f"peak RSS {outcome.peak_rss >> 20} MB"
+    assert "Traceback" not in outcome.err and "MemoryError" not in outcome.err
+
+
+# -- row 5: an absurd X-Total-Count -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("claimed", ["100000000", "100000000000000000000"],
+                         ids=["1e8", "1e20"])
+def test_row5_an_absurd_total_costs_neither_memory_nor_requests(claimed: str) -> None:
+    """Every listing claims ``X-Total-Count: claimed``: pages are asked lazily, at most
+    ``concurrency`` at a time, and the first short page ends each listing."""
+    harbor = SmallHarbor(fleet(5, 3), total=claimed)
+    server = RawServer(harbor)
+    with raw_server(server) as url:
+        outcome = run_bounded(url)
+    assert_bounded(outcome)
+    assert outcome.code == ExitCode.OK, outcome.err
+    assert len(json.loads(outcome.out)) == 15
+    # systeminfo, projects, repositories, 5 artifact listings: one short page each, plus
+    # at most one window of speculative pages per listing (16 by default).
+    assert len(server.asked) <= 3 + 7 * 16
+
+
+# -- row 6: rel="next" on every page, pages empty ---------------------------------------------
+
+
+def test_row6_links_forever_end_at_the_first_empty_page() -> None:
+    def link_forever(path: str) -> Iterable[bytes] | None:
+        if "page=" not in path:
+            return None
+        page = int(path.split("page=", 1)[1].split("&", maxsplit=1)[0])
+        answer = harbor(path)
+        link = f'<{path.split("?", maxsplit=1)[0]}?page={page + 1}&page_size=100>; rel="next"'
+        headers = tuple(h for h in answer.headers if h[0] != "X-Total-Count")
+        return [http_bytes(Answer(answer.status, answer.body, (*headers, ("Link", link))))]
+
+    harbor = SmallHarbor(fleet(2, 1))
+    server = RawServer(harbor, link_forever)
+    with raw_server(server) as url:
+        outcome = run_bounded(url)
+    assert_bounded(outcome)
+    assert outcome.code == ExitCode.OK, outcome.err
+    assert len(json.loads(outcome.out)) == 2
+    assert len(server.asked) <= 6  # systeminfo, projects, repositories, 2 listings (+1)
+
+
+# -- row 7: huge bodies -------------------------------------------------------------------------
+
+ARTIFACTS = f"{V2}/projects/library/repositories/app-0/artifacts"
+
+
+def huge_listing(path: str) -> Iterable[bytes] | None:
+    """400 MB of a JSON array, made as it is sent (the server holds 1 MiB at a time)."""
+    if not path.startswith(ARTIFACTS):
+        return None
+    size = 400 * 1024 * 1024
+    chunk = b" " * (1 << 20)
+
+    def body() -> Iterator[bytes]:
+        yield (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {size}\r\n\r\n").encode()
+        yield b"["
+        for _ in range(size // len(chunk) - 1):
+            yield chunk
+        yield b" " * (len(chunk) - 2) + b"]"
+    return body()
+
+
+@cache
+def gzip_bomb() -> bytes:
+    """1 GiB of zeros gzip-compressed: about a megabyte."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1 << 24)
+    parts = [compressor.compress(block) for _ in range(64)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def inflating_listing(path: str) -> Iterable[bytes] | None:
+    if not path.startswith(ARTIFACTS):
+        return None
+    bomb = gzip_bomb()
+    return [(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+             f"Content-Length: {len(bomb)}\r\n\r\n").encode() + bomb]
+
+
+@pytest.mark.parametrize("raw", [huge_listing, inflating_listing], ids=["400MB", "gzip-1GiB"])
+def test_row7_every_body_is_bounded_after_decoding(raw: Raw) -> None:
+    assert len(gzip_bomb()) < 2 * 1024 * 1024
+    server = RawServer(SmallHarbor(fleet(3, 1)), raw)
+    with raw_server(server) as url:
+        outcome = run_bounded(url)
+    assert_bounded(outcome)
+    assert outcome.code == ExitCode.UNREACHABLE, outcome.err
+    assert "larger than [harbor] max_response_bytes" in outcome.error_line
+    assert ARTIFACTS in outcome.error_line
+    # Not retried: a body that is too large will be too large again.
+    assert sum(p.startswith(ARTIFACTS) for p in server.asked) == 1
+
+
+# -- row 8: a trickled answer -------------------------------------------------------------------
+
+TIMEOUT = 3
+
+
+def trickled(part: str) -> Raw:
+    """The projects listing, one byte a second: its headers, or its body."""
+    def raw(path: str) -> Iterable[bytes] | None:
+        if not path.startswith(f"{V2}/projects?"):
+            return None
+        body = b'[{"project_id": 2, "name": "library"}]'
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Total-Count: 1\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        whole = head + body
+        start = 0 if part == "headers" else len(head)
+
+        def slowly() -> Iterator[bytes]:
+            yield whole[:start]
+            for byte in whole[start:]:
+                time.sleep(1.0)
+                yield bytes([byte])
+        return slowly()
+    return raw
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_row8_the_timeout_bounds_the_whole_answer(part: str) -> None:
+    """``[harbor] timeout = 3``: each attempt ends 3 s after it began however the bytes
+    trickle; after ``max_attempts`` (5) the run ends with exit 3."""
+    server = RawServer(SmallHarbor(fleet(1, 1)), trickled(part))
+    with raw_server(server) as url:
+        outcome = run_bounded(url, env={"CAREEN_HARBOR_TIMEOUT": str(TIMEOUT)})
+    assert_bounded(outcome)
+    assert outcome.code == ExitCode.UNREACHABLE, outcome.err
+    assert f"no answer within {TIMEOUT} s (after 5 attempts)" in outcome.error_line
+    assert sum(p.startswith(f"{V2}/projects?") for p in server.asked) == 5
