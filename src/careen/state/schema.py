@@ -112,8 +112,45 @@ _V1 = Migration(
     ),
 )
 
+# Issue 14: the CVEs of the images that matter (plan images before, rebuilt digests after),
+# one row per finding, read by careen.state.details.
+_V2 = Migration(
+    version=2,
+    description="vulnerability details of plan images",
+    statements=(
+        """
+        CREATE TABLE findings (
+            id           INTEGER PRIMARY KEY,
+            run_id       TEXT NOT NULL REFERENCES runs (id),
+            image        TEXT NOT NULL,
+            digest       TEXT,
+            phase        TEXT NOT NULL CHECK (phase IN ('before', 'after')),
+            cve          TEXT NOT NULL,
+            package      TEXT NOT NULL,
+            version      TEXT NOT NULL,
+            fix_version  TEXT,
+            severity     TEXT NOT NULL,
+            cvss         REAL,
+            links        TEXT NOT NULL CHECK (json_valid(links)),
+            description  TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX findings_run_phase ON findings (run_id, phase, image)",
+        # Which images' details were read (a clean image has no findings rows).
+        """
+        CREATE TABLE finding_reads (
+            run_id   TEXT NOT NULL REFERENCES runs (id),
+            image    TEXT NOT NULL,
+            phase    TEXT NOT NULL CHECK (phase IN ('before', 'after')),
+            digest   TEXT,
+            PRIMARY KEY (run_id, phase, image)
+        )
+        """,
+    ),
+)
+
 #: Every migration, oldest first. ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = MIGRATIONS[-1].version
