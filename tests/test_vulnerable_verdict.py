@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from careen import nightly
+from careen import assemble
 from careen.cli.main import _run
 from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
 from tests.test_nightly import FLEET, SUPERSEDED, PushingBuilder, opener, write_tree
@@ -85,7 +85,7 @@ def use(harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def with_builder(monkeypatch: pytest.MonkeyPatch, builder: PushingBuilder) -> None:
     """The CLI's builder is the fake one pushing into the simulator (no lab here)."""
-    monkeypatch.setattr(nightly, "logged_in_builder", lambda config: opener(builder)())
+    monkeypatch.setattr(assemble, "logged_in_builder", lambda config: opener(builder)())
 
 
 def superseded(fleet: dict[str, Any]) -> dict[str, Any]:

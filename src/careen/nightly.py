@@ -39,6 +39,7 @@ from typing import Any
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.builders.interface import Builder
+from careen.cves import CveStep, scans_of_plan
 from careen.errors import ExitCode, InputFileError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.hold import HoldDecision, HoldSettings, NightMemory, night_memory
@@ -52,7 +53,7 @@ from careen.registries.interface import ScanSource
 from careen.reports import write_reports
 from careen.reports.interface import ReportContext
 from careen.reports.notify import send_webhook_async
-from careen.results import RunResult, verdict_attention
+from careen.results import RunResult, fleet_totals, verdict_attention
 from careen.scan import ScanSummary, SeverityCounts
 from careen.state.store import (
     BuildRecord,
@@ -396,6 +397,7 @@ async def run_nightly(
                     untagged: tuple[tuple[str, str], ...] = ()
                     judged = 0
                     fleet: dict[str, Any] = {}
+                    totals: dict[str, int] = {}
                     night, _ = await _hold_night(parts, tree, revision, store, options, None)
                     if plan.tree_commit and revision.commit and plan.tree_commit != \
                             revision.commit:
@@ -422,8 +424,16 @@ async def run_nightly(
                     store.attach_plan(run.id, str(plan.id))
                     before, unscanned, judged = inventory.in_tree, inventory.unscanned, \
                         inventory.judged
+                    # issue 14: skipped images keep their real scans; the fleet in totals
+                    before = scans_of_plan(before, [i for i, _ in inventory.selection.selected])
+                    totals = fleet_totals(inventory.selection, judged)
                 observer.info(f"plan {plan.id}: {len(plan.steps)} to rebuild in "
                               f"{len(plan.levels)} level(s), {len(plan.skipped)} skipped")
+                # issue 14: the CVE lists of the plan images, before building
+                cves = CveStep(harbor, store, run.id, observer=observer, policy=parts.policy,
+                               own_hosts=(parts.registry,),
+                               by_digest=harbor.rescans_by_digest)
+                await cves.before(plan, before)
                 outcomes = await _build(plan, options, store, run.id, revision, parts,
                                         observer, night)
                 after = None
@@ -436,9 +446,12 @@ async def run_nightly(
                     after = {image: scanned[ref] for image, ref in targets.items()
                              if ref in scanned}
                     _record_after(store, run.id, outcomes, after)
+                    await cves.after(plan, {i: r for i, r in targets.items() if i in after},
+                                     after)
                 elif options.rescan:
                     after = {}
-            images = results_of(plan, outcomes, policy=policy, before=before, after=after)
+            images = cves.explain(results_of(plan, outcomes, policy=policy, before=before,
+                                             after=after), plan)
             result = RunResult(
                 run_id=run.id, started_at=started, finished_at=datetime.now(UTC),
                 policy=str(policy.rule), images=images,
@@ -446,6 +459,7 @@ async def run_nightly(
                 registry=registry, unscanned=unscanned, judged=judged, untagged=untagged,
                 attention=(plan.attention + outcome_attention(outcomes)
                            + verdict_attention(images)),
+                fleet=totals, details_note=cves.note,
             )
             night.remember(run.id, result)  # issue 19: the verdict history
             reports = _report(result, plan, store, parts, options, observer,
@@ -513,7 +527,8 @@ async def _dry_run(parts: JobParts, options: NightlyOptions, store: StateStore,
                                              cascade=options.cascade, projects=parts.projects,
                                              observer=observer, holder=holder)
     plan = store_plan(store, made)
-    return _dry_run_outcome(plan, parts.policy, started=started, before=inventory.in_tree,
+    before = scans_of_plan(inventory.in_tree, [i for i, _ in inventory.selection.selected])
+    return _dry_run_outcome(plan, parts.policy, started=started, before=before,
                             tree_commit=revision.commit, harbor=parts.harbor_url,
                             registry=parts.registry, unscanned=inventory.unscanned,
                             judged=inventory.judged, untagged=_untagged(inventory))

@@ -16,13 +16,16 @@ from enum import StrEnum
 from typing import Any
 
 from careen.attention import AttentionItem, AttentionKind, attention_to_dicts
+from careen.details import CveDiff, Finding, diff_findings, findings_to_dicts
 from careen.inventory import Image
-from careen.policy import Policy, VerdictKind
+from careen.policy import Policy, Selection, VerdictKind
 from careen.reference import ImageReference
 from careen.scan import ScanSummary, SeverityCounts
 
 #: Version of :meth:`RunResult.to_dict`'s document (``docs/schemas/run-result.schema.json``).
-RESULT_SCHEMA_VERSION = 1
+#: Version 2 (issue 14) adds each image's CVE lists (``cves_before``, ``cves_after``,
+#: ``cve_changes``), the needs-attention list, the fleet's totals and ``details_note``.
+RESULT_SCHEMA_VERSION = 2
 
 
 class Outcome(StrEnum):
@@ -68,10 +71,26 @@ class ImageResult:
     duration: float | None = None
     log_path: str | None = None
     log_tail: tuple[str, ...] = ()
+    #: Harbor's findings for the image before its rebuild, and for the rebuilt digest after
+    #: its rescan; ``None`` when not read (Harbor 1.x with no details, no right, no rebuild).
+    cves_before: tuple[Finding, ...] | None = None
+    cves_after: tuple[Finding, ...] | None = None
 
     @property
     def failing(self) -> bool:
         return self.outcome in FAILING_OUTCOMES
+
+    @property
+    def cve_changes(self) -> CveDiff | None:
+        """Fixed, remaining and new CVEs when both lists are known."""
+        if self.cves_before is None or self.cves_after is None:
+            return None
+        return diff_findings(self.cves_before, self.cves_after)
+
+    @property
+    def current_cves(self) -> tuple[Finding, ...] | None:
+        """What the image carries now: after its rebuild if rescanned, else before."""
+        return self.cves_after if self.cves_after is not None else self.cves_before
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,10 @@ class RunResult:
     untagged: tuple[tuple[str, str], ...] = ()
     #: What a person must act on (:mod:`careen.attention`); any item makes the run exit 1.
     attention: tuple[AttentionItem, ...] = ()
+    #: The fleet in totals: judged, breaking, passing, unscanned, untagged, ignored.
+    fleet: Mapping[str, int] = field(default_factory=dict)
+    #: Why the reports show counts only (Harbor refused the details), when they do.
+    details_note: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -128,6 +151,8 @@ class RunResult:
             "unscanned": [{"image": image, "reason": reason} for image, reason in self.unscanned],
             "untagged": [{"image": image, "reason": reason} for image, reason in self.untagged],
             "attention": attention_to_dicts(self.attention),
+            "fleet": dict(self.fleet),
+            "details_note": self.details_note,
         }
 
 
@@ -159,7 +184,15 @@ def _image_dict(result: ImageResult) -> dict[str, Any]:
         "duration": result.duration,
         "log_path": result.log_path,
         "log_tail": list(result.log_tail),
+        "cves_before": _findings(result.cves_before),
+        "cves_after": _findings(result.cves_after),
+        "cve_changes": (None if (changes := result.cve_changes) is None
+                        else changes.to_dict()),
     }
+
+
+def _findings(findings: tuple[Finding, ...] | None) -> list[dict[str, Any]] | None:
+    return None if findings is None else findings_to_dicts(findings)
 
 
 def judge_rebuild(policy: Policy, image: ImageReference, before: ScanSummary | None,
@@ -239,3 +272,18 @@ def _likely_cause(before: ScanSummary, before_digest: str | None,
 def sort_results(results: Sequence[ImageResult]) -> tuple[ImageResult, ...]:
     """Plan order first (level, name), skipped images after."""
     return tuple(sorted(results, key=lambda r: (r.level is None, r.level or 0, r.image.short)))
+
+
+#: The fleet's totals a report shows, in order.
+FLEET_KEYS = ("judged", "breaking", "passing", "unscanned", "untagged", "ignored")
+
+
+def fleet_totals(selection: Selection, judged: int) -> dict[str, int]:
+    """The fleet in totals from one read of Harbor: judged, tagged images breaking the
+    policy, passing, without a usable scan, untagged artifacts breaking it (superseded
+    digests: counted, never rebuilt), ignored."""
+    unscanned = (len(selection.not_scanned) + len(selection.scan_failed)
+                 + len(selection.scan_in_progress) + selection.unlisted_unscanned_count)
+    return {"judged": judged, "breaking": len(selection.selected),
+            "passing": selection.passed_count, "unscanned": unscanned,
+            "untagged": len(selection.untagged), "ignored": len(selection.ignored)}

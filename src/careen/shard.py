@@ -131,4 +131,6 @@ def merge_results(results: Sequence[RunResult], *, run_id: str | None = None) ->
         # Each shard carries the plan's own items (its unreadable lines): once each here.
         untagged=tuple(dict.fromkeys(pair for result in results for pair in result.untagged)),
         attention=tuple(dict.fromkeys(item for result in results for item in result.attention)),
+        fleet=next((result.fleet for result in results if result.fleet), {}),
+        details_note=next((r.details_note for r in results if r.details_note), ""),
     )

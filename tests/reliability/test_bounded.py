@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -101,9 +103,17 @@ class Outcome:
 
 
 #: Sets the limit, then becomes Careen (``preexec_fn`` is unsafe with this process's threads).
-LIMITED = ("import os, resource, sys; "
+# Careen runs in this process itself, not after another exec: the kernel's ru_maxrss of a
+# child folds in the high-water mark of the memory it replaced at exec, which for a child of a
+# long-lived pytest worker is the worker's own (hundreds of MB). VmHWM of this process's own
+# address space, written at exit, is Careen's alone.
+LIMITED = ("import atexit, os, re, resource, runpy, sys; "
            "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1]))); "
-           "os.execv(sys.executable, [sys.executable, '-m', 'careen', *sys.argv[2:]])")
+           "hwm = sys.argv[2]; "
+           "atexit.register(lambda: open(hwm, 'w').write(re.search(r'VmHWM:\\s*(\\d+)', "
+           "open('/proc/self/status').read()).group(1))); "
+           "sys.argv = ['careen', *sys.argv[3:]]; "
+           "runpy.run_module('careen', run_name='__main__', alter_sys=True)")
 
 
 def run_bounded(url: str, *args: str, env: dict[str, str] | None = None) -> Outcome:
@@ -113,8 +123,9 @@ def run_bounded(url: str, *args: str, env: dict[str, str] | None = None) -> Outc
                "PYTHONPATH": str(ROOT / "src"), "HOME": os.environ.get("HOME", "/tmp"),
                "CAREEN_HARBOR_URL": url, **(env or {})}
     started = time.monotonic()
+    hwm_file = Path(tempfile.mkdtemp(prefix="careen-hwm-")) / "vmhwm"
     child = subprocess.Popen([sys.executable, "-c", LIMITED, str(ADDRESS_SPACE_LIMIT),
-                              "images", "-f", "json", *args],
+                              str(hwm_file), "images", "-f", "json", *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ,
                              cwd="/")
     assert child.stdout is not None and child.stderr is not None
@@ -142,8 +153,13 @@ def run_bounded(url: str, *args: str, env: dict[str, str] | None = None) -> Outc
             sink.extend(data)
     child.returncode = os.waitstatus_to_exitcode(status)
     assert usage is not None
+    # The child's own high-water mark; the kernel's figure (an upper bound) if it died
+    # before writing it.
+    peak = (int(hwm_file.read_text()) * 1024 if hwm_file.exists() and hwm_file.read_text()
+            else usage.ru_maxrss * 1024)
+    shutil.rmtree(hwm_file.parent, ignore_errors=True)
     return Outcome(child.returncode, out.decode(), err.decode(), time.monotonic() - started,
-                   usage.ru_maxrss * 1024)
+                   peak)
 
 
 def assert_bounded(outcome: Outcome) -> None:

@@ -450,3 +450,31 @@ def test_any_run_gives_a_valid_honest_result(plan: Plan, validator: jsonschema.V
                 and detail.run.status is not RunStatus.RUNNING))
     if not detail.run.finished:
         assert result.extra["warnings"]
+
+
+def test_an_interrupted_run_keeps_the_cves_it_read(tmp_path: Path, plan: Plan,
+                                                   validator: jsonschema.Validator) -> None:
+    """The CVE lists a run kept in the state (issue 14) come back in its rebuilt result."""
+    from careen.details import Finding
+    from careen.scan import Severity
+    from careen.state.details import DetailsStore
+    from careen.state.store import ScanPhase
+
+    openssl = Finding("CVE-2017-3735", "openssl", "1.0.2k-r0", Severity.HIGH, "1.0.2m-r0")
+    recorded = record_night(tmp_path / "state.sqlite", plan, finish=False,
+                            log_dir=tmp_path / "logs")
+    with StateStore.open(recorded.state) as store:
+        DetailsStore(store).record(recorded.run_id, ScanPhase.BEFORE,
+                                   {ref(BASE): (openssl,), ref(GRAFANA): (openssl,)})
+        DetailsStore(store).record(recorded.run_id, ScanPhase.AFTER, {ref(BASE): ()})
+        store.mark_interrupted_runs()
+        detail = store.run(recorded.run_id)
+        result = result_of_run(detail, plan=plan_of_run(store, detail), policy=POLICY,
+                               store=store)
+    images = by_image(result)
+    assert images[BASE].cves_before == (openssl,) and images[BASE].cves_after == ()
+    changes = images[BASE].cve_changes
+    assert changes is not None and changes.fixed == (openssl,)
+    assert images[GRAFANA].cves_before == (openssl,)
+    assert images[HTTPD].cves_before is None
+    validator.validate(result.to_dict())

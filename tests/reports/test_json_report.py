@@ -75,3 +75,40 @@ def test_a_bad_image_reference_is_an_input_error() -> None:
     document["images"][0]["image"] = "Not A Reference"
     with pytest.raises(InputFileError, match="invalid image reference"):
         read_result(json.dumps(document))
+
+
+def test_cve_lists_in_schema_version_2(validator: jsonschema.Validator) -> None:
+    """Version 2 carries each image's CVEs: before, after, and fixed/remaining/new."""
+    document = json.loads(render_json(sample_result()))
+    validator.validate(document)
+    jre = next(i for i in document["images"] if i["image"] == "library/jre:8u191")
+    changes = jre["cve_changes"]
+    assert [f["id"] for f in changes["fixed"]] == ["CVE-2017-15650"]
+    assert [(f["id"], f["package"], f["version"], f["fix_version"])
+            for f in changes["remaining"]] == [
+        ("CVE-2016-9843", "zlib", "1.2.8-r2", None),
+        ("CVE-2017-3735", "openssl", "1.0.2k-r0", "1.0.2m-r0")]
+    assert len(changes["new"]) == 1 and changes["new"][0]["severity"] == "medium"
+    assert changes["remaining"][0]["cvss"] == 9.8
+    grafana = next(i for i in document["images"] if i["image"] == "apps/grafana:4.1.2")
+    assert grafana["cves_after"] is None and grafana["cve_changes"] is None
+    assert [f["id"] for f in grafana["cves_before"]] == ["CVE-2017-3735"]
+    assert document["attention"][0]["kind"] == "unreadable_line"
+    assert document["fleet"]["breaking"] == 6
+    bad = json.loads(render_json(sample_result()))
+    bad["images"][0]["cves_before"][0]["severity"] = "apocalyptic"
+    assert not validator.is_valid(bad)
+
+
+def test_a_version_1_document_still_reads() -> None:
+    """Results stored by the Careen before issue 14 (schema 1) read with empty CVE lists."""
+    document = sample_result().to_dict()
+    document["schema_version"] = 1
+    for key in ("attention", "fleet", "details_note"):
+        del document[key]
+    for image in document["images"]:
+        for key in ("cves_before", "cves_after", "cve_changes"):
+            del image[key]
+    result = read_result(json.dumps(document))
+    assert all(i.cves_before is None and i.cves_after is None for i in result.images)
+    assert result.attention == ()

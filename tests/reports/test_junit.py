@@ -84,6 +84,21 @@ def test_skipped_images_carry_the_reason(report: str) -> None:
     assert skipped.get("message") == f"no Dockerfile folder for it under /tree {PLANTED}"
 
 
+def test_a_failure_names_the_remaining_cves(report: str) -> None:
+    """jre did not help: its failure message names what it still carries, worst first
+    (critical zlib with no fix, then the high openssl held at its old version), and the
+    failure's text lists every remaining CVE with its severity."""
+    failure = cases(report)["library/jre:8u191"].find("failure")
+    assert failure is not None
+    message = failure.get("message") or ""
+    assert ("remaining CVEs: CVE-2016-9843 zlib 1.2.8-r2 (no fix), CVE-2017-3735 openssl "
+            "1.0.2k-r0 -> 1.0.2m-r0") in message
+    text = failure.text or ""
+    assert "remaining CVEs (3):" in text and "[critical]" in text
+    # The planted CVE comes out as text, control characters stripped.
+    assert 'CVE-2017-<script>"q"</script>' in text and "\x07" not in text
+
+
 def test_log_tail_in_system_out_without_terminal_escapes(report: str) -> None:
     found = cases(report)
     out = found["library/jre:8u191"].findtext("system-out")

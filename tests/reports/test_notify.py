@@ -50,14 +50,28 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[tuple[Receiver, str]]:
         server.server_close()
 
 
-def test_posts_markdown_text_and_run_summary(receiver: tuple[Receiver, str]) -> None:
+def test_posts_slack_blocks_and_run_summary(receiver: tuple[Receiver, str]) -> None:
+    """Slack's Block Kit: a header, the counts, the top needs-attention items with their next
+    steps (the rest counted), a context line; ``text`` the one-line fallback."""
     state, url = receiver
     observer = RecordingObserver()
     assert send_webhook(url, sample_result(), observer, title="Nightly") is True
     (body,) = state.bodies
     assert state.content_types == ["application/json"]
-    assert body["text"].startswith("### Nightly `run-20171208-020001-abcd`")
-    assert "&lt;script&gt;" in body["text"]
+    assert body["text"] == ("Nightly run-20171208-020001-abcd: needs attention — 1 fixed, "
+                            "2 still vulnerable, 1 failed, 1 unverified, 1 skipped")
+    blocks = body["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "context"]
+    assert blocks[0]["text"] == {"type": "plain_text", "text": "Nightly: needs attention"}
+    assert "6 need attention" in blocks[1]["text"]["text"]
+    assert "medium &gt;= 3 or high &gt; 0" in blocks[1]["text"]["text"]
+    items = blocks[2]["text"]["text"].splitlines()
+    assert len(items) == 6 and items[-1] == "…and 1 more in the report"
+    assert items[0].startswith("• *unreadable list line* `vulnerable.list:7`: not an image")
+    assert "→ _fix the line in vulnerable.list" in items[0]
+    # Slack's markup characters in scanner text are Slack's entities: no '<' reaches it.
+    assert all("<" not in item and "&lt;script&gt;" in item for item in items[:1])
+    assert "<" not in json.dumps(blocks)
     assert body["run"]["run_id"] == "run-20171208-020001-abcd"
     assert body["run"]["failed"] is True
     assert body["run"]["groups"]["fixed"] == 1

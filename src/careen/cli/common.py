@@ -32,9 +32,25 @@ def load(ctx: typer.Context, overrides: Mapping[str, object] | None = None,
     config = load_config(options.config_path, cwd=Path.cwd(), environ=os.environ,
                          overrides={k: v for k, v in merged.items() if v is not None})
     shown = observer if observer is not None else options.observer()
+    command = ctx.command_path.split()[1:2]
     for warning in config.warnings:
-        shown.warning(warning)
+        if _contacts(command[0] if command else "", warning):
+            shown.warning(warning)
     return config
+
+
+#: Commands that contact Harbor, and the registry (issue 14: a TLS warning is printed only by
+#: the commands that contact the service it is about).
+_HARBOR_COMMANDS = frozenset({"vulnerable", "images", "run", "plan", "scan", "schedule"})
+_REGISTRY_COMMANDS = frozenset({"run", "update"})
+
+
+def _contacts(command: str, warning: str) -> bool:
+    if warning.startswith("TLS certificates of Harbor "):
+        return command in _HARBOR_COMMANDS
+    if warning.startswith("TLS certificates of the registry "):
+        return command in _REGISTRY_COMMANDS
+    return True
 
 
 def emit(text: str) -> None:

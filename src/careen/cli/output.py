@@ -13,13 +13,31 @@ from types import TracebackType
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from careen.cli.context import unwrap
 from careen.errors import CareenError
+from careen.reports.wording import OUTCOME_LABELS, clean_text, cve_counts_text
+from careen.results import RunResult
+from careen.scan import ScanSummary
 from careen.vulnlist import render_processing_line
 
-__all__ = ["ConsoleObserver", "describe_error", "table_console", "unwrap"]
+#: What a progress task is called on the terminal, by (task, total unknown).
+PHASE_LABELS: dict[tuple[str, bool], str] = {
+    ("inventory", True): "reading Harbor", ("inventory", False): "reading Harbor",
+    ("images", True): "judging images", ("images", False): "building",
+    ("scans", False): "waiting for scans",
+}
+
+__all__ = ["PHASE_LABELS", "SUMMARY_COLUMNS", "ConsoleObserver", "describe_error", "short_counts",
+           "summary_table", "table_console", "unwrap"]
 
 
 class ConsoleObserver:
@@ -31,6 +49,9 @@ class ConsoleObserver:
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._totals: dict[str, int | None] = {}
+        #: The image last started (named beside the bar).
+        self._current = ""
         self.warnings = 0
 
     # -- Observer ------------------------------------------------------------------------------
@@ -38,12 +59,24 @@ class ConsoleObserver:
     def processing(self, image: str) -> None:
         if self.verbosity >= 0:
             self._print(render_processing_line(image, datetime.now()))
+        self._current = " ".join(clean_text(image).split())
+        if self._progress is not None:
+            for task in self._tasks.values():
+                self._progress.update(task, current=self._current)
 
     def progress(self, task: str, done: int, total: int | None) -> None:
         if self._progress is None:
             return
+        if task in self._tasks and self._totals.get(task) is None and total is not None \
+                and task == "images":
+            # The same task name counts judged images (no total), then builds (a total): a
+            # new phase, with its own bar and clock.
+            self._progress.remove_task(self._tasks.pop(task))
         if task not in self._tasks:
-            self._tasks[task] = self._progress.add_task(task, total=total)
+            label = PHASE_LABELS.get((task, total is None), task)
+            self._tasks[task] = self._progress.add_task(label, total=total,
+                                                        current=self._current)
+        self._totals[task] = total
         self._progress.update(self._tasks[task], completed=done, total=total)
 
     def info(self, message: str) -> None:
@@ -65,6 +98,7 @@ class ConsoleObserver:
         if self.stream.isatty() and self.verbosity >= 0:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("{task.fields[current]}", markup=False),
                 console=self.console, transient=True,
             )
             self._progress.start()
@@ -78,6 +112,7 @@ class ConsoleObserver:
             self._progress.stop()
             self._progress = None
             self._tasks.clear()
+            self._totals.clear()
 
     def _print(self, text: str) -> None:
         if self._progress is not None:
@@ -104,3 +139,43 @@ def describe_error(error: CareenError) -> str:
     if error.hint:
         text += f"\n  hint: {error.hint}"
     return text
+
+
+# -- the table at the end of a run -------------------------------------------------------------
+
+#: The end-of-run table's columns.
+SUMMARY_COLUMNS = ("image", "outcome", "before", "after", "why")
+
+
+def summary_table(result: RunResult) -> list[str]:
+    """The before/after table people read at the end of a Jenkins log: a header, then one
+    line per image (``C1 H6 M3`` counts, ``clean``, ``-`` when unknown), columns aligned,
+    the reason last so it may run long. Scanner and builder text is stripped of terminal
+    control characters."""
+    rows = [SUMMARY_COLUMNS]
+    for item in result.images:
+        why = "; ".join(part for part in (item.note or item.reason,
+                                          _cves(cve_counts_text(item))) if part)
+        rows.append((_flat(item.image.short), OUTCOME_LABELS[item.outcome],
+                     short_counts(item.before), short_counts(item.after) if item.after
+                     is not None else "-", _flat(why)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(SUMMARY_COLUMNS) - 1)]
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
+                       row[-1]]).rstrip() for row in rows]
+
+
+def short_counts(summary: ScanSummary | None) -> str:
+    """``C1 H6 M3 L1``: the non-zero severities by initial; ``clean``; ``-`` unknown."""
+    counts = summary.counts if summary is not None else None
+    if counts is None:
+        return "-" if summary is None else summary.status.value
+    return " ".join(f"{severity.label[0].upper()}{n}" for severity, n in counts.items()
+                    if n) or "clean"
+
+
+def _cves(text: str) -> str:
+    return f"CVEs: {text}" if text else ""
+
+
+def _flat(text: str) -> str:
+    return " ".join(clean_text(text).split())

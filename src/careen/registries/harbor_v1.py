@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
+from careen.details import Finding, parse_v1_details
 from careen.errors import ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact
@@ -250,6 +251,15 @@ class HarborV1Client(HarborClientBase):
         of vulnerabilities would not compare with them, so they stay unknown (the policy
         treats rules that need them as undecided)."""
         return await self.scan_summary(image)
+
+    async def vulnerability_details(self, image: ImageReference) -> tuple[Finding, ...] | None:
+        """``GET …/tags/{tag}/vulnerability/details`` (issue 14, NOTES §9.1)."""
+        if image.tag is None:
+            raise UsageError(f"{image.short}: Harbor 1.x finds images by tag, not by digest")
+        body = await self.http.get_json(
+            f"{self._tags_path(image.repository)}/{quote(image.tag, safe='')}"
+            "/vulnerability/details", permission=f"reading {image.repository}")
+        return parse_v1_details(body)
 
     # -- scans (NOTES 9.1) ------------------------------------------------------------------------
 

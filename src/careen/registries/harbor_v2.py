@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from careen.details import Finding, parse_v2_report
 from careen.errors import ServiceError, UsageError
 from careen.events import NULL_OBSERVER, Observer
 from careen.inventory import Artifact
@@ -304,6 +305,27 @@ class HarborV2Client(HarborClientBase):
         finally:
             repo_slots.release()
 
+    async def repository_artifacts(self, repository: str) -> list[Artifact]:
+        """Every artifact of one repository with its scan summary (issue 14: the tags of a
+        base image's proxy-cache or mirror repository); ``[]`` when Harbor has none."""
+        found: list[Artifact] = []
+
+        async def keep(artifact: Artifact) -> None:
+            found.append(artifact)
+
+        slots = asyncio.Semaphore(1)
+        await slots.acquire()  # the crawl releases its repository slot when done
+        try:
+            await self._crawl_repository(
+                check_project_name(repository.partition("/")[0]), repository, None,
+                emit=keep, buffers=asyncio.Semaphore(self.settings.concurrency),
+                repo_slots=slots)
+        except HarborApiError as error:
+            if error.status in (403, 404):
+                return []
+            raise
+        return found
+
     # -- one artifact -----------------------------------------------------------------------
 
     def _artifact_path(self, image: ImageReference, suffix: str = "") -> str:
@@ -365,6 +387,15 @@ class HarborV2Client(HarborClientBase):
             headers=self._artifact_headers(),
             permission="artifact-addition read (a robot account needs it granted)")
         return parse_vulnerabilities(body)
+
+    async def vulnerability_details(self, image: ImageReference) -> tuple[Finding, ...] | None:
+        """The findings of one image's latest report with CVSS scores (issue 14, NOTES §6.6);
+        ``None`` when it was never scanned."""
+        body = await self.http.get_json(
+            self._artifact_path(image, "/additions/vulnerabilities"),
+            headers=self._artifact_headers(),
+            permission="artifact-addition read (a robot account needs it granted)")
+        return parse_v2_report(body, REPORT_MIME_TYPES)
 
     async def scan_summary_with_fixable(self, image: ImageReference) -> ScanSummary:
         """The summary with per-severity fixable counts from the vulnerability list."""

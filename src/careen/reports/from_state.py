@@ -17,7 +17,7 @@ or parents; a pushed image whose rescan was never recorded is "rescan missing", 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from careen.reports.json_report import result_from_dict
 from careen.results import ImageResult, Outcome, RunResult, judge_rebuild, sort_results
 from careen.scan import ScanSummary
 from careen.shard import parse_shard, shard
+from careen.state.details import DetailsStore
 from careen.state.store import (
     BuildRecord,
     BuildStatus,
@@ -59,16 +60,27 @@ _UNFINISHED_BUILDS = frozenset({BuildStatus.PENDING, BuildStatus.BUILDING, Build
 
 
 def result_of_run(detail: RunDetail, *, plan: Plan | None, policy: Policy,
-                  log_tail_lines: int = DEFAULT_LOG_TAIL_LINES) -> RunResult:
+                  log_tail_lines: int = DEFAULT_LOG_TAIL_LINES,
+                  store: StateStore | None = None) -> RunResult:
     """The result of the run ``detail`` (:meth:`StateStore.run`): the document it stored,
     else one rebuilt from its records. ``plan`` is the run's plan if it had one
     (:func:`plan_of_run`); ``policy`` judges the rebuilt images' rescans (the stored document
-    was judged by the run itself)."""
+    was judged by the run itself); ``store``, when given, gives a rebuilt result the CVE
+    lists the run kept (:class:`careen.state.details.DetailsStore`)."""
     stored = _stored_result(detail.run)
     if isinstance(stored, RunResult):
         return stored
     warnings = [] if stored is None else [stored]
-    return _rebuild(detail, plan, policy, warnings, log_tail_lines)
+    rebuilt = _rebuild(detail, plan, policy, warnings, log_tail_lines)
+    return rebuilt if store is None else _with_kept_cves(rebuilt, DetailsStore(store))
+
+
+def _with_kept_cves(result: RunResult, details: DetailsStore) -> RunResult:
+    before = details.findings(result.run_id, ScanPhase.BEFORE)
+    after = details.findings(result.run_id, ScanPhase.AFTER)
+    return replace(result, images=tuple(
+        replace(image, cves_before=before.get(image.image.short),
+                cves_after=after.get(image.image.short)) for image in result.images))
 
 
 def plan_of_run(store: StateStore, detail: RunDetail) -> Plan | None:

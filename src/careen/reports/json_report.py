@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from careen.attention import attention_from_dicts
+from careen.details import Finding, findings_from_dicts
 from careen.errors import InputFileError
 from careen.reference import ImageReference
 from careen.reports.interface import ReportContext
@@ -49,7 +50,8 @@ def result_from_dict(data: object, *, source: str = "JSON result") -> RunResult:
     if not isinstance(data, Mapping):
         raise InputFileError(source, "not a Careen run result (expected a JSON object)")
     version = data.get("schema_version")
-    if version != RESULT_SCHEMA_VERSION:
+    # Version 2 only added fields: a version 1 document (an older run's) reads with them empty.
+    if version not in (1, RESULT_SCHEMA_VERSION):
         raise InputFileError(
             source, f"run result schema version {version!r}; this Careen reads version "
             f"{RESULT_SCHEMA_VERSION}: write the result again with this Careen")
@@ -72,7 +74,9 @@ def result_from_dict(data: object, *, source: str = "JSON result") -> RunResult:
             untagged=tuple((_text(item["image"], "untagged.image"),
                             _text(item["reason"], "untagged.reason"))
                            for item in data.get("untagged", ())),
-            attention=attention_from_dicts(data.get("attention", ())),
+            attention=attention_from_dicts(data.get("attention") or ()),
+            fleet={str(k): _count(v, f"fleet.{k}") for k, v in (data.get("fleet") or {}).items()},
+            details_note=_text(data.get("details_note", ""), "details_note"),
         )
     except (KeyError, TypeError, ValueError) as error:
         what = f"missing field {error}" if isinstance(error, KeyError) else str(error)
@@ -98,7 +102,13 @@ def _image(raw: Mapping[str, Any], index: int) -> ImageResult:
         duration=None if duration is None else float(duration),
         log_path=_optional_text(raw.get("log_path"), f"{where}.log_path"),
         log_tail=tuple(_text(line, f"{where}.log_tail") for line in raw.get("log_tail", ())),
+        cves_before=_findings(raw.get("cves_before")),
+        cves_after=_findings(raw.get("cves_after")),
     )
+
+
+def _findings(raw: Any) -> tuple[Finding, ...] | None:
+    return None if raw is None else findings_from_dicts(raw)
 
 
 def _summary(raw: Mapping[str, Any] | None, where: str) -> ScanSummary | None:

@@ -4,7 +4,8 @@
   (``library`` / ``grafana:4.1.2``), so Jenkins groups the images by project;
 * a ``<failure>`` when the outcome is one of :data:`~careen.results.FAILING_OUTCOMES` (the
   build or push failed, the image still breaks the policy after the rescan, the rescan never
-  came): its ``message`` holds the counts before and after and the reason;
+  came): its ``message`` holds the counts before and after, the CVEs that remain (the first
+  few; all of them in the failure's text) and the reason;
 * ``<skipped>`` for an image that was not rebuilt (the reason as message) or only planned;
 * the tail of the build log in ``<system-out>``.
 
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from careen.details import Finding, sort_findings
 from careen.reports.interface import ReportContext
 from careen.reports.wording import (
     OUTCOME_LABELS,
     before_after_text,
     clean_text,
     explanation,
+    finding_text,
+    findings_line,
     log_tail,
 )
 from careen.results import ImageResult, Outcome, RunResult, sort_results
@@ -74,14 +78,19 @@ def _testcase(image: ImageResult, log_tail_lines: int) -> ET.Element:
     label = OUTCOME_LABELS[image.outcome]
     why = clean_text(explanation(image))
     if image.failing:
+        left = _remaining(image)
+        named = f"; remaining CVEs: {findings_line(left)}" if left else ""
         failure = ET.SubElement(case, "failure", {
             "type": image.outcome.value,
-            "message": _attr(f"{label}: {before_after_text(image)}; {why}"),
+            "message": _attr(f"{label}: {before_after_text(image)}{named}; {why}"),
         })
         lines = [f"{reference.short}: {label}", f"reason: {clean_text(image.reason)}"]
         if image.note:
             lines.append(f"note: {clean_text(image.note)}")
         lines.append(before_after_text(image))
+        if left:
+            lines.append(f"remaining CVEs ({len(left)}):")
+            lines += [f"  {finding_text(f)} [{f.severity.label}]" for f in left]
         if image.log_path:
             lines.append(f"build log: {clean_text(image.log_path)}")
         failure.text = "\n".join(lines)
@@ -92,6 +101,14 @@ def _testcase(image: ImageResult, log_tail_lines: int) -> ET.Element:
     if tail:
         ET.SubElement(case, "system-out").text = "\n".join(tail)
     return case
+
+
+def _remaining(image: ImageResult) -> tuple[Finding, ...]:
+    """What the image still carries: remaining and new after a rescan, else its list."""
+    changes = image.cve_changes
+    if changes is not None:
+        return sort_findings((*changes.remaining, *changes.new))
+    return image.current_cves or ()
 
 
 def _is_skipped(image: ImageResult) -> bool:

@@ -1,10 +1,16 @@
 """The optional webhook at the end of a run: a generic JSON POST that Slack (and Mattermost,
 Rocket.Chat, Teams' incoming-webhook bridges...) accepts as a message.
 
-Body: ``{"text": <Markdown summary>, "run": <summary>}``; ``text`` is what Slack shows, ``run``
-is for any other receiver. A webhook that fails (unreachable, slow, non-2xx) is reported to
-the :class:`~careen.events.Observer` as a warning and never raises: a chat outage must not
-turn a good night red.
+Body: ``{"text": <one-line summary>, "blocks": [...], "run": <summary>}``. ``blocks`` are
+Slack's Block Kit (a header, the counts, the top needs-attention items with their next steps,
+a context line), which Slack and Mattermost show; ``text`` is the fallback (notifications,
+receivers without blocks); ``run`` is for any other receiver. Scanner text goes into Slack's
+``mrkdwn``, where ``&``, ``<`` and ``>`` must be written as entities (Slack's own rule: ``<``
+would start a link or an ``@channel`` mention), control characters stripped.
+
+A webhook that fails (unreachable, slow, non-2xx) is reported to the
+:class:`~careen.events.Observer` as a warning and never raises: a chat outage must not turn a
+good night red.
 
 A webhook URL is a secret (Slack's carry their token in the path): messages name only its
 scheme and host, never the path or query.
@@ -19,16 +25,54 @@ from urllib.parse import urlsplit
 import httpx
 
 from careen.events import Observer
-from careen.reports.markdown import render_markdown
-from careen.reports.wording import group_counts
+from careen.reports.markdown import summary_line
+from careen.reports.wording import ATTENTION_LABELS, attention_items, clean_text, group_counts
 from careen.results import RunResult
 
 #: Seconds for the whole request (connect, send, answer): a chat server is quick or broken.
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 
 
-def webhook_payload(result: RunResult, *, title: str = "Careen run") -> dict[str, Any]:
-    return {"text": render_markdown(result, title=title), "run": run_summary(result)}
+#: Needs-attention items a message names; the rest is counted.
+WEBHOOK_ATTENTION_ITEMS = 5
+#: Slack's limit for a section's text.
+_SECTION_LIMIT = 3000
+
+
+def webhook_payload(result: RunResult, *, title: str = "Careen run",
+                    top: int = WEBHOOK_ATTENTION_ITEMS) -> dict[str, Any]:
+    items = attention_items(result)
+    verdict = "needs attention" if result.failed or items else "ok"
+    headline = f"{title} {result.run_id}: {verdict} — {summary_line(result)}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text",
+                                    "text": _plain(f"{title}: {verdict}")[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _slack(
+            f"*{summary_line(result)}* · {len(items)} need attention · policy "
+            f"{result.policy}")}},
+    ]
+    if items:
+        lines = [f"• *{_slack(ATTENTION_LABELS.get(i.kind, i.kind.value))}* "
+                 f"`{_slack(i.subject)}`: {_slack(i.reason)} → _{_slack(i.advice)}_"
+                 for i in items[:top]]
+        if len(items) > top:
+            lines.append(f"…and {len(items) - top} more in the report")
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": "\n".join(lines)[:_SECTION_LIMIT]}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack(
+        f"run {result.run_id}" + (f" · plan {result.plan_id}" if result.plan_id else "")
+        + (f" · tree {result.tree_commit[:12]}" if result.tree_commit else ""))}]})
+    return {"text": _slack(headline), "blocks": blocks, "run": run_summary(result)}
+
+
+def _plain(text: str) -> str:
+    return " ".join(clean_text(text).split())
+
+
+def _slack(text: str) -> str:
+    """Untrusted text for Slack's mrkdwn: one line, ``& < >`` as Slack's entities."""
+    return (_plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("`", "'"))
 
 
 def run_summary(result: RunResult) -> dict[str, Any]:

@@ -89,7 +89,8 @@ def report(
         with open_state(state_path(config)) as store:
             detail = store.run(_run_id(store, given[0]))
             plan = plan_of_run(store, detail)
-            result = result_of_run(detail, plan=plan, policy=assemble.policy(config))
+            result = result_of_run(detail, plan=plan, policy=assemble.policy(config),
+                                   store=store)
             context = context_of_run(store, detail, plan, title=config.notify.title)
     elif given:
         raise UsageError(f"one run at a time, not {len(given)}",

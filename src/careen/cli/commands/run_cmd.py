@@ -12,10 +12,9 @@ from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_attention, print_plan
 from careen.cli.common import StateOption, load, run_async, telling_interruption
 from careen.cli.context import globals_of
-from careen.cli.output import table_console
+from careen.cli.output import summary_table, table_console
 from careen.hold import HoldSettings
 from careen.results import RunResult
-from careen.scan import ScanSummary
 from careen.state.store import RunKind, StateStore
 
 
@@ -99,19 +98,9 @@ def run(
 
 
 def print_summary(result: RunResult, say: Callable[[str], None]) -> None:
-    """The before/after table people read at the end of a Jenkins log."""
-    for item in result.images:
-        before = _counts(item.before)
-        after = _counts(item.after)
-        change = f"{before} -> {after}" if item.after is not None else before
-        say(f"{item.outcome.value:>14}  {item.image.short}  {change}  {item.note}".rstrip())
+    """The before/after table people read at the end of a Jenkins log, with its header."""
+    if result.images:
+        for line in summary_table(result):
+            say(line)
     counts = ", ".join(f"{n} {name}" for name, n in result.counts.items() if n)
     say(f"run {result.run_id}: {counts or 'nothing to do'}")
-
-
-def _counts(summary: ScanSummary | None) -> str:
-    counts = summary.counts if summary is not None else None
-    if counts is None:
-        return "-"
-    return " ".join(f"{severity.label[0].upper()}{n}" for severity, n in counts.items() if n) \
-        or "clean"

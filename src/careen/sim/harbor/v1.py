@@ -243,6 +243,9 @@ class V1Api:
         if len(parts) == 1 and call.method in ("GET", "HEAD"):
             call.template = "/repositories/{repo_name}/tags/{tag}"
             return Reply.json(self.tag_json(tag.artifact, tag.name))
+        if parts[1:] == ["vulnerability", "details"] and call.method == "GET":
+            call.template = "/repositories/{repo_name}/tags/{tag}/vulnerability/details"
+            return Reply.json(self.details(tag.artifact))
         if parts[1:] == ["manifest"] and call.method in ("GET", "HEAD"):
             call.template = "/repositories/{repo_name}/tags/{tag}/manifest"
             return Reply.json(self.manifest(tag.artifact))
@@ -263,6 +266,20 @@ class V1Api:
             # 1.10 answers 202 (NOTES §9.3); before it, 200 (§9.1).
             return Reply(202 if self.state.version_at_least(1, 10) else 200)
         raise SimError(404, "NOT_FOUND", "404 page not found")
+
+    def details(self, artifact: Artifact) -> list[dict[str, Any]]:
+        """NOTES §9.1: ``[{id, severity int, package, version, description, link,
+        fixedVersion}]``; empty when never scanned."""
+        from careen.sim.harbor.scanner import vulnerability_items
+
+        record = self.state.current_scan(artifact)
+        if record is None or record.result is None or self.state.scanner is None:
+            return []
+        return [{"id": item["id"], "severity": V1_SEVERITY.get(item["severity"], 2),
+                 "package": item["package"], "version": item["version"],
+                 "description": item["description"],
+                 "link": (item["links"] or [""])[0], "fixedVersion": item["fix_version"]}
+                for item in vulnerability_items(record.result, artifact.digest)]
 
     def manifest(self, artifact: Artifact) -> dict[str, Any]:
         """``GET …/tags/{tag}/manifest``: ``{manifest, config}``, the manifest's layers
