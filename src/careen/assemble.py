@@ -26,6 +26,7 @@ from careen.nightly import BuildDefaults, BuilderOpener, HarborOpener, JobParts
 from careen.policy import Policy
 from careen.registries.harbor import open_harbor
 from careen.registries.http import HarborSettings
+from careen.registries.resolve import DigestResolver, resolver_for
 from careen.state.store import default_state_path
 from careen.tree.discover import DockerfileTree, discover_configured
 from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
@@ -145,4 +146,13 @@ def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,
         json_file=config.output.json_file,
         webhook=webhook.get_secret_value() if webhook is not None else None,
         title=config.notify.title,
+        base_digests=base_digests(config),
     )
+
+
+def base_digests(config: Config) -> DigestResolver:
+    """Issue 19: the resolver of FROM images' digests; it may log in to the push registry
+    (``[registry]``'s credentials), and to no other."""
+    registry = config.registry
+    return resolver_for(registry.server, registry.user, registry.password,
+                        tls_verify=registry.verify_tls, ca_bundle=registry.ca_bundle)

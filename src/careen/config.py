@@ -360,6 +360,9 @@ class RunConfig(_Section):
     rescan_interval: Seconds = 10.0
     #: Report formats written to ``[output] reports_dir`` (empty: all of them).
     reports: TextList = ()
+    #: Hold an image whose last rebuild did not help while none of its inputs changed
+    #: (careen.hold); ``--no-hold`` turns it off for one run.
+    hold: Flag = True
 
 
 class NotifyConfig(_Section):

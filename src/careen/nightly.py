@@ -42,6 +42,8 @@ from careen.builders.interface import Builder
 from careen.cves import CveStep, scans_of_plan
 from careen.errors import ExitCode, InputFileError, UsageError
 from careen.events import NULL_OBSERVER, Observer
+from careen.hold import HoldDecision, HoldSettings, NightMemory, night_memory
+from careen.inputs import BaseDigests
 from careen.inventory import Image
 from careen.listsource import ListedImages
 from careen.plan import Candidate, Plan, PlanStep, make_plan
@@ -123,6 +125,8 @@ class JobParts:
     #: The webhook told the summary (a secret: a Slack URL holds its token), its title.
     webhook: str | None = field(default=None, repr=False)
     title: str = "Careen nightly run"
+    #: Issue 19: resolves FROM images to their digests (careen.registries.resolve).
+    base_digests: BaseDigests | None = None
 
 
 # -- inventory and plan ----------------------------------------------------------------------
@@ -183,24 +187,51 @@ def _candidate_of(image: Image, detail: str = "") -> Candidate:
 
 def plan_from_inventory(inventory: Inventory, tree: DockerfileTree, policy: Policy, *,
                         cascade: bool, revision: TreeRevision,
-                        source: str = "harbor") -> Plan:
+                        source: str = "harbor", holding: HoldDecision | None = None) -> Plan:
     candidates = [Candidate.from_judged(image, verdict)
                   for image, verdict in inventory.selection.selected]
+    if holding is not None:  # issue 19: held images are no candidates (careen.hold)
+        candidates = holding.apply(candidates, tree)
     known = {key: _candidate_of(image) for key, image in inventory.in_tree.items()}
-    return make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
+    plan = make_plan(candidates, tree, BuildGraph.from_tree(tree), cascade=cascade,
                      ignored_by=ignore_matcher(policy), known=known, source=source,
                      policy=str(policy.rule), tree_commit=revision.commit)
+    return holding.annotate(plan) if holding is not None else plan
+
+
+#: Issue 19: decides, from what Harbor lists, which selected images are held.
+Holder = Callable[["Inventory"], Awaitable[HoldDecision | None]]
+
+
+async def hold_night(
+    tree: DockerfileTree, revision: TreeRevision, store: StateStore | None,
+    settings: HoldSettings, inventory: Inventory | None, *, build_args: Mapping[str, str],
+    registry: str | None, base_digests: BaseDigests | None,
+) -> tuple[NightMemory, HoldDecision | None]:
+    """Issue 19: the night's memory of earlier rebuilds (:mod:`careen.hold`), and (with an
+    inventory) which selected images it holds."""
+    night = night_memory(tree, revision, store, settings, build_args=build_args,
+                         registry=registry, images=inventory.in_tree if inventory else {},
+                         source=base_digests)
+    if inventory is None:
+        return night, None
+    selected = [image.reference for image, _ in inventory.selection.selected]
+    return night, await night.decide(selected, inventory.in_tree)
 
 
 async def plan_from_harbor(
     open_harbor: HarborOpener, tree: DockerfileTree, revision: TreeRevision, policy: Policy, *,
     cascade: bool, projects: Iterable[str] = (), observer: Observer = NULL_OBSERVER,
+    holder: Holder | None = None,
 ) -> tuple[Plan, Inventory]:
-    """Read Harbor (nothing recorded) and plan: ``careen plan``, ``careen run --dry-run``."""
+    """Read Harbor (nothing recorded) and plan: ``careen plan``, ``careen run --dry-run``.
+    ``holder`` leaves out the images the state's memory holds (issue 19)."""
     async with _harbor(open_harbor) as harbor:
         inventory = await read_inventory(harbor, policy, tree, projects=projects,
                                          observer=observer)
-    return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision),
+    holding = await holder(inventory) if holder is not None else None
+    return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision,
+                                holding=holding),
             inventory)
 
 
@@ -316,6 +347,9 @@ class NightlyOptions:
     rescan_timeout: float = 1800.0
     rescan_interval: float = 10.0
     notify: bool = True
+    #: Issue 19: hold images no rebuild can change (``[run] hold``, ``--no-hold``,
+    #: ``--rebuild IMAGE``).
+    hold: HoldSettings = field(default_factory=HoldSettings)
 
     def recorded(self) -> dict[str, Any]:
         """What the state database keeps of these options (nothing secret is here)."""
@@ -364,6 +398,7 @@ async def run_nightly(
                     judged = 0
                     fleet: dict[str, Any] = {}
                     totals: dict[str, int] = {}
+                    night, _ = await _hold_night(parts, tree, revision, store, options, None)
                     if plan.tree_commit and revision.commit and plan.tree_commit != \
                             revision.commit:
                         observer.warning(f"the tree moved since plan {plan.id} was made "
@@ -381,8 +416,11 @@ async def run_nightly(
                     write_outputs(inventory.selection, policy,
                                   list_path=parts.vulnerable_list,
                                   json_path=parts.json_file)
+                    night, holding = await _hold_night(parts, tree, revision, store, options,
+                                                       inventory)
                     plan = store_plan(store, plan_from_inventory(
-                        inventory, tree, policy, cascade=options.cascade, revision=revision))
+                        inventory, tree, policy, cascade=options.cascade, revision=revision,
+                        holding=holding))
                     store.attach_plan(run.id, str(plan.id))
                     before, unscanned, judged = inventory.in_tree, inventory.unscanned, \
                         inventory.judged
@@ -397,7 +435,7 @@ async def run_nightly(
                                by_digest=harbor.rescans_by_digest)
                 await cves.before(plan, before)
                 outcomes = await _build(plan, options, store, run.id, revision, parts,
-                                        observer)
+                                        observer, night)
                 after = None
                 if options.rescan and any(o.ok for o in outcomes):
                     observer.info("asking Harbor to rescan the pushed images")
@@ -423,6 +461,7 @@ async def run_nightly(
                            + verdict_attention(images)),
                 fleet=totals, details_note=cves.note,
             )
+            night.remember(run.id, result)  # issue 19: the verdict history
             reports = _report(result, plan, store, parts, options, observer,
                               running=fleet.get("fleet"))
             if options.notify and parts.webhook is not None:
@@ -481,9 +520,12 @@ async def _dry_run(parts: JobParts, options: NightlyOptions, store: StateStore,
     """Inventory and plan (stored, so ``careen update --plan ID`` can run it); no run is
     recorded and nothing is written but the plan."""
     started = datetime.now(UTC)
+    async def holder(inventory: Inventory) -> HoldDecision | None:
+        return (await _hold_night(parts, tree, revision, store, options, inventory))[1]
+
     made, inventory = await plan_from_harbor(parts.open_harbor, tree, revision, parts.policy,
                                              cascade=options.cascade, projects=parts.projects,
-                                             observer=observer)
+                                             observer=observer, holder=holder)
     plan = store_plan(store, made)
     before = scans_of_plan(inventory.in_tree, [i for i, _ in inventory.selection.selected])
     return _dry_run_outcome(plan, parts.policy, started=started, before=before,
@@ -579,11 +621,21 @@ def _record_after(store: StateStore, run_id: str, outcomes: Iterable[StepOutcome
                               summary=summary, digest=outcome.digest)
 
 
+async def _hold_night(parts: JobParts, tree: DockerfileTree, revision: TreeRevision,
+                      store: StateStore, options: NightlyOptions, inventory: Inventory | None,
+                      ) -> tuple[NightMemory, HoldDecision | None]:
+    return await hold_night(tree, revision, store, options.hold, inventory,
+                            build_args=parts.build.build_args, registry=parts.registry,
+                            base_digests=parts.base_digests)
+
+
 async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id: str,
                  revision: TreeRevision, parts: JobParts,
-                 observer: Observer) -> list[StepOutcome]:
+                 observer: Observer, night: NightMemory | None = None) -> list[StepOutcome]:
     if not plan.steps:
         return []
+    if night is not None:  # issue 19: each build is labelled with its inputs
+        await night.prepare_build(plan)
     build = parts.build
     update = UpdateOptions(
         registry=parts.registry, run_id=run_id,
@@ -591,6 +643,7 @@ async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id:
         build_args=build.build_args, labels=build.labels,
         no_cache=build.no_cache, pull=build.pull, timeout=build.timeout,
         revision=revision.commit, source=revision.remote_url or str(parts.tree_root),
+        input_labels=night.labels if night is not None else None,
     )
     already = store.pushed_images(str(plan.id)) if plan.id else {}
     with parts.open_builder() as builder:

@@ -62,6 +62,8 @@ class SkipReason(StrEnum):
     UNTAGGED = "untagged"
     #: The tag was last built from another folder, or (``require_provenance``) never by Careen.
     PROVENANCE = "provenance"
+    #: Its last rebuild did not help and none of its inputs changed since (careen.hold).
+    HELD = "held"
 
 
 #: Skips a person must act on (the others were never Careen's to fix: ignored by config, an
@@ -70,6 +72,7 @@ ATTENTION_SKIPS: Mapping[SkipReason, AttentionKind] = {
     SkipReason.NO_FOLDER: AttentionKind.NO_FOLDER,
     SkipReason.CYCLE: AttentionKind.CYCLE,
     SkipReason.PROVENANCE: AttentionKind.PROVENANCE_REFUSED,
+    SkipReason.HELD: AttentionKind.HELD,
 }
 
 

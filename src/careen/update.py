@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,6 +123,10 @@ class UpdateOptions:
     revision: str | None = None
     source: str | None = None
     dry_run: bool = False
+    #: The labels recording a step's inputs (careen.hold), given the digests its parents
+    #: were pushed under in this run; ``None``: no input labels.
+    input_labels: Callable[[PlanStep, Mapping[ImageReference, str]], Mapping[str, str]] | \
+        None = None
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -130,7 +134,8 @@ class UpdateOptions:
 
 
 def build_request(step: PlanStep, plan: Plan, options: UpdateOptions,
-                  created: datetime) -> BuildRequest:
+                  created: datetime,
+                  pushed_parents: Mapping[ImageReference, str] | None = None) -> BuildRequest:
     """The builder's request for one step: the image named on the push registry, the
     folder and Dockerfile under the plan's tree root, Careen's labels on top of the config's."""
     root = Path(plan.tree_root)
@@ -140,6 +145,7 @@ def build_request(step: PlanStep, plan: Plan, options: UpdateOptions,
         **standard_labels(created, options.revision or "unknown",
                           options.source or str(root), options.run_id,
                           tree_path=step.folder),
+        **(options.input_labels(step, pushed_parents or {}) if options.input_labels else {}),
     }
     safe_name = f"{step.image.repository.replace('/', '_')}_{step.image.tag}"
     return BuildRequest(
@@ -185,11 +191,12 @@ async def execute_plan(
         return outcome
 
     async def run_step(step: PlanStep) -> StepOutcome:
-        request = build_request(step, plan, options, created)
         # Shielded: cancelling a waiting child (Ctrl-C) must not cancel its parent's future,
         # which the parent's own step still completes when its build in flight ends.
         parents = [await asyncio.shield(done[parent]) for parent in step.parents
                    if parent in done]
+        request = build_request(step, plan, options, created, {
+            p.step.image: p.digest for p in parents if p.digest is not None})
         failed = [p for p in parents if not p.ok]
         if failed:
             return finish(StepOutcome(

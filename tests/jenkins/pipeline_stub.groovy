@@ -35,7 +35,7 @@ abstract class JenkinsStub extends Script {
 
     def propertyMissing(String name) {
         if (name == 'env') {
-            return [JENKINS_HOME: '/var/jenkins_home']
+            return [JENKINS_HOME: '/var/jenkins_home', JOB_NAME: 'careen-nightly']
         }
         return name
     }

@@ -64,3 +64,24 @@ def test_passwords_never_interpolated_by_groovy() -> None:
 def test_exit_codes(runs: dict[int, list[str]], status: int, expected: str) -> None:
     assert result(runs[status]) == expected
     assert ("unstable" in " ".join(steps(runs[status]))) == (expected == "UNSTABLE")
+
+
+STATE = "careen-state/state.sqlite"
+
+
+def test_the_state_goes_with_the_build_on_agents_that_do_not_survive_the_night(
+    runs: dict[int, list[str]],
+) -> None:
+    """Issue 19: the state (the verdicts that hold images) is copied from the previous
+    build's artifacts before ``careen run`` and archived after it, whatever the result."""
+    text = JENKINSFILE.read_text()
+    assert f"CAREEN_STATE_PATH = '{STATE}'" in text  # in the workspace, not JENKINS_HOME
+    restore = ("copyArtifacts projectName=careen-nightly,selector=step=lastWithArtifacts,"
+               f"filter={STATE},optional=true,fingerprintArtifacts=false")
+    keep = f"archiveArtifacts artifacts={STATE},allowEmptyArchive=true"
+    # (the stub ends a run at `error`, so post steps are seen for 0 and 1: SUCCESS and
+    # UNSTABLE, which is also the result of a night that held images)
+    for status in (0, 1):
+        done = steps(runs[status])
+        assert done.index("checkout scm") < done.index(restore) < done.index(CAREEN_RUN)
+        assert done.index(CAREEN_RUN) < done.index(keep)

@@ -149,8 +149,35 @@ _V2 = Migration(
     ),
 )
 
+# Issue 19: the verdict history of Careen's own rebuilds (inputs, outcome, the findings
+# after the rescan), read when planning to hold what no rebuild can change; see
+# careen.state.memory.
+_V3 = Migration(
+    version=3,
+    description="rebuild memory: each rebuild's inputs and whether it helped",
+    statements=(
+        """
+        CREATE TABLE rebuilds (
+            id           INTEGER PRIMARY KEY,
+            run_id       TEXT NOT NULL REFERENCES runs (id),
+            image        TEXT NOT NULL,
+            digest       TEXT,
+            recorded_at  TEXT NOT NULL,
+            inputs       TEXT NOT NULL,
+            parts        TEXT CHECK (parts IS NULL OR json_valid(parts)),
+            outcome      TEXT NOT NULL,
+            note         TEXT NOT NULL,
+            counts       TEXT CHECK (counts IS NULL OR json_valid(counts)),
+            fixable      INTEGER,
+            fixable_ids  TEXT CHECK (fixable_ids IS NULL OR json_valid(fixable_ids))
+        )
+        """,
+        "CREATE INDEX rebuilds_image ON rebuilds (image, id)",
+    ),
+)
+
 #: Every migration, oldest first. ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -18,6 +18,7 @@ from careen.cli.common import StateOption, emit, load, run_async
 from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
+from careen.hold import HoldDecision, HoldSettings
 from careen.listsource import read_list
 from careen.state.store import StateStore
 
@@ -46,6 +47,12 @@ def plan(
     strict: Annotated[bool, typer.Option(
         "--strict", help="A malformed line of the list is an error (default: skipped).")
     ] = False,
+    rebuild: Annotated[list[str] | None, typer.Option(
+        "--rebuild", metavar="IMAGE", help="Rebuild IMAGE even if it is held (its last "
+        "rebuild did not help and nothing changed since); repeatable.")] = None,
+    no_hold: Annotated[bool, typer.Option(
+        "--no-hold", help="Hold nothing: rebuild every selected image (\\[run] hold = false)."
+    )] = False,
 ) -> int:
     """Decide what to rebuild and in which order, say why, and store the plan.
 
@@ -76,16 +83,26 @@ def plan(
     tree, revision = assemble.open_tree(config, allow_dirty=allow_dirty, sync=False,
                                         observer=observer)
     policy = assemble.policy(config)
-    with observer:
-        if source is None:
-            made, _ = run_async(nightly.plan_from_harbor(
-                assemble.harbor_opener(config, observer), tree, revision, policy,
-                cascade=cascade, projects=config.harbor.projects, observer=observer))
-        else:
-            made = nightly.plan_from_list(read_list(source, stdin=sys.stdin, strict=strict),
-                                          tree, policy, cascade=cascade, revision=revision,
-                                          observer=observer)
+    hold = HoldSettings(enabled=config.run.hold and not no_hold, rebuild=tuple(rebuild or ()))
     with StateStore.open(assemble.state_path(config)) as store:
+
+        async def holder(inventory: nightly.Inventory) -> HoldDecision | None:
+            return (await nightly.hold_night(
+                tree, revision, store, hold, inventory,
+                build_args=config.build.build_args, registry=config.registry.server,
+                base_digests=assemble.base_digests(config)))[1]
+
+        with observer:
+            if source is None:
+                made, _ = run_async(nightly.plan_from_harbor(
+                    assemble.harbor_opener(config, observer), tree, revision, policy,
+                    cascade=cascade, projects=config.harbor.projects, observer=observer,
+                    holder=holder))
+            else:
+                made = nightly.plan_from_list(read_list(source, stdin=sys.stdin,
+                                                        strict=strict),
+                                              tree, policy, cascade=cascade,
+                                              revision=revision, observer=observer)
         stored = nightly.store_plan(store, made)
     if output_format == "json":
         emit(json.dumps(stored.to_dict(), indent=2))

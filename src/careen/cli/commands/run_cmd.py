@@ -13,6 +13,7 @@ from careen.cli.commands.plan_cmd import print_attention, print_plan
 from careen.cli.common import StateOption, load, run_async, telling_interruption
 from careen.cli.context import globals_of
 from careen.cli.output import summary_table, table_console
+from careen.hold import HoldSettings
 from careen.results import RunResult
 from careen.state.store import RunKind, StateStore
 
@@ -40,6 +41,12 @@ def run(
     allow_dirty: Annotated[bool, typer.Option(
         "--allow-dirty", help="Build from a git tree with uncommitted changes.")] = False,
     state: StateOption = None,
+    rebuild: Annotated[list[str] | None, typer.Option(
+        "--rebuild", metavar="IMAGE", help="Rebuild IMAGE even if it is held (its last "
+        "rebuild did not help and nothing changed since); repeatable.")] = None,
+    no_hold: Annotated[bool, typer.Option(
+        "--no-hold", help="Hold nothing: rebuild every selected image (\\[run] hold = false)."
+    )] = False,
 ) -> int:
     """The nightly job: Harbor -> vulnerable.list -> plan -> rebuild -> push -> rescan -> report.
 
@@ -73,6 +80,7 @@ def run(
         resume=resume, reports_dir=config.output.reports_dir,
         report_formats=config.run.reports, rescan=config.run.rescan,
         rescan_timeout=config.run.rescan_timeout, rescan_interval=config.run.rescan_interval,
+        hold=HoldSettings(enabled=config.run.hold and not no_hold, rebuild=tuple(rebuild or ())),
     )
     with StateStore.open(assemble.state_path(config)) as store, observer:
         parts = assemble.job_parts(config, observer=observer)
