@@ -24,3 +24,12 @@ def test_scheduler_bench_runs_at_a_toy_size(tmp_path: Path) -> None:
     assert [case["jobs"] for case in report["cases"]] == [1, 4]
     assert all(case["order_violations"] == 0 for case in report["cases"])
     assert report["install"].startswith("this process")
+
+
+def test_ideal_list_schedule_is_between_the_bound_and_one_job() -> None:
+    fleet = scheduler.make_fleet(200, 6, 40.0, seed=1)
+    for jobs in (1, 4, 16):
+        ideal = fleet.ideal_list_schedule(jobs)
+        assert fleet.lower_bound(jobs) - 1e-9 <= ideal <= sum(fleet.seconds) + 1e-9
+    assert abs(fleet.ideal_list_schedule(1) - sum(fleet.seconds)) < 1e-9
+    assert abs(fleet.ideal_list_schedule(10_000) - fleet.critical_path()) < 1e-9
