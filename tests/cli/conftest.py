@@ -49,11 +49,17 @@ def sample_harbor() -> Iterator[SimulatorServer]:
         yield server
 
 
+def point_careen_at(harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> SimulatorServer:
+    """A fresh copy of the simulator's fleet, and careen's environment aimed at it with the
+    simulator's admin account."""
+    harbor.reset()
+    monkeypatch.setenv("CAREEN_HARBOR_URL", harbor.url)
+    monkeypatch.setenv("CAREEN_HARBOR_USER", "admin")
+    monkeypatch.setenv("CAREEN_HARBOR_PASSWORD", "Harbor12345")
+    return harbor
+
+
 @pytest.fixture
 def harbor_env(sample_harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
                careen: object) -> SimulatorServer:
-    sample_harbor.reset()
-    monkeypatch.setenv("CAREEN_HARBOR_URL", sample_harbor.url)
-    monkeypatch.setenv("CAREEN_HARBOR_USER", "admin")
-    monkeypatch.setenv("CAREEN_HARBOR_PASSWORD", "Harbor12345")
-    return sample_harbor
+    return point_careen_at(sample_harbor, monkeypatch)

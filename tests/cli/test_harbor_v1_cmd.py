@@ -14,7 +14,7 @@ import pytest
 from careen.cli.commands.sim_cmd import fleet_for
 from careen.errors import UsageError
 from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
-from tests.cli.conftest import SAMPLES
+from tests.cli.conftest import SAMPLES, point_careen_at
 
 Run = Any
 
@@ -29,11 +29,7 @@ def harbor_1x(request: pytest.FixtureRequest) -> Iterator[SimulatorServer]:
 @pytest.fixture
 def harbor(harbor_1x: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
            careen: object) -> SimulatorServer:
-    harbor_1x.reset()
-    monkeypatch.setenv("CAREEN_HARBOR_URL", harbor_1x.url)
-    monkeypatch.setenv("CAREEN_HARBOR_USER", "admin")
-    monkeypatch.setenv("CAREEN_HARBOR_PASSWORD", "Harbor12345")
-    return harbor_1x
+    return point_careen_at(harbor_1x, monkeypatch)
 
 
 @pytest.fixture
