@@ -11,51 +11,28 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from careen import assemble
-from careen.cli.main import _run
 from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
+from tests.cli_runner import Careen, in_process_careen
 from tests.test_nightly import FLEET, SUPERSEDED, PushingBuilder, opener, write_tree
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 ADMIN_PASSWORD = "Harbor12345"  # the simulated fleet's admin: test data, not a secret
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def attention(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("needs attention: ")]
-
-
-Careen = Callable[..., Result]
 
 
 @pytest.fixture
 def careen(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
            tmp_path: Path) -> Iterator[Careen]:
-    for name in list(os.environ):
-        if name.startswith("CAREEN_") or name.lower().startswith("registry_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = _run(list(args), "careen")
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
+    yield in_process_careen(capsys, monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from careen.cli.main import SEED_COMMANDS, _run, run_seed_command
 from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
+from tests.cli_runner import Careen, in_process_careen
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def careen(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-           tmp_path: Path) -> Iterator[object]:
+           tmp_path: Path) -> Iterator[Careen]:
     """``careen("vulnerable", "-o", "-")`` runs the command in ``tmp_path`` with a clean
     environment (no CAREEN_* or registry_* variables of the machine leak in)."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("CAREEN_") or name.lower().startswith("registry_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str, prog: str = "careen") -> Result:
-        capsys.readouterr()
-        code = run_seed_command(prog, args) if prog in SEED_COMMANDS else _run(list(args), prog)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
+    yield in_process_careen(capsys, monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from careen.cli.main import _run
 from careen.registries.harbor import HarborClient, open_harbor
 from careen.registries.http import HarborSettings
+from tests.cli_runner import Careen, CliResult, in_process_careen
 
 from .support import RecordingSleep
+
+__all__ = ["Careen", "CliResult", "OpenedHarbor"]
 
 
 @pytest.fixture
@@ -22,39 +23,12 @@ def recording_sleep() -> RecordingSleep:
     return RecordingSleep()
 
 
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_line(self) -> str:
-        """The ``careen: error: ...`` line (the one-line reason), or ``""``."""
-        return next((line for line in self.err.splitlines()
-                     if line.startswith("careen: ")), "")
-
-
-Careen = Callable[..., CliResult]
-
-
 @pytest.fixture
 def careen(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
            tmp_path: Path) -> Iterator[Careen]:
     """``careen("vulnerable", "-o", "-")``: the CLI in-process, in ``tmp_path``, with no
     CAREEN_* or registry_* variable of this machine leaking in (as tests/cli does)."""
-    for name in list(os.environ):
-        if name.startswith("CAREEN_") or name.lower().startswith("registry_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> CliResult:
-        capsys.readouterr()
-        code = _run(list(args), "careen")
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    yield run
+    yield in_process_careen(capsys, monkeypatch, tmp_path)
 
 
 @dataclass
