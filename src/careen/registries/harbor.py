@@ -13,7 +13,6 @@ both versions answer ``/users/current`` with 401 for an anonymous one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 
 import httpx
@@ -113,7 +112,7 @@ async def check_credentials(client: HarborClient) -> None:
         return
     if settings.password is None:
         raise _no_password(settings.host, user)
-    if await _answers_as_user(client) is False:
+    if await client.answers_as_user() is False:
         raise CredentialsRejectedError(
             settings.host, user,
             hint="Harbor answered as anonymous. Was the robot account's password rotated, or "
@@ -126,27 +125,3 @@ def _no_password(host: str, user: str) -> CredentialsRejectedError:
     return CredentialsRejectedError(
         host, user, hint=f"no password is set for {user}: set CAREEN_HARBOR_PASSWORD or "
                          "[harbor] password_file (or remove [harbor] user to read as anonymous)")
-
-
-async def _answers_as_user(client: HarborClient) -> bool | None:
-    """Whether Harbor took the credentials: ``True``, ``False``, or ``None`` when unknown."""
-    if isinstance(client, HarborV2Client):
-        if client.credentials_accepted is None:
-            # Sets credentials_accepted from harbor_version; a locked-down or pre-2.2 Harbor
-            # has none to give: /users/current below is asked instead.
-            with contextlib.suppress(HarborApiError):
-                await client.systeminfo()
-        if client.credentials_accepted is not None:
-            return client.credentials_accepted
-        api = API_V2
-    else:
-        api = API_V1
-    # 401 is the anonymous caller's answer; a user gets 200, a robot 200, 403 or 412 by
-    # version (it is no "user"), which all prove the credentials were taken.
-    response = await client.http.request("GET", f"{api}/users/current",
-                                         accept=(200, 401, 403, 404, 412))
-    if response.status_code == 401:
-        return False
-    if response.status_code == 404:
-        return None
-    return True

@@ -112,6 +112,7 @@ class HarborV1Client(HarborClientBase):
     #: Capabilities (:class:`~careen.registries.interface.ScanSource`): rescans name tags
     #: (the 1.x scan API names tags only).
     rescans_by_digest: Final = False
+    api_root = API_V1
 
     def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
                  transport: httpx.AsyncBaseTransport | None = None,

@@ -94,6 +94,7 @@ class HarborV2Client(HarborClientBase):
     api_version: Final = "v2"
     #: Capabilities (:class:`~careen.registries.interface.ScanSource`).
     rescans_by_digest: Final = True
+    api_root = API_V2
 
     def __init__(self, settings: HarborSettings, *, observer: Observer = NULL_OBSERVER,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -119,6 +120,17 @@ class HarborV2Client(HarborClientBase):
         response = await self.http.request("GET", f"{API_V2}/ping",
                                            headers={"Accept": "text/plain"})
         return response.text.strip() == "Pong"
+
+    async def answers_as_user(self) -> bool | None:
+        """As :meth:`HarborClientBase.answers_as_user`, from ``/systeminfo`` first (Harbor
+        shows ``harbor_version`` to authenticated callers only); a locked-down or pre-2.2
+        Harbor has none to give, and ``/users/current`` is asked instead."""
+        if self.credentials_accepted is None:
+            with contextlib.suppress(HarborApiError):
+                await self.systeminfo()
+        if self.credentials_accepted is not None:
+            return self.credentials_accepted
+        return await super().answers_as_user()
 
     async def systeminfo(self) -> SystemInfo:
         body = await self.http.get_json(f"{API_V2}/systeminfo")

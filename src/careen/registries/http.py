@@ -584,9 +584,26 @@ def _tls_verify(settings: HarborSettings) -> ssl.SSLContext | bool:
 
 
 class HarborClientBase:
-    """What every Harbor client shares: its HTTP layer, the layer's counters, and closing."""
+    """What every Harbor client shares: its HTTP layer, the layer's counters, whether Harbor
+    took its credentials, and closing."""
 
     http: HarborHttp
+    #: The API's path prefix (``/api/v2.0``, ``/api``).
+    api_root: str
+
+    async def answers_as_user(self) -> bool | None:
+        """Whether Harbor took the configured credentials: ``True``, ``False`` (it answered
+        as anonymous: bad credentials fall through to anonymous, NOTES section 2), or
+        ``None`` when it gives no sign either way."""
+        # 401 is the anonymous caller's answer; a user gets 200, a robot 200, 403 or 412 by
+        # version (it is no "user"), which all prove the credentials were taken.
+        response = await self.http.request("GET", f"{self.api_root}/users/current",
+                                           accept=(200, 401, 403, 404, 412))
+        if response.status_code == 401:
+            return False
+        if response.status_code == 404:
+            return None
+        return True
 
     @property
     def stats(self) -> RequestStats:
