@@ -109,6 +109,18 @@ def test_untagged_artifacts_are_counted_not_listed_and_keep_exit_0(
     assert "never scanned" not in result.err
 
 
+def test_careen_plan_from_harbor_counts_untagged_artifacts_apart(
+        careen: Careen, harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """``careen plan`` reads the same inventory as ``careen vulnerable``: the superseded
+    digest is counted on one line, and is no step of the plan."""
+    use(harbor, monkeypatch, tmp_path, superseded(FLEET))
+    result = careen("plan", "-f", "json", "--state", str(tmp_path / "state.sqlite"))
+    assert "1 untagged artifact breaks the policy" in result.err, result.err
+    plan = json.loads(result.out)
+    assert all("@" not in step["image"] for step in plan["steps"])
+
+
 def test_after_a_night_that_fixed_everything_vulnerable_exits_0(
         careen: Careen, harbor: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:

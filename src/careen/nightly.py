@@ -229,6 +229,9 @@ async def plan_from_harbor(
     async with _harbor(open_harbor) as harbor:
         inventory = await read_inventory(harbor, policy, tree, projects=projects,
                                          observer=observer)
+    untagged = _untagged(inventory)
+    if untagged:  # counted, never planned (as careen vulnerable and careen run say it)
+        observer.info(untagged_line(len(untagged)))
     holding = await holder(inventory) if holder is not None else None
     return (plan_from_inventory(inventory, tree, policy, cascade=cascade, revision=revision,
                                 holding=holding),
