@@ -38,13 +38,9 @@ class Builds(Database):
         now = time_text(self._clock())
         with self._write(durable=False):
             run = self._run_row(run_id)
-            pending = self._db.execute(
-                "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"
-                " ORDER BY id DESC LIMIT 1",
-                (run_id, text, BuildStatus.PENDING.value),
-            ).fetchone()
+            pending = self._pending_build(run_id, text)
             if pending is not None:
-                build_id = int(pending["id"])
+                build_id = pending
                 self._db.execute(
                     "UPDATE builds SET status = ?, step = ?, started_at = ?, log_path = ?"
                     " WHERE id = ?",
@@ -58,6 +54,16 @@ class Builds(Database):
                      BuildStatus.BUILDING.value, now, log),
                 ).lastrowid)
         return self._build(build_id)
+
+    def _pending_build(self, run_id: str, image: str) -> int | None:
+        """The id of ``image``'s ``pending`` build record in this run (the latest), if any:
+        the record a start or a skip of that image takes over."""
+        row = self._db.execute(
+            "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (run_id, image, BuildStatus.PENDING.value),
+        ).fetchone()
+        return None if row is None else int(row["id"])
 
     def build_built(self, build_id: int, *, digest: str | None = None) -> BuildRecord:
         """The image is built (not yet pushed)."""
@@ -82,13 +88,9 @@ class Builds(Database):
         now = time_text(self._clock())
         with self._write():
             run = self._run_row(run_id)
-            pending = self._db.execute(
-                "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"
-                " ORDER BY id DESC LIMIT 1",
-                (run_id, text, BuildStatus.PENDING.value),
-            ).fetchone()
+            pending = self._pending_build(run_id, text)
             if pending is not None:
-                build_id = int(pending["id"])
+                build_id = pending
                 self._db.execute(
                     "UPDATE builds SET status = ?, step = ?, finished_at = ?, error = ?"
                     " WHERE id = ?",

@@ -32,6 +32,7 @@ from careen.sim.harbor.state import (
     SimError,
     SimState,
     iso_time,
+    native_report_summary,
 )
 from careen.sim.harbor.v1 import V1Api
 from careen.sim.harbor.wire import (
@@ -490,24 +491,12 @@ class HarborApp:
             return None
         if record.status == "Pending" and not artifact.scanned_once:
             return None
-        summary: dict[str, Any] = {"report_id": record.report_id,
-                                   "scan_status": record.status,
-                                   "start_time": iso_time(record.start),
-                                   "end_time": iso_time(record.end)}
-        duration = round((record.end or record.start) - record.start)
-        if duration > 0:
-            summary["duration"] = duration
-        if record.status == "Success" and record.result is not None:
-            result = record.result
+        summary = native_report_summary(record)
+        if "summary" in summary:  # a success: 2.x also says which scanner, and that it is done
             scanner = self.state.scanner.info
-            summary.update({
-                "severity": result.severity,
-                "summary": {"total": result.total, "fixable": result.fixable,
-                            "summary": dict(result.counts)},
-                "complete_percent": 100,
-                "scanner": {"name": scanner.name, "vendor": scanner.vendor,
-                            "version": scanner.version},
-            })
+            summary["complete_percent"] = 100
+            summary["scanner"] = {"name": scanner.name, "vendor": scanner.vendor,
+                                  "version": scanner.version}
         return {record.mime: summary}
 
     # ---- scan-all (NOTES §6.7) ------------------------------------------------------------------

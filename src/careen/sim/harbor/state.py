@@ -626,6 +626,24 @@ def _iso(moment: float | None) -> str:
 iso_time = _iso
 
 
+def native_report_summary(record: ScanRecord) -> dict[str, Any]:
+    """A report's ``NativeReportSummary`` as 1.10 and 2.x write it (NOTES §6.4, §9.3): the
+    report's id, status and times always; ``duration`` when not zero; ``severity`` and the
+    counts once it succeeded. (2.x adds its scanner and ``complete_percent`` to a success.)"""
+    summary: dict[str, Any] = {"report_id": record.report_id, "scan_status": record.status,
+                               "start_time": iso_time(record.start),
+                               "end_time": iso_time(record.end)}
+    duration = round((record.end or record.start) - record.start)
+    if duration > 0:
+        summary["duration"] = duration
+    if record.status == "Success" and record.result is not None:
+        result = record.result
+        summary["severity"] = result.severity
+        summary["summary"] = {"total": result.total, "fixable": result.fixable,
+                              "summary": dict(result.counts)}
+    return summary
+
+
 def scan_spec_of(result: ScanResult | None, status: str = "Success") -> ScanSpec:
     return ScanSpec(status=status, result=result)
 

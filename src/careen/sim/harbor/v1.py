@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from careen.sim.harbor.fleet import MIME_V10
-from careen.sim.harbor.state import Artifact, Identity, Project, SimError, SimState, iso_time
+from careen.sim.harbor.state import (
+    Artifact,
+    Identity,
+    Project,
+    SimError,
+    SimState,
+    iso_time,
+    native_report_summary,
+)
 from careen.sim.harbor.wire import Call, Reply
 
 #: Clair-era mapping (NOTES §9.2): high and critical -> 5, unknown -> 2.
@@ -430,19 +438,7 @@ class V1Api:
         if record is None or self.state.scanner is None or (
                 record.status == "Pending" and not artifact.scanned_once):
             return None
-        summary: dict[str, Any] = {"report_id": record.report_id,
-                                   "scan_status": record.status,
-                                   "start_time": iso_time(record.start),
-                                   "end_time": iso_time(record.end)}
-        duration = round((record.end or record.start) - record.start)
-        if duration > 0:
-            summary["duration"] = duration
-        if record.status == "Success" and record.result is not None:
-            result = record.result
-            summary["severity"] = result.severity
-            summary["summary"] = {"total": result.total, "fixable": result.fixable,
-                                  "summary": dict(result.counts)}
-        return {MIME_V10: summary}
+        return {MIME_V10: native_report_summary(record)}
 
     def overview(self, artifact: Artifact) -> dict[str, Any] | None:
         """NOTES §9.2: ``image_digest``, lower-case status, integer severity, ``components``
