@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import socket
@@ -10,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from careen.sim.harbor import SimulatorServer
-from tests.cli.conftest import SAMPLES
+from careen.sim.harbor import Fleet, SimulatorServer
+from tests.cli.conftest import SAMPLES, point_careen_at
 
 Run = Any
 
@@ -75,9 +77,30 @@ def test_images_as_json_and_csv(careen: Run, harbor_env: SimulatorServer) -> Non
     by_name = {row["image"]: row for row in rows}
     assert by_name["library/httpd:2.4"]["critical"] == 1
     assert by_name["library/mysql:5.6.35"]["status"] == "not_scanned"
+    assert [row["image"] for row in rows] == sorted(row["image"] for row in rows)
     csv_lines = careen("images", "-f", "csv", "-p", "public-demo").out.splitlines()
     assert csv_lines[0].startswith("image,digest,status,critical,high")
     assert len(csv_lines) == 2 and csv_lines[1].startswith("public-demo/nginx:1.25,")
+    # The CSV is the JSON, cell for cell, under the header's names (rows are kept in their
+    # output form while Harbor streams: the columns must still line up).
+    everything = list(csv.DictReader(io.StringIO(careen("images", "-f", "csv").out)))
+    assert [line["image"] for line in everything] == [row["image"] for row in rows]
+    for line, row in zip(everything, rows, strict=True):
+        assert line == {key: "" if value is None else str(value) for key, value in row.items()}
+
+
+def test_images_of_an_empty_project_is_an_empty_json_list(
+        careen: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = Fleet.from_dict({"harbor_version": "2.14.0", "users": {"admin": "Harbor12345"},
+                             "projects": [{"name": "empty", "repositories": []}]})
+    with SimulatorServer(empty) as harbor:
+        point_careen_at(harbor, monkeypatch)
+        result = careen("images", "-f", "json")
+        assert result.code == 0, result.err
+        assert json.loads(result.out) == []
+        assert careen("images", "-f", "csv").out.splitlines() == [
+            "image,digest,status,critical,high,medium,low,unknown,none,fixable,scanner,"
+            "scanned_at,multi_arch,immutable"]
 
 
 def test_schedule_round_trips(careen: Run, harbor_env: SimulatorServer) -> None:

@@ -47,6 +47,11 @@ def _with_client(config: Config, observer: ConsoleObserver,
         return run_async(run())
 
 
+#: The columns of :func:`image_row`, in order (the CSV header).
+IMAGE_ROW_COLUMNS = ("image", "digest", "status", *SEVERITY_COLUMNS, "fixable", "scanner",
+                     "scanned_at", "multi_arch", "immutable")
+
+
 def image_row(image: Image) -> dict[str, Any]:
     scan = image.scan
     counts = scan.counts.as_dict() if scan.counts is not None else dict.fromkeys(
@@ -86,27 +91,44 @@ def images(
     config = load(ctx, {"harbor.url": harbor_url, "harbor.projects": project or None}, observer)
     projects = list(config.harbor.projects) or None
 
-    async def collect(client: HarborClient) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    # Each row is kept in its output form as it streams in (one JSON object on a line, the
+    # neutralised CSV cells), not as a dict: a fleet of 100,000 images stays a few tens of MB.
+    # Only the table, for people, keeps whole rows.
+    def encode(row: dict[str, Any]) -> Any:
+        if fmt == "json":
+            return json.dumps(row)
+        if fmt == "csv":
+            cells = csv_row(row)
+            return tuple(cells[column] for column in IMAGE_ROW_COLUMNS)
+        return row
+
+    async def collect(client: HarborClient) -> list[tuple[str, Any]]:
+        rows: list[tuple[str, Any]] = []
         stream: AsyncIterator[Any] = client.artifacts(projects)
         async for artifact in stream:
-            rows.extend(image_row(image) for image in artifact.images())
-        rows.sort(key=lambda row: str(row["image"]))
+            for image in artifact.images():
+                row = image_row(image)
+                rows.append((str(row["image"]), encode(row)))
+        rows.sort(key=lambda pair: pair[0])
         return rows
 
     rows = _with_client(config, observer, collect)
     if fmt == "json":
-        emit(json.dumps(rows, indent=2))
+        write = sys.stdout.write
+        write("[")
+        for index, (_, line) in enumerate(rows):
+            write(("\n  " if index == 0 else ",\n  ") + line)
+        write("\n]\n" if rows else "]\n")
+        sys.stdout.flush()
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["image"],
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(csv_row(row) for row in rows)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(IMAGE_ROW_COLUMNS)
+        writer.writerows(cells for _, cells in rows)
     else:
         table = Table(show_edge=False)
         for column in ("image", "status", *SEVERITY_COLUMNS, "fixable"):
             table.add_column(column, justify="left" if column in ("image", "status") else "right")
-        for row in rows:
+        for _, row in rows:
             table.add_row(*(("-" if row[c] is None else terminal_text(str(row[c])))
                             for c in ("image", "status", *SEVERITY_COLUMNS, "fixable")))
         # Piped output keeps whole names rather than fitting 80 columns.
