@@ -29,6 +29,7 @@ class DetailsStore:
     def __init__(self, store: StateStore) -> None:
         # The same connection (and so the same file, lock and transactions) as ``store``.
         self._db = store._db
+        self._write = store._write
 
     def record(self, run_id: str, phase: ScanPhase,
                details: Mapping[ImageReference, Iterable[Finding] | None],
@@ -48,8 +49,7 @@ class DetailsStore:
             rows.extend((run_id, image.short, digest, phase.value, f.id, f.package, f.version,
                          f.fix_version, f.severity.label, f.cvss, json.dumps(list(f.links)),
                          f.description) for f in findings)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             self._db.executemany(
                 "DELETE FROM findings WHERE run_id = ? AND phase = ? AND image = ?",
                 [(run_id, phase.value, image) for image in images])
@@ -57,10 +57,6 @@ class DetailsStore:
             self._db.executemany(
                 "INSERT OR REPLACE INTO finding_reads (run_id, image, phase, digest) "
                 "VALUES (?, ?, ?, ?)", reads)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return len(rows)
 
     def findings(self, run_id: str, phase: ScanPhase) -> dict[str, tuple[Finding, ...]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,15 +46,16 @@ class RebuildMemo:
 class RebuildMemory:
     """Reads and writes the ``rebuilds`` table of an open state database."""
 
-    def __init__(self, connection: sqlite3.Connection,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._db = connection
-        self._clock = clock
+    def __init__(self, store: StateStore) -> None:
+        # ``store``'s connection and its transactions (the busy database said as such).
+        self._db = store._db
+        self._write = store._write
+        self._clock = store._clock
 
     @classmethod
     def of(cls, store: StateStore) -> RebuildMemory:
         """The memory kept in ``store``'s file, over its connection."""
-        return cls(store._db, store._clock)
+        return cls(store)
 
     def remember(self, run_id: str, image: str, *, digest: str | None,
                  inputs: BuildInputs | None, outcome: str, note: str,
@@ -67,16 +67,11 @@ class RebuildMemory:
                json.dumps(inputs.to_dict()) if inputs is not None else None, outcome,
                note[:2000], json.dumps(counts.as_dict()) if counts is not None else None,
                fixable, json.dumps(sorted(fixable_ids)) if fixable_ids is not None else None)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             self._db.execute(
                 "INSERT INTO rebuilds (run_id, image, digest, recorded_at, inputs, parts, "
                 "outcome, note, counts, fixable, fixable_ids) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def last(self, image: str) -> RebuildMemo | None:
         """The latest remembered rebuild of ``image`` (``repository:tag``)."""
