@@ -76,6 +76,12 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 StateOption = Annotated[Path | None, typer.Option(
     "--state", help="The state database (default: \\[state] path, else "
     "$XDG_STATE_HOME/careen/state.sqlite).", show_default=False)]
+#: ``careen plan`` and ``careen run``: override the hold (issue 19).
+RebuildOption = Annotated[list[str] | None, typer.Option(
+    "--rebuild", metavar="IMAGE", help="Rebuild IMAGE even if it is held (its last "
+    "rebuild did not help and nothing changed since); repeatable.")]
+NoHoldOption = Annotated[bool, typer.Option(
+    "--no-hold", help="Hold nothing: rebuild every selected image (\\[run] hold = false).")]
 
 
 @contextlib.contextmanager

@@ -14,7 +14,14 @@ from rich.text import Text
 
 from careen import assemble, nightly
 from careen.attention import AttentionItem
-from careen.cli.common import StateOption, emit, load, run_async
+from careen.cli.common import (
+    NoHoldOption,
+    RebuildOption,
+    StateOption,
+    emit,
+    load,
+    run_async,
+)
 from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
@@ -47,12 +54,8 @@ def plan(
     strict: Annotated[bool, typer.Option(
         "--strict", help="A malformed line of the list is an error (default: skipped).")
     ] = False,
-    rebuild: Annotated[list[str] | None, typer.Option(
-        "--rebuild", metavar="IMAGE", help="Rebuild IMAGE even if it is held (its last "
-        "rebuild did not help and nothing changed since); repeatable.")] = None,
-    no_hold: Annotated[bool, typer.Option(
-        "--no-hold", help="Hold nothing: rebuild every selected image (\\[run] hold = false)."
-    )] = False,
+    rebuild: RebuildOption = None,
+    no_hold: NoHoldOption = False,
 ) -> int:
     """Decide what to rebuild and in which order, say why, and store the plan.
 

@@ -10,7 +10,14 @@ import typer
 
 from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_attention, print_plan
-from careen.cli.common import StateOption, load, run_async, telling_interruption
+from careen.cli.common import (
+    NoHoldOption,
+    RebuildOption,
+    StateOption,
+    load,
+    run_async,
+    telling_interruption,
+)
 from careen.cli.context import globals_of
 from careen.cli.output import summary_table, table_console
 from careen.hold import HoldSettings
@@ -41,12 +48,8 @@ def run(
     allow_dirty: Annotated[bool, typer.Option(
         "--allow-dirty", help="Build from a git tree with uncommitted changes.")] = False,
     state: StateOption = None,
-    rebuild: Annotated[list[str] | None, typer.Option(
-        "--rebuild", metavar="IMAGE", help="Rebuild IMAGE even if it is held (its last "
-        "rebuild did not help and nothing changed since); repeatable.")] = None,
-    no_hold: Annotated[bool, typer.Option(
-        "--no-hold", help="Hold nothing: rebuild every selected image (\\[run] hold = false)."
-    )] = False,
+    rebuild: RebuildOption = None,
+    no_hold: NoHoldOption = False,
 ) -> int:
     """The nightly job: Harbor -> vulnerable.list -> plan -> rebuild -> push -> rescan -> report.
 
