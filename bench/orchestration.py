@@ -44,6 +44,7 @@ from bench.common import (
     say,
     write_outputs,
 )
+from bench.venv import add_install_option, measured_install, rerun_in_user_venv
 
 DEFAULT_IMAGES = 10
 QUICK_IMAGES = 3
@@ -168,14 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lab-dir", type=Path, default=None,
                         help="a running lab's folder (default: start one in a temp folder)")
     add_common_options(parser, default_repeat=3)
+    add_install_option(parser)
     args = parser.parse_args(argv)
+    if not args.in_process and (
+            code := rerun_in_user_venv("bench.orchestration", argv)) is not None:
+        return code
+    install = measured_install()
+    say(f"measuring {install}")
     repeat = repeat_of(args, 3)
     images = args.images or (QUICK_IMAGES if args.quick else DEFAULT_IMAGES)
     if images < 1:
         parser.error("--images: at least 1")
     started = time.time()
     case = measure(images, repeat, args.lab_dir)
-    report = {"benchmark": "orchestration", "started": time.strftime(
+    report = {"benchmark": "orchestration", "install": install, "started": time.strftime(
                   "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
               "duration_seconds": time.time() - started, "machine": machine(),
               "config": {"images": images, "repeat": repeat}, "case": case,

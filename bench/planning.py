@@ -41,6 +41,7 @@ from bench.common import (
     say,
     write_outputs,
 )
+from bench.venv import add_install_option, measured_install, rerun_in_user_venv
 
 DEFAULT_SIZES = (500, 5_000, 50_000)
 QUICK_SIZES = (500, 5_000)
@@ -211,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the trees are written (default: the system's temp)")
     add_common_options(parser, default_repeat=3)
+    add_install_option(parser)
     args = parser.parse_args(argv)
+    if not args.in_process and (code := rerun_in_user_venv("bench.planning", argv)) is not None:
+        return code
+    install = measured_install()
+    say(f"measuring {install}")
     repeat = repeat_of(args, 3)
     sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else DEFAULT_SIZES
     if any(size < 1 for size in sizes):
@@ -222,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in sizes:
         say(f"planning: {size:,} Dockerfiles x{repeat}")
         cases.append(measure_size(size, repeat, args.seed, workdir))
-    report = {"benchmark": "planning", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z",
-                                                                 time.localtime(started)),
+    report = {"benchmark": "planning", "install": install,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
               "duration_seconds": time.time() - started, "machine": machine(),
               "config": {"sizes": sizes, "repeat": repeat, "seed": args.seed,
                          "selected_share": SELECTED_SHARE}, "cases": cases}

@@ -49,6 +49,7 @@ from bench.inventory import (
     careen_run,
     in_fresh_process,
 )
+from bench.venv import add_install_option, measured_install, rerun_in_user_venv
 
 API = "/api/v2.0"
 TARGET_HEADROOM = 2.0
@@ -254,7 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "auto: wrk when installed")
     parser.add_argument("--seed", type=int, default=0)
     add_common_options(parser, default_repeat=3)
+    add_install_option(parser)
     args = parser.parse_args(argv)
+    if not args.in_process and (code := rerun_in_user_venv("bench.simulator", argv)) is not None:
+        return code
+    install = measured_install()
+    say(f"measuring {install}")
     repeat = repeat_of(args, 3)
     if args.loader == "auto":
         import shutil
@@ -266,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--duration, --concurrency or --size out of range")
     started = time.time()
     cases = [measure_version(version, size, args, repeat) for version in args.versions]
-    report = {"benchmark": "simulator", "started": time.strftime(
+    report = {"benchmark": "simulator", "install": install, "started": time.strftime(
                   "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
               "duration_seconds": time.time() - started, "machine": machine(),
               "config": {"size": size, "versions": args.versions, "duration": args.duration,

@@ -17,9 +17,12 @@ import os
 import subprocess
 import sys
 import venv
+from argparse import ArgumentParser
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["REPO", "describe", "user_python"]
+__all__ = ["REPO", "add_install_option", "describe", "measured_install", "rerun_in_user_venv",
+           "user_python"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,6 +63,53 @@ def describe(python: Path) -> str:
     version = subprocess.run([str(python), "-c", "import careen; print(careen.__version__)"],
                              capture_output=True, text=True, check=True).stdout.strip()
     return f"careen {version} from a plain 'pip install .' venv ({python.parent.parent})"
+
+
+def _in_user_venv() -> bool:
+    """Whether this interpreter is one of the venvs :func:`user_python` makes."""
+    try:
+        Path(sys.prefix).resolve().relative_to(_cache_root().resolve())
+    except ValueError:
+        return False
+    return sys.prefix != sys.base_prefix
+
+
+def add_install_option(parser: ArgumentParser) -> None:
+    """``--in-process``: measure the environment the benchmark was started in instead."""
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure this environment (the development one), not a plain "
+                             "'pip install .' venv (default: a user's install, made once "
+                             "under ~/.cache/careen-bench)")
+
+
+def rerun_in_user_venv(module: str, argv: Sequence[str] | None) -> int | None:
+    """Run ``python -m MODULE ARGV`` again with the python of a user's install and return
+    its exit code; ``None`` when this process already runs there.
+
+    The repository's top folder is put on the path for the ``bench`` package only: Careen
+    itself lives under ``src/``, so ``import careen`` finds the venv's installed copy, never
+    the working tree (nor an editable install of the development environment)."""
+    if _in_user_venv():
+        return None
+    if os.environ.get("CAREEN_BENCH_RERUN"):
+        raise SystemExit(f"bench: {sys.executable} was to be a user's venv under "
+                         f"{_cache_root()}, and is not")
+    python = user_python()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)
+    env["CAREEN_BENCH_RERUN"] = "1"
+    args = list(sys.argv[1:] if argv is None else argv)
+    return subprocess.run([str(python), "-m", module, *args], env=env, check=False).returncode
+
+
+def measured_install() -> str:
+    """One line for a benchmark's output and report: which Careen this process measures."""
+    import careen
+
+    if _in_user_venv():
+        return f"careen {careen.__version__} from a plain 'pip install .' venv ({sys.prefix})"
+    return (f"careen {careen.__version__} from this process's environment "
+            f"({Path(careen.__file__).parent}; --in-process, not a user's install)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from bench import noop
 
 def test_noop_night_runs_at_a_toy_size(tmp_path: Path) -> None:
     out = tmp_path / "n.json"
-    assert noop.main(["--size", "20", "--repeat", "1", "--workdir", str(tmp_path),
+    assert noop.main(["--in-process", "--size", "20", "--repeat", "1", "--workdir", str(tmp_path),
                       "--json", str(out)]) == 0
     case = json.loads(out.read_text())["case"]
     assert case["run"]["builds"] == 0 and case["run"]["pushes"] == 0

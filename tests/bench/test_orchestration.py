@@ -18,6 +18,7 @@ def test_tree_is_small_images_on_the_lab_base(tmp_path: Path) -> None:
 @pytest.mark.lab
 def test_orchestration_runs_on_the_lab(tmp_path: Path) -> None:
     out = tmp_path / "o.json"
-    assert orchestration.main(["--images", "1", "--repeat", "1", "--json", str(out)]) == 0
+    assert orchestration.main(["--in-process", "--images", "1", "--repeat", "1",
+                               "--json", str(out)]) == 0
     case = json.loads(out.read_text())["case"]
     assert case["images"] == 1 and case["loop"]["seconds"] > 0

@@ -8,8 +8,9 @@ from bench import planning
 
 def test_planning_runs_at_a_toy_size(tmp_path: Path) -> None:
     out, md = tmp_path / "p.json", tmp_path / "p.md"
-    assert planning.main(["--sizes", "20", "40", "--repeat", "1", "--workdir", str(tmp_path),
-                          "--json", str(out), "--markdown", str(md)]) == 0
+    assert planning.main(["--in-process", "--sizes", "20", "40", "--repeat", "1",
+                          "--workdir", str(tmp_path), "--json", str(out),
+                          "--markdown", str(md)]) == 0
     report = json.loads(out.read_text())
     small, large = report["cases"]
     assert small["dockerfiles"] == 20 and large["dockerfiles"] == 40

@@ -10,8 +10,9 @@ from tests.conftest import require_program
 
 def test_simulator_headroom_runs_at_a_toy_size(tmp_path: Path) -> None:
     out = tmp_path / "s.json"
-    assert simulator.main(["--size", "20", "--versions", "2.11", "--duration", "0.3",
-                           "--loader", "python", "--repeat", "1", "--json", str(out)]) == 0
+    assert simulator.main(["--in-process", "--size", "20", "--versions", "2.11",
+                           "--duration", "0.3", "--loader", "python", "--repeat", "1",
+                           "--json", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]
     assert case["load"]["failed"] == 0
     assert case["load"]["runs"][0]["server_requests"] >= case["load"]["runs"][0]["ok"] > 0
@@ -20,7 +21,7 @@ def test_simulator_headroom_runs_at_a_toy_size(tmp_path: Path) -> None:
 def test_wrk_loader_answers_at_a_toy_size(tmp_path: Path) -> None:
     require_program("wrk", "wrk")  # Debian's wrk, installed here when missing
     out = tmp_path / "s.json"
-    assert simulator.main(["--size", "20", "--versions", "2.14", "--duration", "1",
+    assert simulator.main(["--in-process", "--size", "20", "--versions", "2.14", "--duration", "1",
                            "--loader", "wrk", "--repeat", "1", "--json", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]
     assert case["load"]["failed"] == 0 and case["load"]["rate"] > 0

@@ -21,7 +21,7 @@ def test_the_fleet_has_the_issues_shape() -> None:
 
 def test_three_nights_at_a_toy_size_hold_what_did_not_change(tmp_path: Path) -> None:
     out = tmp_path / "storm.json"
-    assert storm.main(["--size", "200", "--jobs", "4", "--workdir", str(tmp_path),
+    assert storm.main(["--in-process", "--size", "200", "--jobs", "4", "--workdir", str(tmp_path),
                        "--json", str(out)]) == 0
     nights = {(r["hold"], r["night"]): r for r in json.loads(out.read_text())["nights"]}
     # Before this change the unfixable images are rebuilt every night.
