@@ -25,11 +25,19 @@ __all__ = [
     "markdown_table",
     "median",
     "print_table",
+    "report_head",
     "say",
     "write_outputs",
 ]
 
 Report = dict[str, Any]
+
+
+def report_head(benchmark: str, install: str, started: float) -> Report:
+    """The fields every benchmark's report starts with; ``started`` is a ``time.time()``."""
+    return {"benchmark": benchmark, "install": install,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "duration_seconds": time.time() - started, "machine": machine()}
 
 
 def median(values: Sequence[float]) -> float:

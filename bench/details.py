@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 
-from bench.venv import add_install_option, measured_install, rerun_in_user_venv
+from bench.venv import parse_in_user_install
 from careen.details import Finding, read_details
 from careen.reference import ImageReference
 from careen.registries.harbor_v2 import HarborV2Client
@@ -78,12 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--findings", type=int, default=40)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 8, 16])
-    add_install_option(parser)
-    args = parser.parse_args(argv)
-    if not args.in_process and (code := rerun_in_user_venv("bench.details", argv)) is not None:
-        return code
-    install = measured_install()
-    print(f"measuring {install}")
+    args = parse_in_user_install(parser, argv, "bench.details")
+    if isinstance(args, int):
+        return args
     images = [ImageReference(f"library/app{n}", "1") for n in range(args.images)]
     print(f"reading the details of {args.images} images x {args.findings} findings "
           "(in-process Harbor simulator)")

@@ -40,15 +40,15 @@ from typing import Any
 
 from bench.common import (
     add_common_options,
-    machine,
     median,
     print_table,
     repeat_of,
+    report_head,
     say,
     write_outputs,
 )
 from bench.inventory import DEFAULT_CONCURRENCY, FleetShape, Simulator, careen_run, in_fresh_process
-from bench.venv import add_install_option, measured_install, rerun_in_user_venv
+from bench.venv import parse_in_user_install
 
 DEFAULT_SIZE = 10_000
 QUICK_SIZE = 1_000
@@ -178,21 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
     add_common_options(parser, default_repeat=3)
-    add_install_option(parser)
-    args = parser.parse_args(argv)
-    if not args.in_process and (code := rerun_in_user_venv("bench.noop", argv)) is not None:
-        return code
-    install = measured_install()
-    say(f"measuring {install}")
+    args = parse_in_user_install(parser, argv, "bench.noop")
+    if isinstance(args, int):
+        return args
     repeat = repeat_of(args, 3)
     size = args.size or (QUICK_SIZE if args.quick else DEFAULT_SIZE)
     if size < 10:
         parser.error("--size: at least 10 artifacts")
     started = time.time()
     case = measure(size, repeat, args.seed, args.workdir or Path(tempfile.gettempdir()))
-    report = {"benchmark": "noop", "install": install,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-              "duration_seconds": time.time() - started, "machine": machine(),
+    report = {**report_head("noop", args.install, started),
               "config": {"size": size, "repeat": repeat, "seed": args.seed}, "case": case,
               "targets": targets(case)}
     table = rows(report)

@@ -37,14 +37,14 @@ from typing import Any
 
 from bench.common import (
     add_common_options,
-    machine,
     median,
     print_table,
     repeat_of,
+    report_head,
     say,
     write_outputs,
 )
-from bench.venv import add_install_option, measured_install, rerun_in_user_venv
+from bench.venv import parse_in_user_install
 
 DEFAULT_IMAGES = 10
 QUICK_IMAGES = 3
@@ -169,22 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lab-dir", type=Path, default=None,
                         help="a running lab's folder (default: start one in a temp folder)")
     add_common_options(parser, default_repeat=3)
-    add_install_option(parser)
-    args = parser.parse_args(argv)
-    if not args.in_process and (
-            code := rerun_in_user_venv("bench.orchestration", argv)) is not None:
-        return code
-    install = measured_install()
-    say(f"measuring {install}")
+    args = parse_in_user_install(parser, argv, "bench.orchestration")
+    if isinstance(args, int):
+        return args
     repeat = repeat_of(args, 3)
     images = args.images or (QUICK_IMAGES if args.quick else DEFAULT_IMAGES)
     if images < 1:
         parser.error("--images: at least 1")
     started = time.time()
     case = measure(images, repeat, args.lab_dir)
-    report = {"benchmark": "orchestration", "install": install, "started": time.strftime(
-                  "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-              "duration_seconds": time.time() - started, "machine": machine(),
+    report = {**report_head("orchestration", args.install, started),
               "config": {"images": images, "repeat": repeat}, "case": case,
               "targets": targets(case)}
     table = rows(report)

@@ -34,14 +34,14 @@ from typing import Any
 
 from bench.common import (
     add_common_options,
-    machine,
     median,
     print_table,
     repeat_of,
+    report_head,
     say,
     write_outputs,
 )
-from bench.venv import add_install_option, measured_install, rerun_in_user_venv
+from bench.venv import parse_in_user_install
 
 DEFAULT_SIZES = (500, 5_000, 50_000)
 QUICK_SIZES = (500, 5_000)
@@ -212,12 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the trees are written (default: the system's temp)")
     add_common_options(parser, default_repeat=3)
-    add_install_option(parser)
-    args = parser.parse_args(argv)
-    if not args.in_process and (code := rerun_in_user_venv("bench.planning", argv)) is not None:
-        return code
-    install = measured_install()
-    say(f"measuring {install}")
+    args = parse_in_user_install(parser, argv, "bench.planning")
+    if isinstance(args, int):
+        return args
     repeat = repeat_of(args, 3)
     sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else DEFAULT_SIZES
     if any(size < 1 for size in sizes):
@@ -228,9 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in sizes:
         say(f"planning: {size:,} Dockerfiles x{repeat}")
         cases.append(measure_size(size, repeat, args.seed, workdir))
-    report = {"benchmark": "planning", "install": install,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-              "duration_seconds": time.time() - started, "machine": machine(),
+    report = {**report_head("planning", args.install, started),
               "config": {"sizes": sizes, "repeat": repeat, "seed": args.seed,
                          "selected_share": SELECTED_SHARE}, "cases": cases}
     report["targets"] = targets(cases)

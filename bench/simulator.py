@@ -35,10 +35,10 @@ from typing import Any
 
 from bench.common import (
     add_common_options,
-    machine,
     median,
     print_table,
     repeat_of,
+    report_head,
     say,
     write_outputs,
 )
@@ -49,7 +49,7 @@ from bench.inventory import (
     careen_run,
     in_fresh_process,
 )
-from bench.venv import add_install_option, measured_install, rerun_in_user_venv
+from bench.venv import parse_in_user_install
 
 API = "/api/v2.0"
 TARGET_HEADROOM = 2.0
@@ -255,12 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "auto: wrk when installed")
     parser.add_argument("--seed", type=int, default=0)
     add_common_options(parser, default_repeat=3)
-    add_install_option(parser)
-    args = parser.parse_args(argv)
-    if not args.in_process and (code := rerun_in_user_venv("bench.simulator", argv)) is not None:
-        return code
-    install = measured_install()
-    say(f"measuring {install}")
+    args = parse_in_user_install(parser, argv, "bench.simulator")
+    if isinstance(args, int):
+        return args
     repeat = repeat_of(args, 3)
     if args.loader == "auto":
         import shutil
@@ -272,9 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--duration, --concurrency or --size out of range")
     started = time.time()
     cases = [measure_version(version, size, args, repeat) for version in args.versions]
-    report = {"benchmark": "simulator", "install": install, "started": time.strftime(
-                  "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-              "duration_seconds": time.time() - started, "machine": machine(),
+    report = {**report_head("simulator", args.install, started),
               "config": {"size": size, "versions": args.versions, "duration": args.duration,
                          "concurrency": args.concurrency, "repeat": repeat,
                          "loader": args.loader},

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import add_common_options, machine, print_table, repeat_of, say, write_outputs
-from bench.venv import add_install_option, measured_install, rerun_in_user_venv
+from bench.venv import parse_in_user_install
 from careen.assemble import job_parts
 from careen.attention import AttentionKind
 from careen.builders.interface import BuildRequest, BuildResult, PushResult, Status
@@ -251,12 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where trees and state go (default: a temporary folder)")
     add_common_options(parser, default_repeat=1)
-    add_install_option(parser)
-    args = parser.parse_args(argv)
-    if not args.in_process and (code := rerun_in_user_venv("bench.storm", argv)) is not None:
-        return code
-    install = measured_install()
-    say(f"measuring {install}")
+    args = parse_in_user_install(parser, argv, "bench.storm")
+    if isinstance(args, int):
+        return args
     repeat_of(args, 1)
     size = args.size or (QUICK_SIZE if args.quick else DEFAULT_SIZE)
     if size < 20:
@@ -275,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     met = all(row["builds"] == row["inputs_changed"] for row in rows
               if row["hold"] and row["night"] > 1)
     report = {
-        "benchmark": "storm", "install": install, "machine": machine(), "size": size,
+        "benchmark": "storm", "install": args.install, "machine": machine(), "size": size,
         "breaking": len(plan.no_fix) + len(plan.with_fix), "no_fix": len(plan.no_fix),
         "nights": rows, "duration_seconds": time.perf_counter() - began,
         "targets": [{"target": "nights 2-3 build only images whose inputs changed",

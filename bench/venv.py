@@ -16,12 +16,13 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
-from argparse import ArgumentParser
+from argparse import ArgumentParser, Namespace
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["REPO", "add_install_option", "describe", "measured_install", "rerun_in_user_venv",
+__all__ = ["REPO", "describe", "measured_install", "parse_in_user_install", "rerun_in_user_venv",
            "user_python"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +32,9 @@ def _source_key(repo: Path) -> str:
     digest = hashlib.sha256()
     files = [repo / "pyproject.toml", *sorted((repo / "src").rglob("*"))]
     for path in files:
-        if path.is_file() and "__pycache__" not in path.parts:
+        # The development install's egg-info and byte-code are not sources.
+        if path.is_file() and not any(part == "__pycache__" or part.endswith(".egg-info")
+                                      for part in path.parts):
             digest.update(str(path.relative_to(repo)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -74,12 +77,22 @@ def _in_user_venv() -> bool:
     return sys.prefix != sys.base_prefix
 
 
-def add_install_option(parser: ArgumentParser) -> None:
-    """``--in-process``: measure the environment the benchmark was started in instead."""
+def parse_in_user_install(parser: ArgumentParser, argv: Sequence[str] | None,
+                          module: str) -> Namespace | int:
+    """Parse a benchmark's options (``--in-process`` added) and, unless ``--in-process``, run
+    the benchmark again in a user's install: the re-run's exit code is returned then. In the
+    process that measures, the options come back with ``install`` set to
+    :func:`measured_install`, which is also printed."""
     parser.add_argument("--in-process", action="store_true",
                         help="measure this environment (the development one), not a plain "
                              "'pip install .' venv (default: a user's install, made once "
                              "under ~/.cache/careen-bench)")
+    args = parser.parse_args(argv)
+    if not args.in_process and (code := rerun_in_user_venv(module, argv)) is not None:
+        return code
+    args.install = measured_install()
+    print(f"{time.strftime('%H:%M:%S')} measuring {args.install}", file=sys.stderr, flush=True)
+    return args
 
 
 def rerun_in_user_venv(module: str, argv: Sequence[str] | None) -> int | None:
