@@ -79,6 +79,7 @@ class RawServer:
 def raw_server(server: RawServer) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # each chunk goes out when written (row 8's bytes)
 
         def do_GET(self) -> None:
             try:
