@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -108,8 +110,29 @@ def test_of_builds_and_validates_from_parts() -> None:
         ImageReference.of("h.io/app", tag="1")  # a host where a repository was expected
 
 
-_component = st.from_regex(r"[a-z0-9]{1,8}(?:[._-][a-z0-9]{1,8}){0,2}", fullmatch=True)
-_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+# Parts built from alphabets rather than ``st.from_regex`` (the same strings; generating and
+# rejecting through the regex was most of these tests' seconds).
+_LOWER_DIGITS = string.ascii_lowercase + string.digits
+_TAG_FIRST = string.ascii_letters + string.digits + "_"
+
+
+def _word(min_size: int, max_size: int, alphabet: str = _LOWER_DIGITS) -> st.SearchStrategy[str]:
+    return st.text(alphabet, min_size=min_size, max_size=max_size)
+
+
+def _joined(*parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(*parts).map("".join)
+
+
+def _repeated(part: st.SearchStrategy[str], min_size: int,
+              max_size: int) -> st.SearchStrategy[str]:
+    return st.lists(part, min_size=min_size, max_size=max_size).map("".join)
+
+
+#: ``[a-z0-9]{1,8}(?:[._-][a-z0-9]{1,8}){0,2}``
+_component = _joined(_word(1, 8), _repeated(_joined(st.sampled_from("._-"), _word(1, 8)), 0, 2))
+#: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}``
+_tag = _joined(st.sampled_from(_TAG_FIRST), _word(0, 20, _TAG_FIRST + ".-"))
 
 
 @given(st.lists(_component, min_size=1, max_size=4), _tag)
@@ -222,8 +245,11 @@ def test_reads_as_host(repository: str, expected: bool) -> None:
 
 #: Hosts as the grammar reads them: a dot, a port, or localhost.
 _host = st.one_of(
-    st.from_regex(r"[a-z0-9]{1,6}(\.[a-z0-9]{1,6}){1,2}(:[0-9]{1,5})?", fullmatch=True),
-    st.from_regex(r"[a-z0-9]{1,6}:[0-9]{1,5}", fullmatch=True),
+    # [a-z0-9]{1,6}(\.[a-z0-9]{1,6}){1,2}(:[0-9]{1,5})?
+    _joined(_word(1, 6), _repeated(_joined(st.just("."), _word(1, 6)), 1, 2),
+            st.one_of(st.just(""), _joined(st.just(":"), _word(1, 5, string.digits)))),
+    # [a-z0-9]{1,6}:[0-9]{1,5}
+    _joined(_word(1, 6), st.just(":"), _word(1, 5, string.digits)),
     st.just("localhost"),
 )
 _any_part = st.one_of(st.none(), st.text(max_size=40), _component, _tag)

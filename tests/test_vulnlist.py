@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import string
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -251,8 +252,24 @@ def test_arbitrary_text_never_raises_and_every_line_is_accounted_for(text: str) 
     assert entry_lines | problem_lines == _content_lines(text)
 
 
-_tags = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,10}", fullmatch=True)
-_repos = st.from_regex(r"[a-z0-9]{1,8}/[a-z0-9]{1,8}(-[a-z0-9]{1,5})?", fullmatch=True)
+# Names built from alphabets rather than ``st.from_regex`` (the same strings; generating and
+# rejecting through the regex was most of these tests' seconds).
+_LOWER_DIGITS = string.ascii_lowercase + string.digits
+
+
+def _word(min_size: int, max_size: int, alphabet: str = _LOWER_DIGITS) -> st.SearchStrategy[str]:
+    return st.text(alphabet, min_size=min_size, max_size=max_size)
+
+
+def _joined(*parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(*parts).map("".join)
+
+
+#: ``[a-z0-9][a-z0-9._-]{0,10}``
+_tags = _joined(_word(1, 1), _word(0, 10, _LOWER_DIGITS + "._-"))
+#: ``[a-z0-9]{1,8}/[a-z0-9]{1,8}(-[a-z0-9]{1,5})?``
+_repos = _joined(_word(1, 8), st.just("/"), _word(1, 8),
+                 st.one_of(st.just(""), _joined(st.just("-"), _word(1, 5))))
 _entries = st.builds(
     lambda repo, tag, head: VulnerableEntry(ImageReference.of(repo, tag=tag), *head),
     _repos, _tags,
@@ -379,7 +396,9 @@ def test_an_ambiguous_image_without_a_registry_cannot_be_listed() -> None:
         VulnerableEntry(key)
 
 
-_hostlike_projects = st.from_regex(r"[a-z0-9]{1,6}\.[a-z0-9]{1,6}|localhost", fullmatch=True)
+#: ``[a-z0-9]{1,6}\.[a-z0-9]{1,6}|localhost``
+_hostlike_projects = st.one_of(_joined(_word(1, 6), st.just("."), _word(1, 6)),
+                               st.just("localhost"))
 
 
 @given(st.lists(st.one_of(_repos, st.builds(lambda p, r: f"{p}/{r}", _hostlike_projects,

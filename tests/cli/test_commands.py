@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 
+from careen.cli.commands import harbor_cmd
+from careen.registries.harbor import HarborClient, open_harbor
+from careen.registries.http import HarborSettings
 from careen.sim.harbor import Fleet, SimulatorServer
 from tests.cli.conftest import SAMPLES, point_careen_at
+from tests.reliability.support import RecordingSleep
 
 Run = Any
 
@@ -129,7 +133,15 @@ def test_harbor_down_is_exit_3_with_one_line(careen: Run, monkeypatch: pytest.Mo
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("CAREEN_HARBOR_URL", f"http://127.0.0.1:{port}")
+    # The retries' backoff is recorded instead of slept (seconds of waiting otherwise).
+    waits = RecordingSleep()
+
+    async def open_without_waiting(settings: HarborSettings, **kwargs: Any) -> HarborClient:
+        return await open_harbor(settings, **{**kwargs, "sleep": waits})
+
+    monkeypatch.setattr(harbor_cmd, "open_harbor", open_without_waiting)
     result = careen("-q", "images")
+    assert len(waits.waits) == 4  # between the 5 attempts
     assert result.code == 3
     assert "Traceback" not in result.err
     errors = [line for line in result.err.splitlines() if line.startswith("careen: error")]

@@ -43,8 +43,9 @@ class OpenedHarbor:
 def instant_retries(monkeypatch: pytest.MonkeyPatch) -> OpenedHarbor:
     """The CLI's Harbor client waits through :class:`RecordingSleep` instead of
     ``asyncio.sleep``: retries cost no wall time and every wait is recorded. The settings the
-    command built are kept, so a test asserts the retry bound from them, not from a clock."""
-    from careen.cli.commands import vulnerable_cmd
+    command built are kept, so a test asserts the retry bound from them, not from a clock.
+    Covers ``careen vulnerable`` and the commands of ``harbor_cmd`` (``images``...)."""
+    from careen.cli.commands import harbor_cmd, vulnerable_cmd
 
     opened = OpenedHarbor(RecordingSleep(), [])
     real = open_harbor
@@ -54,4 +55,5 @@ def instant_retries(monkeypatch: pytest.MonkeyPatch) -> OpenedHarbor:
         return await real(settings, **{**kwargs, "sleep": opened.sleep})
 
     monkeypatch.setattr(vulnerable_cmd, "open_harbor", open_recorded)
+    monkeypatch.setattr(harbor_cmd, "open_harbor", open_recorded)
     return opened

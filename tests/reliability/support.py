@@ -113,6 +113,9 @@ def loopback_server(route: Route) -> Iterator[LoopbackServer]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm the body waited for
+        # the client's delayed ACK, about 40 ms an answer on loopback.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             with lock:
@@ -133,13 +136,19 @@ def loopback_server(route: Route) -> Iterator[LoopbackServer]:
         yield record
 
 
+#: How often a serving thread checks for shutdown: ``serve_forever``'s default of 0.5 s
+#: made every test that stops a server wait up to half a second in its teardown.
+SHUTDOWN_POLL_SECONDS = 0.02
+
+
 @contextmanager
 def serving(handler: type[BaseHTTPRequestHandler], name: str) -> Iterator[int]:
     """Serve ``handler`` on a free loopback port from a thread; yields the port, and stops
     the server (and its thread) when the block ends."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True,
+                              kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS})
     thread.start()
     try:
         yield server.server_address[1]

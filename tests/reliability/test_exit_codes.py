@@ -19,7 +19,7 @@ from careen.sim.harbor import Fleet, SimOptions, SimulatorServer
 from tests.tls import self_signed_server
 
 from .conftest import Careen, CliResult, OpenedHarbor
-from .support import free_port
+from .support import SHUTDOWN_POLL_SECONDS, free_port
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 #: The sample fleet's admin password (samples/fleet.yaml): test data, not a secret.
@@ -240,7 +240,8 @@ def tls_harbor(tmp_path: Path) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True,
+                              kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS})
     thread.start()
     try:
         yield f"https://127.0.0.1:{server.server_address[1]}"

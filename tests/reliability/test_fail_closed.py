@@ -120,16 +120,19 @@ def test_rows2_3_images_shows_an_unreadable_scan_as_unreadable(
 
 
 def test_row4_an_understated_total_does_not_end_the_listing(
-        careen: Careen, url_of: Any) -> None:
-    """300 repositories, each listing page claiming ``X-Total-Count: 1``: a full page means
-    there may be more, so pages are read until a short one."""
-    harbor = SmallHarbor(fleet(300), total=1)
+        careen: Careen, url_of: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three pages of repositories, each listing page claiming ``X-Total-Count: 1``: a full
+    page means there may be more, so pages are read until a short one. Pages of 2 (``[harbor]
+    page_size``) keep it to 6 repositories instead of 300 at the default 100."""
+    monkeypatch.setenv("CAREEN_HARBOR_PAGE_SIZE", "2")
+    harbor = SmallHarbor(fleet(6), total=1)
     result = careen("images", "-f", "json", "--harbor-url", url_of(harbor))
     assert result.code == ExitCode.OK, result.err
-    assert len(json.loads(result.out)) == 300
+    assert len(json.loads(result.out)) == 6
     repository_pages = [p for p in harbor.asked
                         if p.startswith(f"{V2}/projects/library/repositories?")]
-    assert len(repository_pages) == 4  # 100, 100, 100, then the empty page 4
+    assert len(repository_pages) == 4  # 2, 2, 2, then the empty page 4
+    assert all("page_size=2" in p for p in repository_pages)
 
 
 # -- row 9: deep nesting ------------------------------------------------------------------------
@@ -254,7 +257,8 @@ def test_row13_password_file_fifo_is_exit_2_without_waiting_for_a_writer(
     assert "is not a regular file" in result.error_line
 
 
-def test_row13_password_file_over_64_kib_is_exit_2(careen: Careen, tmp_path: Path) -> None:
+def test_row13_password_file_over_64_kib_is_exit_2(
+        careen: Careen, tmp_path: Path, instant_retries: OpenedHarbor) -> None:
     big = tmp_path / "password.txt"
     big.write_bytes(b"x" * (64 * 1024 + 1))
     (tmp_path / "careen.toml").write_text(
@@ -265,6 +269,9 @@ def test_row13_password_file_over_64_kib_is_exit_2(careen: Careen, tmp_path: Pat
     big.write_bytes(b"x" * (64 * 1024))  # the bound itself is accepted
     result = careen("vulnerable", "-o", "-")
     assert result.code == ExitCode.UNREACHABLE  # got past the config, to Harbor
+    [settings] = instant_retries.settings  # (whose retries were recorded, not slept)
+    assert settings.password is not None
+    assert settings.password.get_secret_value() == "x" * (64 * 1024)
 
 
 # -- row 14: a full disk ------------------------------------------------------------------------
