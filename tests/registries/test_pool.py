@@ -1,19 +1,32 @@
-"""The httpx internals :mod:`careen.registries.pool` relies on, pinned: the day httpx keeps
-its pool elsewhere, builds it with other settings, or httpcore's pool stops taking a network
-backend, these fail instead of Careen silently running on httpx's own pool (which costs a
-fifth of the client's CPU; bench/README.md)."""
+"""The httpx and httpcore internals :mod:`careen.registries.pool` relies on, pinned: the day
+httpx keeps its pool elsewhere, talks to it otherwise, gives it a setting Careen's pool does
+not honour, or httpcore's HTTP/1.1 connection changes what the pool asks of it, these fail
+instead of Careen silently running on httpx's own pool (which costs a quarter of
+``careen images``' CPU; bench/README.md) or on a pool that drops a setting."""
 
 from __future__ import annotations
 
 import inspect
 import ssl
+from typing import Any
 
 import httpcore
 import httpx
 
-from careen.registries.pool import SocketKeepingBackend, pooled_transport
+from careen.registries.pool import ConnectionPool, SocketKeepingBackend, pooled_transport
 
 LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+
+#: What httpx's own pool holds that Careen's pool takes over, and the values Careen's pool
+#: assumes for the settings it does not take (HTTP/1.1 only, no connect retries, no local
+#: address, no Unix socket, no socket options, no proxy: httpx mounts a proxy with a
+#: transport of its own).
+TAKEN = {"_ssl_context", "_max_connections", "_max_keepalive_connections",
+         "_keepalive_expiry"}
+ASSUMED = {"_http1": True, "_http2": False, "_retries": 0, "_local_address": None,
+           "_uds": None, "_socket_options": None, "_proxy": None}
+#: httpx's pool's own state, not settings.
+STATE = {"_network_backend", "_optional_thread_lock", "_connections", "_requests"}
 
 
 def test_httpx_keeps_its_pool_in_underscore_pool() -> None:
@@ -21,27 +34,70 @@ def test_httpx_keeps_its_pool_in_underscore_pool() -> None:
     assert isinstance(transport._pool, httpcore.AsyncConnectionPool)
 
 
-def test_httpcore_pool_takes_a_network_backend() -> None:
-    parameters = inspect.signature(httpcore.AsyncConnectionPool.__init__).parameters
-    assert "network_backend" in parameters
+def test_httpx_gives_its_pool_no_setting_careen_pool_does_not_honour() -> None:
+    theirs = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(), limits=LIMITS)._pool
+    assert set(vars(theirs)) == TAKEN | set(ASSUMED) | STATE
+    for name, value in ASSUMED.items():
+        assert getattr(theirs, name) == value, name
 
 
-def test_careen_pool_is_httpx_pool_but_for_the_backend() -> None:
-    """Every setting httpx gives its own pool (TLS context, limits, HTTP versions, retries,
-    socket options...) is what Careen's pool has too; only the network backend differs."""
-    context = ssl.create_default_context()
-    theirs = httpx.AsyncHTTPTransport(verify=context, limits=LIMITS)._pool
-    ours = pooled_transport(context, LIMITS)._pool
-    assert isinstance(ours, httpcore.AsyncConnectionPool)
-    assert isinstance(ours._network_backend, SocketKeepingBackend)
-    differ = {"_network_backend", "_optional_thread_lock", "_connections", "_requests"}
-    assert set(vars(ours)) == set(vars(theirs))
-    for name in set(vars(theirs)) - differ:
-        assert getattr(ours, name) == getattr(theirs, name), name
+def test_careen_pool_has_httpx_settings() -> None:
+    """The TLS context, limits and keep-alive expiry httpx gives its own pool are Careen's
+    pool's too."""
+    for verify in (ssl.create_default_context(), False, True):
+        theirs = httpx.AsyncHTTPTransport(verify=verify, limits=LIMITS)._pool
+        pool = pooled_transport(verify, LIMITS)._pool
+        assert isinstance(pool, ConnectionPool)
+        assert isinstance(pool._backend, SocketKeepingBackend)
+        assert pool._ssl_context is not None and theirs._ssl_context is not None
+        for name in ("verify_mode", "check_hostname", "minimum_version", "options"):
+            assert getattr(pool._ssl_context, name) == getattr(theirs._ssl_context, name), name
+        assert pool._slots is not None
+        assert pool._slots._value == theirs._max_connections
+        assert pool._max_keepalive == theirs._max_keepalive_connections
+        assert pool._keepalive_expiry == theirs._keepalive_expiry
 
 
 def test_unverified_tls_is_kept_in_the_replaced_pool() -> None:
-    ours = pooled_transport(False, LIMITS)._pool
-    assert isinstance(ours, httpcore.AsyncConnectionPool)
-    assert ours._ssl_context is not None
-    assert ours._ssl_context.verify_mode is ssl.CERT_NONE
+    pool = pooled_transport(False, LIMITS)._pool
+    assert isinstance(pool, ConnectionPool)
+    assert pool._ssl_context is not None
+    assert pool._ssl_context.verify_mode is ssl.CERT_NONE
+
+
+class RecordingPool:
+    """Stands in for a pool: records what the transport hands it."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.closed = False
+
+    async def handle_async_request(self, request: Any) -> httpcore.Response:
+        self.requests.append(request)
+        return httpcore.Response(200, headers=[(b"Content-Length", b"2")], content=b"[]")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_httpx_transport_hands_its_pool_httpcore_requests_and_closes_it() -> None:
+    transport = httpx.AsyncHTTPTransport(limits=LIMITS)
+    recording = RecordingPool()
+    transport._pool = recording  # type: ignore[assignment]
+    client = httpx.AsyncClient(transport=transport)
+    response = await client.get("http://harbor.example/api/v2.0/projects?page=1")
+    assert response.status_code == 200 and response.json() == []
+    await client.aclose()
+    [request] = recording.requests
+    assert isinstance(request, httpcore.Request)
+    assert request.url.origin == httpcore.Origin(b"http", b"harbor.example", 80)
+    assert request.url.target == b"/api/v2.0/projects?page=1"
+    assert recording.closed
+
+
+def test_httpcore_connection_takes_what_the_pool_gives_and_answers_what_it_asks() -> None:
+    parameters = inspect.signature(httpcore.AsyncHTTPConnection.__init__).parameters
+    assert {"origin", "ssl_context", "keepalive_expiry", "http1", "http2",
+            "network_backend"} <= set(parameters)
+    for method in ("handle_async_request", "aclose", "is_idle", "is_closed", "has_expired"):
+        assert callable(getattr(httpcore.AsyncHTTPConnection, method)), method
