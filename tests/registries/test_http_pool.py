@@ -1,7 +1,7 @@
-"""Careen's connection pool (``careen.registries.pool``): the readability check that keeps a
-connection the server closed from being reused is still made, on the socket each stream
-kept; and what httpcore's pool guaranteed still holds (limits, pool timeout, keep-alive
-expiry, closing)."""
+"""Careen's connection pool (``careen.registries.pool``): a connection the server closed, or
+sent something on, while it was idle is never reused; and what httpcore's pool guaranteed
+still holds (limits, pool timeout, keep-alive expiry, closing, a body left unread or a
+cancelled request never leaving its connection in use)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from careen.registries.http import HarborHttp, HarborSettings
-from careen.registries.pool import (
-    ConnectionPool,
-    SocketKeepingBackend,
-    SocketKeepingStream,
-    pooled_transport,
-    socket_readable,
-)
+from careen.registries.pool import Connection, ConnectionPool, pooled_transport, socket_readable
 
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
             b"Connection: keep-alive\r\n\r\n[]")
@@ -82,7 +76,8 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
         await server.wait_closed()
 
 
-async def test_the_client_pools_connections_over_socket_keeping_streams() -> None:
+async def test_the_client_keeps_one_connection_alive_for_requests_one_after_another(
+) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
@@ -101,12 +96,10 @@ async def test_the_client_pools_connections_over_socket_keeping_streams() -> Non
             assert await http.get_json("/api/v2.0/projects") == []
         pool = http._client._transport._pool  # type: ignore[attr-defined]
         assert isinstance(pool, ConnectionPool)
-        assert isinstance(pool._backend, SocketKeepingBackend)
-        streams = [c._connection._network_stream  # type: ignore[attr-defined]
-                   for c in pool.connections]
-        assert len(streams) == 1  # one keep-alive connection, reused
-        assert all(isinstance(stream, SocketKeepingStream) for stream in streams)
-        assert streams[0].get_extra_info("is_readable") is False
+        connections = pool.connections
+        assert len(connections) == 1  # one keep-alive connection, reused
+        assert isinstance(connections[0], Connection)
+        assert connections[0].is_idle and not connections[0].has_expired()
     finally:
         await http.aclose()
         server.close()
@@ -260,3 +253,94 @@ async def test_a_scheme_other_than_http_or_https_is_refused() -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         await transport.handle_async_request(httpx.Request("GET", "ftp://harbor.example/x"))
     await transport.aclose()
+
+
+async def serve_once(answer: bytes, *, then: bytes = b"") -> tuple[asyncio.Server, str,
+                                                                  list[bytes]]:
+    """A server that answers each request of a connection with ``answer`` (then ``then``);
+    what it received is kept."""
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                received.append(head + await reader.readexactly(length))
+                writer.write(answer + then)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", received
+
+
+async def test_bytes_sent_on_an_idle_connection_keep_it_from_being_reused() -> None:
+    server, url, received = await serve_once(RESPONSE, then=b"HTTP/1.1 200 OK\r\n")
+    http = client(httpx.Limits(max_connections=1))
+    try:
+        for _ in range(2):
+            assert (await http.get(f"{url}/x")).json() == []
+            await asyncio.sleep(0.05)
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert len(received) == 2 and len(pool.connections) <= 1
+    finally:
+        await http.aclose()
+        server.close()
+
+
+async def test_chunked_and_closing_answers_and_a_request_body() -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+               b"1\r\n[\r\n1\r\n]\r\n0\r\n\r\n")
+    server, url, received = await serve_once(chunked)
+    http = client(httpx.Limits(max_connections=1))
+    try:
+        answer = await http.post(f"{url}/scan", json={"a": 1})
+        assert answer.json() == [] and answer.reason_phrase == "OK"
+        assert answer.http_version == "HTTP/1.1"
+        assert received[0].endswith(b'\r\n\r\n{"a":1}')
+        await asyncio.sleep(0.05)
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert pool.connections == []  # "Connection: close": not kept
+        assert (await http.get(f"{url}/again")).json() == []
+    finally:
+        await http.aclose()
+        server.close()
+
+
+async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = client(httpx.Limits(max_connections=1), timeout=0.1)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(f"http://127.0.0.1:{port}/x")
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert pool.connections == [] and pool._slots._value == 1
+    finally:
+        await http.aclose()
+        server.close()
+
+
+async def test_a_server_closing_before_answering_is_a_remote_protocol_error() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = client(httpx.Limits(max_connections=1))
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(f"http://127.0.0.1:{port}/x")
+    finally:
+        await http.aclose()
+        server.close()

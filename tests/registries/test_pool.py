@@ -1,19 +1,19 @@
 """The httpx and httpcore internals :mod:`careen.registries.pool` relies on, pinned: the day
 httpx keeps its pool elsewhere, talks to it otherwise, gives it a setting Careen's pool does
-not honour, or httpcore's HTTP/1.1 connection changes what the pool asks of it, these fail
-instead of Careen silently running on httpx's own pool (which costs a quarter of
-``careen images``' CPU; bench/README.md) or on a pool that drops a setting."""
+not honour, or stops turning httpcore's exceptions into its own, these fail instead of
+Careen silently running on httpx's own pool (which costs half of ``careen images``' CPU;
+bench/README.md) or on a pool that drops a setting or an error."""
 
 from __future__ import annotations
 
-import inspect
 import ssl
 from typing import Any
 
 import httpcore
 import httpx
+import pytest
 
-from careen.registries.pool import ConnectionPool, SocketKeepingBackend, pooled_transport
+from careen.registries.pool import ConnectionPool, pooled_transport
 
 LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
 
@@ -48,7 +48,6 @@ def test_careen_pool_has_httpx_settings() -> None:
         theirs = httpx.AsyncHTTPTransport(verify=verify, limits=LIMITS)._pool
         pool = pooled_transport(verify, LIMITS)._pool
         assert isinstance(pool, ConnectionPool)
-        assert isinstance(pool._backend, SocketKeepingBackend)
         assert pool._ssl_context is not None and theirs._ssl_context is not None
         for name in ("verify_mode", "check_hostname", "minimum_version", "options"):
             assert getattr(pool._ssl_context, name) == getattr(theirs._ssl_context, name), name
@@ -95,9 +94,35 @@ async def test_httpx_transport_hands_its_pool_httpcore_requests_and_closes_it() 
     assert recording.closed
 
 
-def test_httpcore_connection_takes_what_the_pool_gives_and_answers_what_it_asks() -> None:
-    parameters = inspect.signature(httpcore.AsyncHTTPConnection.__init__).parameters
-    assert {"origin", "ssl_context", "keepalive_expiry", "http1", "http2",
-            "network_backend"} <= set(parameters)
-    for method in ("handle_async_request", "aclose", "is_idle", "is_closed", "has_expired"):
-        assert callable(getattr(httpcore.AsyncHTTPConnection, method)), method
+class FailingPool(RecordingPool):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def handle_async_request(self, request: Any) -> httpcore.Response:
+        raise self.error
+
+
+@pytest.mark.parametrize(("raised", "seen"), [
+    (httpcore.ConnectError, httpx.ConnectError), (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout), (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteTimeout, httpx.WriteTimeout), (httpcore.WriteError, httpx.WriteError),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+])
+async def test_httpx_turns_the_pool_errors_into_its_own_keeping_the_cause(
+        raised: type[Exception], seen: type[Exception]) -> None:
+    cause = ConnectionRefusedError("refused")
+    try:
+        raise raised("failed") from cause
+    except raised as error:
+        failure = error
+    transport = httpx.AsyncHTTPTransport(limits=LIMITS)
+    transport._pool = FailingPool(failure)  # type: ignore[assignment]
+    client = httpx.AsyncClient(transport=transport)
+    with pytest.raises(seen) as caught:
+        await client.get("http://harbor.example/api/v2.0/projects")
+    await client.aclose()
+    assert caught.value.__cause__ is failure and failure.__cause__ is cause
