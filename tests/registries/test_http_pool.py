@@ -94,7 +94,7 @@ async def test_the_client_keeps_one_connection_alive_for_requests_one_after_anot
     try:
         for _ in range(4):
             assert await http.get_json("/api/v2.0/projects") == []
-        pool = http._client._transport._pool  # type: ignore[attr-defined]
+        pool = http._client._transport  # type: ignore[attr-defined]
         assert isinstance(pool, ConnectionPool)
         connections = pool.connections
         assert len(connections) == 1  # one keep-alive connection, reused
@@ -200,7 +200,7 @@ async def test_idle_connections_beyond_max_keepalive_are_closed() -> None:
     async with server as url:
         http = client(httpx.Limits(max_connections=4, max_keepalive_connections=1))
         await asyncio.gather(*(http.get(f"{url}/x") for _ in range(4)))
-        pool = http._transport._pool  # type: ignore[attr-defined]
+        pool = http._transport  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
         await wait_for(lambda: server.ended == 3)
         await http.aclose()
@@ -229,7 +229,7 @@ async def test_a_body_left_unread_or_a_cancelled_request_does_not_leave_its_conn
             async with asyncio.timeout(0.01):
                 await http.get(f"{url}/y")  # cancelled while waiting for the answer
         assert (await http.get(f"{url}/z")).status_code == 200
-        pool = http._transport._pool  # type: ignore[attr-defined]
+        pool = http._transport  # type: ignore[attr-defined]
         assert pool._in_use == set() and pool._slots._value == 1
         await http.aclose()
     assert server.connections == 3
@@ -241,9 +241,10 @@ async def test_a_failed_connect_frees_its_place() -> None:
         port = unused.getsockname()[1]  # bound, never listening: connection refused
         http = client(httpx.Limits(max_connections=1))
         for _ in range(2):
-            with pytest.raises(httpx.ConnectError):
+            with pytest.raises(httpx.ConnectError) as refused:
                 await http.get(f"http://127.0.0.1:{port}/x")
-        pool = http._transport._pool  # type: ignore[attr-defined]
+            assert isinstance(refused.value.__cause__, ConnectionRefusedError)
+        pool = http._transport  # type: ignore[attr-defined]
         assert pool.connections == [] and pool._slots._value == 1
         await http.aclose()
 
@@ -286,7 +287,7 @@ async def test_bytes_sent_on_an_idle_connection_keep_it_from_being_reused() -> N
         for _ in range(2):
             assert (await http.get(f"{url}/x")).json() == []
             await asyncio.sleep(0.05)
-        pool = http._transport._pool  # type: ignore[attr-defined]
+        pool = http._transport  # type: ignore[attr-defined]
         assert len(received) == 2 and len(pool.connections) <= 1
     finally:
         await http.aclose()
@@ -304,7 +305,7 @@ async def test_chunked_and_closing_answers_and_a_request_body() -> None:
         assert answer.http_version == "HTTP/1.1"
         assert received[0].endswith(b'\r\n\r\n{"a":1}')
         await asyncio.sleep(0.05)
-        pool = http._transport._pool  # type: ignore[attr-defined]
+        pool = http._transport  # type: ignore[attr-defined]
         assert pool.connections == []  # "Connection: close": not kept
         assert (await http.get(f"{url}/again")).json() == []
     finally:
@@ -323,7 +324,7 @@ async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
     try:
         with pytest.raises(httpx.ReadTimeout):
             await http.get(f"http://127.0.0.1:{port}/x")
-        pool = http._transport._pool  # type: ignore[attr-defined]
+        pool = http._transport  # type: ignore[attr-defined]
         assert pool.connections == [] and pool._slots._value == 1
     finally:
         await http.aclose()

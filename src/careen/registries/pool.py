@@ -1,12 +1,13 @@
-"""The connection pool httpx is given: Careen's own, a last-in first-out stack of idle HTTP/1.1
-connections, each an asyncio protocol whose messages h11 reads and writes.
+"""The transport httpx is given: Careen's own connection pool, a last-in first-out stack of
+idle HTTP/1.1 connections, each an asyncio protocol whose messages h11 reads and writes.
 
 Why not httpcore's pool: on every request start and every response close it re-examines
 every connection against every queued request (``_assign_requests_to_connections``: 900,000
 ``is_idle`` calls for the 1,022 requests of a 10,000-artifact inventory), and each exchange
 of its HTTP/1.1 connection goes through anyio (a lock, a cancel scope per read and write)
 and four tracing context managers: about 1 ms of CPU per request, half of ``careen images``
-(bench/README.md). Careen never needs its queue: :class:`careen.registries.http.HarborHttp`
+(bench/README.md), and httpx's transport turns each request and response into httpcore's
+models and back. Careen never needs the queue: :class:`careen.registries.http.HarborHttp`
 bounds the requests in flight with a semaphore equal to ``max_connections``.
 
 What is kept of httpcore's behaviour: a connection is taken from the idle ones only when it
@@ -15,17 +16,13 @@ was idle: checked on the protocol and, as httpcore does, with a poll of the sock
 connection serves one request at a time and is closed when its response was not read to
 the end; at most ``max_connections`` are in use (a request beyond waits, up to httpx's pool
 timeout) and ``max_keepalive_connections`` idle; closing the pool closes them all. Timeouts
-(connect, and each read and write), TLS (the context, SNI, ALPN ``http/1.1``) and errors are
-httpcore's: the same exception classes, which httpx turns into its own, with the socket or
-TLS error as their cause. HTTP/1.1 only, as httpx makes its pool unless asked for HTTP/2
-(Careen never asks); a proxy from the environment is mounted by httpx with a transport of its
-own, as before.
-
-This relies on httpx internals, pinned by ``tests/registries/test_pool.py`` so that the day
-httpx changes them a test fails instead of Careen silently running on httpx's own pool:
-``httpx.AsyncHTTPTransport`` keeps its pool in ``_pool``, hands it ``httpcore.Request``
-values through ``handle_async_request``, turns httpcore's exceptions into httpx's, and closes
-the pool with ``aclose``.
+(connect, and each read and write), TLS (the context httpx makes of ``verify``, SNI, ALPN
+``http/1.1``) and errors are httpx's transport's: the same httpx exception classes, with the
+socket or TLS error as their cause. HTTP/1.1 only, as httpx makes its transport unless asked
+for HTTP/2 (Careen never asks); a proxy from the environment is mounted by httpx with a
+transport of its own, as before. Only httpx's public transport interface is used
+(``httpx.AsyncBaseTransport``); ``tests/registries/test_pool.py`` checks that httpx's own
+transport would have had the same settings.
 """
 
 from __future__ import annotations
@@ -39,12 +36,13 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
 import h11
-import httpcore
 import httpx
 
-#: What one read asks for, and the largest response head h11 buffers (httpcore's figures).
-READ_BYTES = 64 * 1024
+#: The largest response head h11 buffers (httpcore's figure).
 MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
+#: Where a connection goes: scheme, host (as sent, IDNA-encoded), port.
+Origin = tuple[str, bytes, int]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _HasFileno(Protocol):
@@ -64,7 +62,7 @@ def socket_readable(sock: _HasFileno | None) -> bool:
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: the bytes asyncio delivers, buffered until h11 asks."""
 
-    def __init__(self, origin: httpcore.Origin, keepalive_expiry: float | None) -> None:
+    def __init__(self, origin: Origin, keepalive_expiry: float | None) -> None:
         self.origin = origin
         self._keepalive_expiry = keepalive_expiry
         self._transport: asyncio.Transport | None = None
@@ -125,7 +123,7 @@ class Connection(asyncio.Protocol):
                 async with asyncio.timeout(timeout):
                     await self._waiter
             except TimeoutError:
-                raise httpcore.ReadTimeout("no data within the read timeout") from None
+                raise httpx.ReadTimeout("no data within the read timeout") from None
             finally:
                 self._waiter = None
         if self._received:
@@ -133,23 +131,23 @@ class Connection(asyncio.Protocol):
             self._received.clear()
             return data
         if self._lost is not None:
-            raise httpcore.ReadError(str(self._lost) or type(self._lost).__name__) \
+            raise httpx.ReadError(str(self._lost) or type(self._lost).__name__) \
                 from self._lost
         return b""
 
     async def _write(self, data: bytes, timeout: float | None) -> None:
         if self._transport is None or self._transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
+            raise httpx.WriteError("the connection is closed")
         self._transport.write(data)
         if self._writable is not None:
             try:
                 async with asyncio.timeout(timeout):
                     await self._writable
             except TimeoutError:
-                raise httpcore.WriteTimeout("could not write within the write timeout") \
+                raise httpx.WriteTimeout("could not write within the write timeout") \
                     from None
         if self._lost is not None:
-            raise httpcore.WriteError(str(self._lost)) from self._lost
+            raise httpx.WriteError(str(self._lost)) from self._lost
 
     async def _next_event(self, timeout: float | None) -> Any:
         h11_state = self._h11
@@ -157,25 +155,25 @@ class Connection(asyncio.Protocol):
             try:
                 event = h11_state.next_event()
             except h11.RemoteProtocolError as error:
-                raise httpcore.RemoteProtocolError(str(error)) from error
+                raise httpx.RemoteProtocolError(str(error)) from error
             if event is not h11.NEED_DATA:
                 return event
             data = await self._read(timeout)
             if data == b"" and h11_state.their_state == h11.SEND_RESPONSE:
-                raise httpcore.RemoteProtocolError(
+                raise httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.")
             h11_state.receive_data(data)
 
     # -- one exchange ------------------------------------------------------------------------
 
-    async def send(self, request: httpcore.Request) -> httpcore.Response:
+    async def send(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read the response's head; the body is read by iterating the
         response's stream. Any failure closes the connection."""
         timeouts = request.extensions.get("timeout", {})
         self._expire_at = None
         try:
             # As httpcore: the server may have answered and closed early; read that.
-            with contextlib.suppress(httpcore.WriteError):
+            with contextlib.suppress(httpx.WriteError):
                 await self._send_request(request, timeouts.get("write"))
             read_timeout = timeouts.get("read")
             while True:
@@ -187,18 +185,18 @@ class Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
-        return httpcore.Response(
-            status=event.status_code, headers=event.headers.raw_items(),
-            content=_Body(self, read_timeout),
+        return httpx.Response(
+            status_code=event.status_code, headers=event.headers.raw_items(),
+            stream=_Body(self, read_timeout),
             extensions={"http_version": b"HTTP/" + event.http_version,
                         "reason_phrase": event.reason})
 
-    async def _send_request(self, request: httpcore.Request, timeout: float | None) -> None:
+    async def _send_request(self, request: httpx.Request, timeout: float | None) -> None:
         h11_state = self._h11
         try:
             head = h11_state.send(h11.Request(method=request.method,
-                                              target=request.url.target,
-                                              headers=request.headers))
+                                              target=request.url.raw_path,
+                                              headers=request.headers.raw))
             await self._write(head or b"", timeout)
             stream: AsyncIterable[bytes] = request.stream  # type: ignore[assignment]
             async for chunk in stream:
@@ -207,7 +205,7 @@ class Connection(asyncio.Protocol):
                     await self._write(data, timeout)
             end = h11_state.send(h11.EndOfMessage())
         except h11.LocalProtocolError as error:
-            raise httpcore.LocalProtocolError(str(error)) from error
+            raise httpx.LocalProtocolError(str(error)) from error
         if end:
             await self._write(end, timeout)
 
@@ -252,7 +250,7 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
 
-class _Body:
+class _Body(httpx.AsyncByteStream):
     """A response body: read from its connection, which is given back to the pool (or
     closed) when the body is closed."""
 
@@ -281,15 +279,7 @@ class _Body:
             self._pool.give_back(self._connection)
 
 
-#: An origin as a dictionary key (``httpcore.Origin`` is not hashable): scheme, host, port.
-_OriginKey = tuple[bytes, bytes, int]
-
-
-def _key(origin: httpcore.Origin) -> _OriginKey:
-    return (origin.scheme, origin.host, origin.port)
-
-
-class ConnectionPool:
+class ConnectionPool(httpx.AsyncBaseTransport):
     """Idle HTTP/1.1 connections per origin, reused last-in first-out (see the module
     docstring). Used by one event loop; nothing here awaits between taking a connection and
     marking it in use, so no lock is needed."""
@@ -308,7 +298,7 @@ class ConnectionPool:
         self._slots = (asyncio.Semaphore(max_connections) if max_connections is not None
                        else None)
         #: Idle connections by origin, the most recently used last.
-        self._idle: dict[_OriginKey, list[Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._idle_count = 0
         self._in_use: set[Connection] = set()
         self._closed = False
@@ -319,20 +309,22 @@ class ConnectionPool:
         idle = [c for stack in self._idle.values() for c in stack]
         return idle + list(self._in_use)
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the connection pool is closed")
         url = request.url
-        if url.scheme not in (b"http", b"https"):
-            raise httpcore.UnsupportedProtocol(
-                f"Request URL has an unsupported protocol '{url.scheme.decode()}://'.")
-        if url.host == b"":
-            raise httpcore.UnsupportedProtocol("Request URL is missing a host.")
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'.", request=request)
+        if not url.raw_host:
+            raise httpx.UnsupportedProtocol("Request URL is missing a host.", request=request)
+        origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
         await self._take_slot(request)
         try:
-            connection = self._idle_connection(url)
+            connection = self._idle_connection(origin)
             if connection is None:
-                connection = await self._connect(request)
+                connection = await self._connect(request, origin)
         except BaseException:
             self._release_slot()
             raise
@@ -346,7 +338,7 @@ class ConnectionPool:
         body._pool = self
         return response
 
-    async def _take_slot(self, request: httpcore.Request) -> None:
+    async def _take_slot(self, request: httpx.Request) -> None:
         if self._slots is None:
             return
         if not self._slots.locked():
@@ -357,17 +349,17 @@ class ConnectionPool:
             async with asyncio.timeout(timeout):
                 await self._slots.acquire()
         except TimeoutError:
-            raise httpcore.PoolTimeout("no connection was free within the pool timeout") \
-                from None
+            raise httpx.PoolTimeout("no connection was free within the pool timeout",
+                                    request=request) from None
 
     def _release_slot(self) -> None:
         if self._slots is not None:
             self._slots.release()
 
-    def _idle_connection(self, url: httpcore.URL) -> Connection | None:
-        """The most recently used idle connection to ``url``'s origin that is still good;
-        expired ones on the way are closed."""
-        stack = self._idle.get(_key(url.origin))
+    def _idle_connection(self, origin: Origin) -> Connection | None:
+        """The most recently used idle connection to ``origin`` that is still good; expired
+        ones on the way are closed."""
+        stack = self._idle.get(origin)
         while stack:
             connection = stack.pop()
             self._idle_count -= 1
@@ -376,28 +368,28 @@ class ConnectionPool:
             connection.close()
         return None
 
-    async def _connect(self, request: httpcore.Request) -> Connection:
-        url = request.url
-        origin = url.origin
-        host = origin.host.decode("ascii")
+    async def _connect(self, request: httpx.Request, origin: Origin) -> Connection:
+        scheme, raw_host, port = origin
+        host = raw_host.decode("ascii")
         timeouts = request.extensions.get("timeout", {})
         context = None
         server_hostname = None
-        if origin.scheme == b"https":
+        if scheme == "https":
             context = self._ssl_context if self._ssl_context is not None else (
-                httpcore.default_ssl_context())
+                httpx.create_ssl_context())
             server_hostname = request.extensions.get("sni_hostname") or host
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeouts.get("connect")):
                 _, connection = await loop.create_connection(
-                    lambda: Connection(origin, self._keepalive_expiry), host, origin.port,
+                    lambda: Connection(origin, self._keepalive_expiry), host, port,
                     ssl=context, server_hostname=server_hostname)
         except TimeoutError:
-            raise httpcore.ConnectTimeout("no connection within the connect timeout") \
-                from None
+            raise httpx.ConnectTimeout("no connection within the connect timeout",
+                                       request=request) from None
         except OSError as error:  # refused, unresolvable, TLS (ssl.SSLError is an OSError)
-            raise httpcore.ConnectError(str(error) or type(error).__name__) from error
+            raise httpx.ConnectError(str(error) or type(error).__name__,
+                                     request=request) from error
         return connection
 
     def give_back(self, connection: Connection) -> None:
@@ -412,7 +404,7 @@ class ConnectionPool:
         if not connection.is_idle or self._closed or self._idle_count >= self._max_keepalive:
             connection.close()
             return
-        stack = self._idle.setdefault(_key(connection.origin), [])
+        stack = self._idle.setdefault(connection.origin, [])
         if stack and stack[0].has_expired():
             stack.pop(0).close()
             self._idle_count -= 1
@@ -428,21 +420,13 @@ class ConnectionPool:
         for connection in connections:
             connection.close()
 
-    async def __aenter__(self) -> ConnectionPool:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
-def pooled_transport(verify: ssl.SSLContext | bool,
-                     limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, set up as ``AsyncClient`` would set it up, over a
-    :class:`ConnectionPool` with the same TLS context, limits and keep-alive expiry."""
-    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    transport._pool = ConnectionPool(  # type: ignore[assignment]
+def pooled_transport(verify: ssl.SSLContext | bool, limits: httpx.Limits) -> ConnectionPool:
+    """The transport for an ``httpx.AsyncClient``: a :class:`ConnectionPool` with the TLS
+    context, limits and keep-alive expiry httpx's own transport would have."""
+    return ConnectionPool(
         ssl_context=httpx.create_ssl_context(verify=verify),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry)
-    return transport
