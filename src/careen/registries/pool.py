@@ -5,10 +5,11 @@ Why not httpcore's pool: on every request start and every response close it re-e
 every connection against every queued request (``_assign_requests_to_connections``: 900,000
 ``is_idle`` calls for the 1,022 requests of a 10,000-artifact inventory), and each exchange
 of its HTTP/1.1 connection goes through anyio (a lock, a cancel scope per read and write)
-and four tracing context managers: about 1 ms of CPU per request, half of ``careen images``
-(bench/README.md), and httpx's transport turns each request and response into httpcore's
-models and back. Careen never needs the queue: :class:`careen.registries.http.HarborHttp`
-bounds the requests in flight with a semaphore equal to ``max_connections``.
+and four tracing context managers; httpx's transport turns each request and response into
+httpcore's models and back: together about 1 ms of CPU per request, half of
+``careen images`` (bench/README.md). Careen never needs the queue:
+:class:`careen.registries.http.HarborHttp` bounds the requests in flight with a semaphore
+equal to ``max_connections``.
 
 What is kept of httpcore's behaviour: a connection is taken from the idle ones only when it
 has not expired (keep-alive expiry, and a server that closed it or sent something while it
