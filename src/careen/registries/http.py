@@ -331,6 +331,8 @@ class HarborHttp:
         verify = _tls_verify(settings)
         limits = httpx.Limits(max_connections=settings.concurrency,
                               max_keepalive_connections=settings.concurrency)
+        # What httpx's base URL merge makes of it: the path prefix, without its last "/".
+        self._base_url = str(httpx.URL(settings.base_url + "/")).rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=settings.base_url,
             auth=auth,
@@ -440,8 +442,9 @@ class HarborHttp:
     async def _exchange(self, method: str, path: str, query: Mapping[str, str],
                         json_body: Any, headers: Mapping[str, str]) -> httpx.Response:
         """Send one request and read its body, decoded, up to ``max_response_bytes``."""
-        request = self._client.build_request(method, path, params=query or None,
-                                             json=json_body, headers=headers)
+        url, params = self._url(path, query)
+        request = self._client.build_request(method, url, params=params, json=json_body,
+                                             headers=headers)
         response = await self._client.send(request, stream=True)
         try:
             if response.is_stream_consumed:  # a transport that read it (httpx.MockTransport)
@@ -468,6 +471,20 @@ class HarborHttp:
                 if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
         return httpx.Response(response.status_code, headers=kept, content=body,
                               request=response.request, extensions=response.extensions)
+
+    def _url(self, path: str, query: Mapping[str, str]) -> tuple[httpx.URL | str,
+                                                                 Mapping[str, str] | None]:
+        """The URL and params to ask httpx for. A path below the base URL with its query is
+        made into one URL here, parsed once: given the path and the params apart, httpx
+        parses and checks, character by character, the path, the path merged with the base
+        and that URL merged with the params: a fifth of the client's CPU per request
+        (bench/README.md). The URL is the same (tests check it)."""
+        if path[:1] != "/" or path[:2] == "//" or "?" in path or "#" in path:
+            return path, query or None
+        text = self._base_url + path
+        if query:
+            text += "?" + str(httpx.QueryParams(query))
+        return httpx.URL(text), None
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,

@@ -34,6 +34,7 @@ from urllib.parse import quote
 from careen.errors import CareenError, UsageError
 from careen.inventory import Artifact, Platform
 from careen.reference import ImageReference
+from careen.reference import _digest_problem as digest_problem
 from careen.registries.text import one_line, shown
 from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts, read_count
 
@@ -174,15 +175,18 @@ def summary_from_overview(overview: Any) -> ScanSummary:
     if picked is None:
         return ScanSummary.not_scanned()
     mime, native = picked
-    status = ScanStatus.from_harbor(native.get("scan_status"))
+    raw_status = native.get("scan_status")
+    status = (_status_of(raw_status) if isinstance(raw_status, str)
+              else ScanStatus.from_harbor(raw_status))
     extra = {"mime_type": mime}
     for key in ("report_id", "severity", "complete_percent"):
-        if native.get(key) is not None:
-            extra[key] = str(native[key])
+        value = native.get(key)
+        if value is not None:
+            extra[key] = value if type(value) is str else str(value)
     scanner = native.get("scanner")
     scanner_name = None
     if isinstance(scanner, dict) and scanner.get("name"):
-        scanner_name = " ".join(str(scanner[k]) for k in ("name", "version") if scanner.get(k))
+        scanner_name = _scanner_name(scanner)
     counts = fixable_total = None
     summary = native.get("summary")
     if status is ScanStatus.SUCCESS and isinstance(summary, dict):
@@ -193,6 +197,15 @@ def summary_from_overview(overview: Any) -> ScanSummary:
             return ScanSummary.unreadable(
                 f"summary.summary is a JSON {type(per_severity).__name__}, not a map",
                 extra)
+        items = tuple(per_severity.items())
+        for _, value in items:
+            if type(value) is not int or value < 0:
+                break
+        else:  # every count a whole number >= 0 (JSON keys are strings): the common case
+            return ScanSummary(status=status, counts=_severity_counts(items),
+                               fixable_total=read_count(summary.get("fixable")),
+                               scanner=scanner_name,
+                               scanned_at=parse_time(native.get("end_time")), extra=extra)
         read = {str(k): read_count(v) for k, v in per_severity.items()}
         bad = [k for k, v in read.items() if v is None]
         if bad:
@@ -207,6 +220,26 @@ def summary_from_overview(overview: Any) -> ScanSummary:
                        extra=extra)
 
 
+@functools.lru_cache(maxsize=64)
+def _status_of(value: str) -> ScanStatus:
+    # A fleet's statuses are a handful of words: map each once.
+    return ScanStatus.from_harbor(value)
+
+
+def _scanner_name(scanner: dict[str, Any]) -> str:
+    """``name version`` of a report's scanner (whose ``name`` is set)."""
+    name, version = scanner["name"], scanner.get("version")
+    if type(name) is str and type(version) is str:
+        return _scanner_words(name, version)
+    return " ".join(str(scanner[k]) for k in ("name", "version") if scanner.get(k))
+
+
+@functools.lru_cache(maxsize=256)
+def _scanner_words(name: str, version: str) -> str:
+    # A fleet is scanned by one or two scanners: one string each, shared.
+    return f"{name} {version}" if version else name
+
+
 def _shown_json(value: Any) -> str:
     """A JSON value as a message quotes it (bounded, escaped)."""
     try:
@@ -216,11 +249,23 @@ def _shown_json(value: Any) -> str:
     return one_line(text, 40)
 
 
+#: The count field of each severity word scanners send (``Severity.from_name`` of it).
+_COUNT_FIELD: Final = {word: Severity.from_name(word).label for word in (
+    "Critical", "High", "Medium", "Low", "Unknown", "None", "Negligible")}
+
+
 @functools.lru_cache(maxsize=4096)
 def _severity_counts(items: tuple[tuple[str, int], ...]) -> SeverityCounts:
     # A fleet's summaries repeat (many images carry the same counts), and the value is
-    # immutable: build each distinct one once.
-    return SeverityCounts.from_mapping(dict(items))
+    # immutable: build each distinct one once. As SeverityCounts.from_mapping, with the
+    # usual words looked up once (tests check the two agree).
+    totals: dict[str, int] = {}
+    for word, count in dict(items).items():
+        name = _COUNT_FIELD.get(word)
+        if name is None:
+            name = Severity.from_name(word).label
+        totals[name] = totals.get(name, 0) + count
+    return SeverityCounts(**totals)
 
 
 _IN_PROGRESS_ORDER = (ScanStatus.RUNNING, ScanStatus.PENDING, ScanStatus.ERROR,
@@ -334,19 +379,10 @@ def _valid_tag(tag: str) -> bool:
     return parses_as_reference("x", tag=tag)
 
 
-_DIGEST_HOLDER: Final = ImageReference("x")
-
-
 def _valid_digest(digest: object) -> bool:
-    # Unique per artifact, so not cached; the digest grammar is the whole check
-    # (``with_digest`` applies it alone, without parsing a whole reference).
-    if not isinstance(digest, str):
-        return False
-    try:
-        _DIGEST_HOLDER.with_digest(digest)
-    except (CareenError, ValueError, TypeError):
-        return False
-    return True
+    # Unique per artifact, so not cached: the reference grammar's digest check alone, the
+    # one the reference constructor applies to the digest part (tests check the two agree).
+    return isinstance(digest, str) and digest_problem(digest) is None
 
 
 Warn = Callable[[str], None]
@@ -356,61 +392,72 @@ def artifact_from_json(raw: Any, *, registry: str | None, warn: Warn,
                        repository: str | None = None) -> Artifact | None:
     """One Harbor artifact to an :class:`Artifact`, or ``None`` (with a warning) when its
     repository name or digest is not valid. Invalid tags are dropped one by one; an artifact
-    whose tags are all invalid is dropped too (it must not pass for an untagged one)."""
+    whose tags are all invalid is dropped too (it must not pass for an untagged one).
+
+    The checks are :func:`valid_reference`'s, made part by part: the repository name once
+    (cached), then the digest, each tag and each child digest on their own (a valid name is
+    valid with any valid tag or digest)."""
     if not isinstance(raw, dict):
         warn("Harbor sent an artifact that is not a JSON object; skipped")
         return None
-    name = raw.get("repository_name") or repository
-    digest = raw.get("digest")
-    if not isinstance(name, str) or not valid_reference(name, tag="latest", registry=registry):
+    get = raw.get
+    name = get("repository_name") or repository
+    digest = get("digest")
+    if not isinstance(name, str) or not _valid_repository(name, registry):
         warn(f"skipped an artifact of repository {shown(str(name))}: not a valid repository "
              "name")
         return None
-    if not isinstance(digest, str) or not valid_reference(name, digest=digest,
-                                                          registry=registry):
+    if not isinstance(digest, str) or digest_problem(digest) is not None:
         warn(f"skipped an artifact of {name}: digest {shown(str(digest))} is not valid")
         return None
     tags: list[str] = []
     immutable: list[str] = []
-    raw_tags = raw.get("tags") or []
+    raw_tags = get("tags") or []
     for raw_tag in raw_tags if isinstance(raw_tags, list) else []:
         tag = raw_tag.get("name") if isinstance(raw_tag, dict) else None
-        if not isinstance(tag, str) or not valid_reference(name, tag=tag, registry=registry):
+        if not isinstance(tag, str) or not _valid_tag(tag):
             warn(f"skipped tag {shown(str(tag))} of {name}@{digest}: not a valid tag")
             continue
         if tag in tags:
             continue
         tags.append(tag)
-        if isinstance(raw_tag, dict) and raw_tag.get("immutable") is True:
+        if raw_tag.get("immutable") is True:
             immutable.append(tag)
     if raw_tags and not tags:
         warn(f"skipped {name}@{digest}: none of its tags is valid")
         return None
     children: list[str] = []
     platforms: list[Platform] = []
-    for ref in raw.get("references") or ():
+    for ref in get("references") or ():
         if not isinstance(ref, dict):
             continue
         child = ref.get("child_digest")
-        if isinstance(child, str) and valid_reference(name, digest=child, registry=registry):
+        if isinstance(child, str) and digest_problem(child) is None:
             children.append(child)
         platform = ref.get("platform")
         if isinstance(platform, dict) and platform.get("os") and platform.get("architecture"):
             platforms.append(Platform(str(platform["os"]), str(platform["architecture"]),
                                       str(platform["variant"]) if platform.get("variant")
                                       else None))
-    media_type = raw.get("manifest_media_type")
-    is_index = bool(children) or (isinstance(media_type, str) and (
+    media_type = get("manifest_media_type")
+    if not isinstance(media_type, str):
+        media_type = None
+    is_index = bool(children) or (media_type is not None and (
         "manifest.list" in media_type or "image.index" in media_type))
-    size = raw.get("size")
+    size = get("size")
+    push_time = get("push_time")
     return Artifact(
         repository=name, digest=digest, tags=tuple(tags),
-        scan=summary_from_overview(raw.get("scan_overview")), registry=registry,
-        media_type=media_type if isinstance(media_type, str) else None, is_index=is_index,
+        scan=summary_from_overview(get("scan_overview")), registry=registry,
+        media_type=media_type, is_index=is_index,
         platforms=tuple(platforms), children=tuple(children), immutable_tags=tuple(immutable),
-        push_time=parse_time(raw.get("push_time")),
+        push_time=parse_time(push_time) if push_time is not None else None,
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-        labels=config_labels(raw.get("extra_attrs")))
+        labels=config_labels(get("extra_attrs")))
+
+
+#: The labels of an image config that has none (shared: it is read-only).
+_NO_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 def config_labels(extra_attrs: Any) -> Mapping[str, str] | None:
@@ -422,7 +469,7 @@ def config_labels(extra_attrs: Any) -> Mapping[str, str] | None:
         return None
     labels = config.get("Labels")
     if not isinstance(labels, dict):
-        return MappingProxyType({})
+        return _NO_LABELS
     return MappingProxyType({str(k): v for k, v in labels.items() if isinstance(v, str)})
 
 

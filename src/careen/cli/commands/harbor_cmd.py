@@ -6,7 +6,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -20,7 +20,7 @@ from careen.cli.context import globals_of
 from careen.cli.output import ConsoleObserver, table_console
 from careen.config import Config
 from careen.errors import ExitCode, UsageError
-from careen.inventory import Image
+from careen.inventory import Artifact, Image
 from careen.reference import ImageReference
 from careen.registries.harbor import HarborClient, open_harbor
 from careen.registries.interface import ScanControl
@@ -30,6 +30,8 @@ from careen.textsafe import csv_row, terminal_text
 T = TypeVar("T")
 
 SEVERITY_COLUMNS = [s.label for s in sorted(Severity, reverse=True)]
+#: A string as ``json.dumps`` writes it (ASCII, escaped), without the encoder around it.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def _with_client(config: Config, observer: ConsoleObserver,
@@ -66,6 +68,26 @@ def image_row(image: Image) -> dict[str, Any]:
     }
 
 
+def json_rows(artifact: Artifact) -> Iterator[tuple[str, str]]:
+    """``(image, json.dumps(image_row(image)))`` for each image of ``artifact``, the JSON
+    made once per artifact for what its images share (all but the name and immutability):
+    a 10,000-artifact inventory encodes 10,000 small objects instead of 11,000 whole rows
+    and builds no :class:`Image` (tests check the lines are ``image_row``'s)."""
+    scan = artifact.scan
+    counts = scan.counts.as_dict() if scan.counts is not None else dict.fromkeys(
+        SEVERITY_COLUMNS)
+    shared = json.dumps({
+        "digest": artifact.digest,
+        "status": "unreadable" if scan.unreadable_reason else scan.status.value,
+        **counts, "fixable": scan.fixable_total, "scanner": scan.scanner,
+        "scanned_at": scan.scanned_at.isoformat() if scan.scanned_at else None,
+        "multi_arch": artifact.is_index,
+    })[1:-1]
+    for name, immutable in artifact.image_names():
+        yield name, (f'{{"image": {_json_string(name)}, {shared}, "immutable": '
+                     f'{"true" if immutable else "false"}}}')
+
+
 def images(
     ctx: typer.Context,
     project: ProjectOption = None,
@@ -95,8 +117,6 @@ def images(
     # neutralised CSV cells), not as a dict: a fleet of 100,000 images stays a few tens of MB.
     # Only the table, for people, keeps whole rows.
     def encode(row: dict[str, Any]) -> Any:
-        if fmt == "json":
-            return json.dumps(row)
         if fmt == "csv":
             cells = csv_row(row)
             return tuple(cells[column] for column in IMAGE_ROW_COLUMNS)
@@ -104,8 +124,11 @@ def images(
 
     async def collect(client: HarborClient) -> list[tuple[str, Any]]:
         rows: list[tuple[str, Any]] = []
-        stream: AsyncIterator[Any] = client.artifacts(projects)
+        stream: AsyncIterator[Artifact] = client.artifacts(projects)
         async for artifact in stream:
+            if fmt == "json":
+                rows.extend(json_rows(artifact))
+                continue
             for image in artifact.images():
                 row = image_row(image)
                 rows.append((str(row["image"]), encode(row)))
