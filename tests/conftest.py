@@ -13,10 +13,21 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+if sys.dont_write_bytecode and not sys.pycache_prefix:
+    # With PYTHONDONTWRITEBYTECODE (set in this project's containers) every pytest worker
+    # rewrote the asserts of every test module and compiled every careen module from source
+    # at each run: about 4 s a worker before the first test, and again in each interpreter a
+    # test starts. The bytecode goes under .pytest_cache instead, never next to the sources,
+    # which is what the variable is there to prevent; the interpreters tests start read it.
+    sys.pycache_prefix = str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "pycache")
+    sys.dont_write_bytecode = False
+    os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
 
 from careen.errors import ConfigError
 from careen.lab import (
