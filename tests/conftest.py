@@ -10,6 +10,7 @@ cannot, lab tests are skipped, except in CI (``CI=true``), where that is a failu
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import shutil
 import subprocess
@@ -77,12 +78,22 @@ def require_program(program: str, package: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def _state_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A new, not yet existing folder at each ``next()``, all under one temporary folder.
+    (Not ``tmp_path``: pytest lists every folder it made before to name the next one, and
+    this fixture runs for every test, most of which never use a temporary folder.)"""
+    parent = tmp_path_factory.mktemp("xdg-state")
+    return (parent / str(number) for number in itertools.count())
+
+
 @pytest.fixture(autouse=True)
-def _private_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _private_state_home(monkeypatch: pytest.MonkeyPatch, _state_homes: Iterator[Path]) -> None:
     """Commands keep their state under $XDG_STATE_HOME: a test never touches the state of
-    the person (or CI job) running it. And no ``CAREEN_*`` setting of the machine (nor CI's
-    ``CAREEN_FUZZ_EXAMPLES``, read at import) reaches a command a test runs."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    the person (or CI job) running it, nor that of another test. And no ``CAREEN_*`` setting
+    of the machine (nor CI's ``CAREEN_FUZZ_EXAMPLES``, read at import) reaches a command a
+    test runs."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(next(_state_homes)))
     for name in list(os.environ):
         if name.startswith("CAREEN_") and not name.startswith("CAREEN_LAB_"):
             monkeypatch.delenv(name)
