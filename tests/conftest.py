@@ -20,19 +20,17 @@ from pathlib import Path
 
 import pytest
 
-if sys.dont_write_bytecode:
+if sys.dont_write_bytecode and not sys.pycache_prefix:
     # With PYTHONDONTWRITEBYTECODE (set in this project's containers) every pytest worker
     # rewrote the asserts of every test module and compiled every careen module from source
     # at each run: about 4 s a worker before the first test, and again in each interpreter a
     # test starts. The bytecode goes under .pytest_cache instead, never next to the sources,
-    # which is what the variable is there to prevent. The variable is exported for the
-    # interpreters tests start (xdist's workers among them: they run this again to write).
-    # A prefix of the person's own is left alone, and so is the variable then.
-    _tests_pycache = str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "pycache")
-    if sys.pycache_prefix in (None, _tests_pycache):
-        sys.pycache_prefix = _tests_pycache
-        sys.dont_write_bytecode = False
-        os.environ["PYTHONPYCACHEPREFIX"] = _tests_pycache
+    # which is what the variable is there to prevent; the interpreters tests start (xdist's
+    # workers among them) are told the same through the environment.
+    sys.pycache_prefix = str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "pycache")
+    sys.dont_write_bytecode = False
+    os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from careen.errors import ConfigError
 from careen.lab import (
