@@ -10,13 +10,27 @@ cannot, lab tests are skipped, except in CI (``CI=true``), where that is a failu
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+if sys.dont_write_bytecode and not sys.pycache_prefix:
+    # With PYTHONDONTWRITEBYTECODE (set in this project's containers) every pytest worker
+    # rewrote the asserts of every test module and compiled every careen module from source
+    # at each run: about 4 s a worker before the first test, and again in each interpreter a
+    # test starts. The bytecode goes under .pytest_cache instead, never next to the sources,
+    # which is what the variable is there to prevent; the interpreters tests start (xdist's
+    # workers among them) are told the same through the environment.
+    sys.pycache_prefix = str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "pycache")
+    sys.dont_write_bytecode = False
+    os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from careen.errors import ConfigError
 from careen.lab import (
@@ -66,12 +80,22 @@ def require_program(program: str, package: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def _state_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A new, not yet existing folder at each ``next()``, all under one temporary folder.
+    (Not ``tmp_path``: pytest lists every folder it made before to name the next one, and
+    this fixture runs for every test, most of which never use a temporary folder.)"""
+    parent = tmp_path_factory.mktemp("xdg-state")
+    return (parent / str(number) for number in itertools.count())
+
+
 @pytest.fixture(autouse=True)
-def _private_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _private_state_home(monkeypatch: pytest.MonkeyPatch, _state_homes: Iterator[Path]) -> None:
     """Commands keep their state under $XDG_STATE_HOME: a test never touches the state of
-    the person (or CI job) running it. And no ``CAREEN_*`` setting of the machine (nor CI's
-    ``CAREEN_FUZZ_EXAMPLES``, read at import) reaches a command a test runs."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    the person (or CI job) running it, nor that of another test. And no ``CAREEN_*`` setting
+    of the machine (nor CI's ``CAREEN_FUZZ_EXAMPLES``, read at import) reaches a command a
+    test runs."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(next(_state_homes)))
     for name in list(os.environ):
         if name.startswith("CAREEN_") and not name.startswith("CAREEN_LAB_"):
             monkeypatch.delenv(name)

@@ -314,7 +314,8 @@ def test_the_webhook_hears_the_summary_and_a_dead_one_fails_nothing(
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever)
+    # shutdown() waits for serve_forever to look again: every 10 ms, not every 0.5 s.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
     try:
         harbor.reset(Fleet.from_dict(FLEET))

@@ -27,6 +27,10 @@ def groovy_environment() -> dict[str, str]:
         java = shutil.which("java")
         if java is not None:
             environment["JAVA_HOME"] = str(Path(java).resolve().parent.parent)
+    # A short-lived JVM: the quick compiler only and the simple collector start Groovy about
+    # 0.8 s sooner; what the script does is the same.
+    quick_start = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    environment["JAVA_OPTS"] = f"{environment.get('JAVA_OPTS', '')} {quick_start}".strip()
     return environment
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,18 +35,22 @@ pytestmark = pytest.mark.skipif(
 SECRET = "s3cr3t-T0ken"
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user or system git config, a fixed identity, and no repository above tmp_path."""
-    home = tmp_path / "home"
+def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user or system git config, a fixed identity, and no repository above ``base``."""
+    home = base / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(base))
     for role in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{role}_NAME", "Careen Test")
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "careen@example.invalid")
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_git(tmp_path, monkeypatch)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -91,15 +96,41 @@ def make_upstream(base: Path) -> Upstream:
     return upstream
 
 
-@pytest.fixture
-def upstream(tmp_path: Path) -> Upstream:
-    return make_upstream(tmp_path / "upstream")
+@dataclass(frozen=True)
+class Templates:
+    """An upstream and a clone of it made by sync_tree, made once per module and copied for
+    each test that needs them (making them runs git a dozen times)."""
+
+    upstream: Upstream
+    clone: Path
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    base = tmp_path_factory.mktemp("scm-templates")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate_git(base, monkeypatch)
+        upstream = make_upstream(base / "upstream")
+        clone = base / "tree"
+        sync_tree(clone, url=upstream.url, branch="main", observer=RecordingObserver())
+    return Templates(upstream, clone)
 
 
 @pytest.fixture
-def clone(tmp_path: Path, upstream: Upstream) -> Path:
+def upstream(tmp_path: Path, templates: Templates) -> Upstream:
+    """A copy of the template upstream; its author pushes to the copy's bare repository."""
+    shutil.copytree(templates.upstream.bare.parent, tmp_path / "upstream", symlinks=True)
+    upstream = Upstream(tmp_path / "upstream" / "remote.git", tmp_path / "upstream" / "author")
+    git(upstream.author, "remote", "set-url", "origin", upstream.url)
+    return upstream
+
+
+@pytest.fixture
+def clone(tmp_path: Path, upstream: Upstream, templates: Templates) -> Path:
+    """A copy of the template clone, its remote the test's upstream (as a clone of it is)."""
     root = tmp_path / "tree"
-    sync_tree(root, url=upstream.url, branch="main", observer=RecordingObserver())
+    shutil.copytree(templates.clone, root, symlinks=True)
+    git(root, "remote", "set-url", "origin", upstream.url)
     return root
 
 

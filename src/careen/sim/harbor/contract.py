@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -478,6 +479,13 @@ def _hook(spec: HarborSpec, check_requests: bool) -> tuple[Callable[[httpx.Reque
     return on_request, on_response
 
 
+@functools.cache
+def _default_trust() -> ssl.SSLContext:
+    """httpx's default trust, made once: each client would read the CA bundle again (about
+    30 ms), and the tests make a client for most simulators they start."""
+    return httpx.create_ssl_context()
+
+
 def validating_client(base_url: str, spec: HarborSpec | None = None, *,
                       check_requests: bool = True, keep_cookies: bool = False,
                       **kwargs: Any) -> httpx.Client:
@@ -486,6 +494,7 @@ def validating_client(base_url: str, spec: HarborSpec | None = None, *,
     ``keep_cookies``, cookies are dropped after every response, as Harbor's maintainers
     advise API clients to do (NOTES §3). Other keyword arguments go to ``httpx.Client``."""
     on_request, on_response = _hook(spec or HarborSpec.load("v2.0"), check_requests)
+    kwargs.setdefault("verify", _default_trust())
     client = httpx.Client(base_url=base_url, event_hooks={"request": [on_request],
                                                           "response": [on_response]}, **kwargs)
     if not keep_cookies:
@@ -498,6 +507,7 @@ def validating_async_client(base_url: str, spec: HarborSpec | None = None, *,
                             **kwargs: Any) -> httpx.AsyncClient:
     """The :class:`httpx.AsyncClient` counterpart of :func:`validating_client`."""
     on_request, on_response = _hook(spec or HarborSpec.load("v2.0"), check_requests)
+    kwargs.setdefault("verify", _default_trust())
 
     async def request_hook(request: httpx.Request) -> None:
         on_request(request)
