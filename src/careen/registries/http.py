@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import socket
 import ssl
@@ -586,11 +587,18 @@ def _query_value(value: str | int | bool) -> str:
     return str(value)
 
 
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    """The system's CA certificates, read once per process: reading them takes about 30 ms
+    and a run (or a test) opens many clients. An SSLContext is safe to share."""
+    return ssl.create_default_context()
+
+
 def _tls_verify(settings: HarborSettings) -> ssl.SSLContext | bool:
     if not settings.verify_tls:
         return False
     if settings.ca_bundle is None:
-        return ssl.create_default_context()
+        return _system_trust()
     try:
         return ssl.create_default_context(cafile=str(settings.ca_bundle))
     except (OSError, ssl.SSLError) as exc:
