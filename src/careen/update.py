@@ -187,8 +187,10 @@ async def execute_plan(
     A step is ready once every parent's outcome is recorded; of the ready steps, the one
     heading the longest remaining chain of builds starts first when a slot frees
     (:func:`careen.plan.remaining_paths`, weighed by ``options.build_seconds``), plan order
-    breaking ties. The recorder's writes run in a thread of their own (:class:`_RecordWriter`),
-    so the event loop starts the next build while a push is being written to disk."""
+    breaking ties. Each slot is a thread that takes the next ready step itself as soon as
+    its build is pushed, and the recorder's writes run in a thread of their own
+    (:class:`_RecordWriter`): no build waits for the event loop, nor for a push of another
+    branch being written to disk."""
     record = recorder or NullRecorder()
     pushed_before = dict(already_pushed or {})
     created = datetime.now(UTC)
@@ -303,7 +305,7 @@ async def execute_plan(
                 _, index = heapq.heappop(ready)
                 building += 1
                 undelivered += 1
-            request = requests.pop(index)
+                request = requests.pop(index)
             loop.call_soon_threadsafe(build_starting, index, request)
             started = time.monotonic()
             error: BaseException | None = None
