@@ -407,8 +407,8 @@ async def execute_plan(
 
 class _RecordWriter:
     """Runs the recorder's calls in one thread of their own, in the order they were given,
-    so that a state write's fsync never holds up the event loop (which meanwhile starts the
-    next build). The calls that queue up while one group is being written are written
+    so that a state write's fsync holds up neither the event loop nor a build thread taking
+    its next step. The calls that queue up while one group is being written are written
     together, as one transaction where the recorder offers ``grouped()`` (group commit:
     one fsync for all of them). A call's future is done once its group is committed."""
 
