@@ -291,11 +291,12 @@ async def execute_plan(
         """Whether the slot step ``index`` frees waits for its child: the child its record
         releases outranks every ready step. Its push is being written (a fsync): given to a
         lesser step now, the slot would keep the longest chain waiting a whole build. Never
-        with one slot: the night lasts the sum of its builds in any order."""
-        if options.jobs == 1:
+        with one slot (the night lasts the sum of its builds in any order), nor with nothing
+        ready (no step would take the slot: the child finds it free)."""
+        if options.jobs == 1 or not ready:
             return False
         released = [rank[child] for child in children[index] if waiting[child] == 1]
-        return bool(released) and (not ready or max(released) > -ready[0][0])
+        return bool(released) and max(released) > -ready[0][0]
 
     def build_thread() -> None:
         nonlocal building, held, undelivered
