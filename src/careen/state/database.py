@@ -60,8 +60,8 @@ class Database:
             raise StateFileError(target, f"cannot create: {error.strerror}") from error
         try:
             # check_same_thread off: the executor writes a plan's build records from a thread
-            # of its own (careen.update), one thread at a time, so that a commit's fsync
-            # never holds up the event loop that starts the next build.
+            # of its own (careen.update), while nothing else uses the store, so that a
+            # commit's fsync holds up neither the event loop nor the builds.
             connection = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None,
                                          check_same_thread=False)
         except sqlite3.Error as error:
