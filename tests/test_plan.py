@@ -10,7 +10,7 @@ import pytest
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.errors import UsageError
-from careen.plan import Candidate, Plan, SkipReason, StepReason, make_plan
+from careen.plan import Candidate, Plan, SkipReason, StepReason, make_plan, remaining_paths
 from careen.reference import ImageReference
 from careen.scan import SeverityCounts
 from careen.tree.discover import discover_tree
@@ -167,3 +167,38 @@ def test_damaged_or_foreign_plans_are_refused(tree_root: Path) -> None:
     data["steps"][0]["image"] = "library/base;rm -rf /"
     with pytest.raises(UsageError, match="damaged"):
         Plan.from_dict(data)
+
+
+def test_remaining_paths_count_the_longest_chain_below_each_step(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("library/base:1.0"), "high"),
+                    Candidate(ref("library/tools:latest"), "high"))
+    images = [step.image.short for step in plan.steps]
+    depth = dict(zip(images, remaining_paths(plan), strict=True))
+    # base <- jre <- tomcat is three builds long; nginx, tomcat and tools are one.
+    assert depth == {"library/base:1.0": 3.0, "library/tools:latest": 1.0,
+                     "library/jre:8u191": 2.0, "library/nginx:1.25": 1.0,
+                     "library/tomcat:8.5": 1.0}
+
+
+def test_remaining_paths_weigh_builds_by_their_past_seconds(tree_root: Path) -> None:
+    plan = plan_for(tree_root, Candidate(ref("library/base:1.0"), "high"),
+                    Candidate(ref("library/tools:latest"), "high"))
+    history = {"library/base:1.0": 10.0, "library/jre:8u191": 100.0,
+               "library/nginx:1.25": 400.0, "library/tools:latest": 50.0}
+    images = [step.image.short for step in plan.steps]
+    seconds = dict(zip(images, remaining_paths(plan, history), strict=True))
+    # tomcat was never built: it weighs the median of the known (75 s).
+    assert seconds["library/tomcat:8.5"] == 75.0
+    assert seconds["library/jre:8u191"] == 175.0
+    # base heads nginx (400 s), longer than jre and tomcat (175 s).
+    assert seconds["library/base:1.0"] == 410.0
+    assert seconds["library/tools:latest"] == 50.0
+
+
+def test_remaining_paths_do_not_trust_the_steps_order(tree_root: Path) -> None:
+    """A plan read back or cut into parts may list a child first: the ranks are the same."""
+    plan = plan_for(tree_root, Candidate(ref("library/base:1.0"), "high"))
+    reversed_plan = replace(plan, steps=tuple(reversed(plan.steps)))
+    forward = dict(zip(plan.steps, remaining_paths(plan), strict=True))
+    backward = dict(zip(reversed_plan.steps, remaining_paths(reversed_plan), strict=True))
+    assert forward == backward

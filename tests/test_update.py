@@ -258,3 +258,116 @@ async def test_ctrl_c_while_children_wait_still_records_the_parent_in_flight(
     base = [o for o in recorded if o.step.image.short == "library/base:1.0"]
     assert [o.status for o in base] == [StepStatus.PUSHED]
     assert warnings == []  # no step broke while stopping (the parent's result was delivered)
+
+
+def tree_plan(tmp_path: Path, folders: dict[str, str], selected: list[str]) -> Plan:
+    for folder, text in folders.items():
+        (tmp_path / "tree" / folder).mkdir(parents=True)
+        (tmp_path / "tree" / folder / "Dockerfile").write_text(text)
+    return make_plan([Candidate(ref(image), "high 1 > 0") for image in selected],
+                     discover_tree(tmp_path / "tree"), now=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def chain_and_singles(tmp_path: Path) -> Plan:
+    """Three independent images first in plan order (``aa``, ``ab``, ``ac``), then the head of
+    a chain of three (``zbase`` <- ``zmid`` <- ``zapp``)."""
+    return tree_plan(tmp_path, {
+        "aa/1": "FROM scratch\n", "ab/1": "FROM scratch\n", "ac/1": "FROM scratch\n",
+        "zbase/1": "FROM scratch\n", "zmid/1": "FROM library/zbase:1\n",
+        "zapp/1": "FROM library/zmid:1\n",
+    }, ["library/aa:1", "library/ab:1", "library/ac:1", "library/zbase:1"])
+
+
+def builds(builder: FakeBuilder) -> list[str]:
+    return [image.removeprefix("library/") for kind, image in builder.events if kind == "build"]
+
+
+async def test_a_long_chain_starts_before_short_independent_steps(
+    chain_and_singles: Plan, tmp_path: Path,
+) -> None:
+    """With one slot, the chain's head goes first (its chain is the longest still to
+    come), although three single images precede it in plan order."""
+    assert [s.image.repository for s in chain_and_singles.steps[:4]] == [
+        "library/aa", "library/ab", "library/ac", "library/zbase"]
+    builder = FakeBuilder()
+    await execute_plan(chain_and_singles, builder, options(tmp_path, jobs=1))
+    assert builds(builder)[0] == "zbase:1"
+    assert builds(builder)[1:].index("zmid:1") < builds(builder)[1:].index("zapp:1")
+
+
+async def test_two_slots_keep_the_chain_going_beside_the_singles(
+    chain_and_singles: Plan, tmp_path: Path,
+) -> None:
+    builder = FakeBuilder(delay=0.02)
+    await execute_plan(chain_and_singles, builder, options(tmp_path, jobs=2))
+    order = builds(builder)
+    # The chain's head and the first single start at once. When they end, the slot the
+    # head frees waits for its push to be recorded, and goes to the middle link (two builds
+    # still to come), not to a single (one): the chain never waits behind the singles.
+    assert set(order[:2]) == {"zbase:1", "aa:1"}
+    assert set(order[2:4]) == {"zmid:1", "ab:1"}
+    # The last link ties with the singles (one build each): plan order decides.
+    assert order[4:] == ["ac:1", "zapp:1"]
+
+
+async def test_past_build_durations_rank_the_chains(tmp_path: Path) -> None:
+    """Two chains of the same depth: the one whose builds took longer last time starts
+    first; without history plan order decides (``fast`` before ``slow``)."""
+    plan = tree_plan(tmp_path, {
+        "fast/1": "FROM scratch\n", "fastapp/1": "FROM library/fast:1\n",
+        "slow/1": "FROM scratch\n", "slowapp/1": "FROM library/slow:1\n",
+    }, ["library/fast:1", "library/slow:1"])
+    unranked = FakeBuilder()
+    await execute_plan(plan, unranked, options(tmp_path, jobs=1))
+    assert builds(unranked)[0] == "fast:1"
+    ranked = FakeBuilder()
+    history = {"library/fast:1": 10.0, "library/fastapp:1": 5.0,
+               "library/slow:1": 60.0, "library/slowapp:1": 30.0}
+    await execute_plan(plan, ranked, options(tmp_path, jobs=1, build_seconds=history))
+    assert builds(ranked)[0] == "slow:1"
+
+
+async def test_a_child_starts_only_once_its_parents_push_is_recorded(
+    plan: Plan, tmp_path: Path,
+) -> None:
+    """The recorder writes in a thread of its own; a child's build still waits until its
+    parent's outcome is written (what a resume trusts), while independent builds go on."""
+    recorded: set[str] = set()
+    early: list[str] = []
+
+    class SlowRecorder:
+        def step_started(self, step: object, image: object, log_path: object) -> None:
+            pass
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            time.sleep(0.05)  # a slow disk
+            recorded.add(outcome.step.image.short)
+
+    class Checking(FakeBuilder):
+        def build(self, request: BuildRequest) -> BuildResult:
+            step = plan.step(request.image)
+            assert step is not None
+            early.extend(p.short for p in step.parents if p.short not in recorded)
+            return super().build(request)
+
+    outcomes = await execute_plan(plan, Checking(), options(tmp_path, jobs=2),
+                                  recorder=SlowRecorder())
+    assert {o.status for o in outcomes} == {StepStatus.PUSHED}
+    assert early == []
+    assert len(recorded) == len(plan.steps)
+
+
+async def test_a_failing_record_fails_the_run(plan: Plan, tmp_path: Path) -> None:
+    class BrokenRecorder:
+        def step_started(self, step: object, image: object, log_path: object) -> None:
+            pass
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            raise OSError("disk full")
+
+    builder = FakeBuilder()
+    with pytest.raises(OSError, match="disk full"):
+        await execute_plan(plan, builder, options(tmp_path), recorder=BrokenRecorder())
+    # Nothing was recorded as pushed, so no child was built on it.
+    assert builds(builder) in (["base:1.0"], ["base:1.0", "tools:1"])

@@ -300,14 +300,21 @@ def read_plan_file(path: Path, store: StateStore, tree_root: Path) -> Plan:
 
 
 class StateRecorder:
-    """The executor's recorder writing to the state database: a push is committed before the
-    next step starts, which is what a resume trusts."""
+    """The executor's recorder writing to the state database: a push is committed before its
+    children start, which is what a resume trusts. The executor calls it from its record
+    thread, while nothing else uses the store."""
 
     def __init__(self, store: StateStore, run_id: str, plan: Plan) -> None:
         self.store = store
         self.run_id = run_id
         self.position = {step.image: index for index, step in enumerate(plan.steps)}
         self.builds: dict[ImageReference, BuildRecord] = {}
+
+    def grouped(self) -> AbstractContextManager[None]:
+        """The records written inside are one durable transaction (the executor's group
+        commit: pushes that end together cost one fsync, each still on disk before its
+        children start)."""
+        return self.store.grouped()
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
         self.builds[step.image] = self.store.build_started(
@@ -647,6 +654,8 @@ async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id:
         no_cache=build.no_cache, pull=build.pull, timeout=build.timeout,
         revision=revision.commit, source=revision.remote_url or str(parts.tree_root),
         input_labels=night.labels if night is not None else None,
+        # Past build durations rank the ready steps (the longest chain of builds first).
+        build_seconds=store.build_seconds(step.image for step in plan.steps),
     )
     already = store.pushed_images(str(plan.id)) if plan.id else {}
     with parts.open_builder() as builder:

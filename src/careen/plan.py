@@ -13,6 +13,7 @@ and executed later exactly as it was shown (``careen update --plan ID``).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -438,6 +439,43 @@ def _ordered_steps(
             ))
     steps.sort(key=lambda s: (s.level, s.image.short))
     return steps
+
+
+def remaining_paths(plan: Plan, seconds: Mapping[str, float] | None = None) -> tuple[float, ...]:
+    """Per step of ``plan`` (in its order), the longest chain of builds from it to the end of
+    the plan, its own build included: the executor starts the longest first when slots are
+    scarce (critical path first), so the last builds of the night are not a long chain
+    begun late.
+
+    ``seconds`` maps ``repository:tag`` to how long the image's build took last time (the
+    state's history): a chain weighs what its builds took, an image never built the median
+    of those known. Without any history every build weighs 1, and the rank is the depth of
+    the chain below the step."""
+    history = seconds or {}
+    index_of = {step.image: index for index, step in enumerate(plan.steps)}
+    known = [history[step.image.short] for step in plan.steps if step.image.short in history]
+    typical = statistics.median(known) if known else 1.0
+    weight = [history.get(step.image.short, typical) for step in plan.steps]
+    children: list[list[int]] = [[] for _ in plan.steps]
+    waiting = [0] * len(plan.steps)
+    for index, step in enumerate(plan.steps):
+        for parent in dict.fromkeys(step.parents):
+            if parent in index_of:
+                children[index_of[parent]].append(index)
+                waiting[index] += 1
+    # Parents before children (a plan is in that order already; a plan read back from JSON
+    # or cut by careen.shard is not trusted to be), then children first from the end.
+    order = [index for index, count in enumerate(waiting) if count == 0]
+    for index in order:
+        for child in children[index]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                order.append(child)
+    path = list(weight)
+    for index in reversed(order):
+        path[index] = weight[index] + max((path[child] for child in children[index]),
+                                          default=0.0)
+    return tuple(path)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -9,16 +9,24 @@ other, and stopped at nothing. Here:
   reason ("parent library/base:1.0 failed");
 * every state change goes to the recorder (the state database) as it happens, so a run
   killed half-way is resumed without building or pushing again what was pushed
-  (``already_pushed``);
+  (``already_pushed``); a child starts only once its parents' pushes are recorded;
+* when more steps are ready than ``jobs`` allows, the one heading the longest chain of
+  builds still to come starts first (by the builds' past durations where the state has
+  them), so the night does not end on a long chain begun late;
 * Ctrl-C (cancellation) stops starting new steps; what finished is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import heapq
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,7 +45,7 @@ from careen.builders.interface import (
     Status as BuildStatus,
 )
 from careen.events import NULL_OBSERVER, Observer
-from careen.plan import Plan, PlanStep
+from careen.plan import Plan, PlanStep, remaining_paths
 from careen.reference import ImageReference
 
 
@@ -91,7 +99,12 @@ def outcome_attention(outcomes: Iterable[StepOutcome]) -> tuple[AttentionItem, .
 
 
 class UpdateRecorder(Protocol):
-    """Where the executor reports each state change (the state store implements it)."""
+    """Where the executor reports each state change (the state store implements it).
+
+    The executor calls it from one thread of its own, never the event loop's, one call at a
+    time and in order (a step's start before its end). A recorder may also offer
+    ``grouped()``, a context manager making the calls inside it one transaction: the
+    executor then writes the records that queued up meanwhile together."""
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None: ...
 
@@ -127,6 +140,9 @@ class UpdateOptions:
     #: were pushed under in this run; ``None``: no input labels.
     input_labels: Callable[[PlanStep, Mapping[ImageReference, str]], Mapping[str, str]] | \
         None = None
+    #: ``repository:tag`` -> seconds its last build took (the state's history): of the steps
+    #: ready to build, the one heading the longest chain by them starts first.
+    build_seconds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -166,91 +182,317 @@ async def execute_plan(
 
     ``already_pushed`` maps ``repository:tag`` to the digest an earlier run of this plan
     pushed (resume). A part of a plan (``careen.shard``: ``--only``, ``--shard``,
-    ``--level``) is a plan of its own whose steps' parents outside it were built elsewhere."""
+    ``--level``) is a plan of its own whose steps' parents outside it were built elsewhere.
+
+    A step is ready once every parent's outcome is recorded; of the ready steps, the one
+    heading the longest remaining chain of builds starts first when a slot frees
+    (:func:`careen.plan.remaining_paths`, weighed by ``options.build_seconds``), plan order
+    breaking ties. Each slot is a thread that takes the next ready step itself as soon as
+    its build is pushed, and the recorder's writes run in a thread of their own
+    (:class:`_RecordWriter`): no build waits for the event loop, nor for a push of another
+    branch being written to disk."""
     record = recorder or NullRecorder()
     pushed_before = dict(already_pushed or {})
     created = datetime.now(UTC)
     options.log_dir.mkdir(parents=True, exist_ok=True)
-    limit = asyncio.Semaphore(options.jobs)
-    # Builds run in threads of their own: asyncio's default executor has min(32, CPUs + 4)
-    # threads, which would cap --jobs 16 at 6 builds at once on a 2-CPU agent.
-    workers = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="careen-build")
+    steps = plan.steps
+    total = len(steps)
+    if not total:
+        return []
+    index_of = {step.image: index for index, step in enumerate(steps)}
+    parents_of = [[index_of[parent] for parent in dict.fromkeys(step.parents)
+                   if parent in index_of] for step in steps]
+    children: list[list[int]] = [[] for _ in steps]
+    for index, parents in enumerate(parents_of):
+        for parent in parents:
+            children[parent].append(index)
+    waiting = [len(parents) for parents in parents_of]
+    rank = remaining_paths(plan, options.build_seconds)
+    outcomes: list[StepOutcome | None] = [None] * total
+    requests: dict[int, BuildRequest] = {}
     loop = asyncio.get_running_loop()
-    done: dict[ImageReference, asyncio.Future[StepOutcome]] = {
-        step.image: asyncio.get_running_loop().create_future() for step in plan.steps
-    }
-    total = len(plan.steps)
-    finished = 0
+    writer = _RecordWriter(record, loop)
+    all_recorded: asyncio.Future[None] = loop.create_future()
+    recorded_count = 0
+    # What the build threads share with the event loop, under ``schedule``'s lock: the
+    # ready steps, the parents each step still waits for, the slots in use.
+    schedule = threading.Condition()
+    #: Ready steps waiting for a slot: the longest remaining chain first, then plan order.
+    ready: list[tuple[float, int]] = []
+    #: Builds in flight (a thread frees its slot itself, and takes the next ready step
+    #: without waiting for the event loop: no round trip between two builds).
+    building = 0
+    #: Slots kept free for a child about to be released (see holds_slot).
+    held = 0
+    #: Builds taken by a thread whose outcome the event loop has not received yet.
+    undelivered = 0
+    stopping = False
+    closing = False
+    idle: asyncio.Future[None] = loop.create_future()
 
-    def finish(outcome: StepOutcome) -> StepOutcome:
-        nonlocal finished
-        record.step_finished(outcome)
-        finished += 1
-        observer.progress("images", finished, total)
-        done[outcome.step.image].set_result(outcome)
-        return outcome
+    def fail(error: BaseException) -> None:
+        if not all_recorded.done():
+            all_recorded.set_exception(error)
 
-    async def run_step(step: PlanStep) -> StepOutcome:
-        # Shielded: cancelling a waiting child (Ctrl-C) must not cancel its parent's future,
-        # which the parent's own step still completes when its build in flight ends.
-        parents = [await asyncio.shield(done[parent]) for parent in step.parents
-                   if parent in done]
+    def settle(index: int, outcome: StepOutcome, *, holding: bool = False) -> None:
+        outcomes[index] = outcome
+        writer.submit(record.step_finished, outcome).add_done_callback(
+            functools.partial(recorded, index, holding))
+
+    def recorded(index: int, holding: bool, written: asyncio.Future[None]) -> None:
+        # A push is on disk: its children may start (a resume trusts that record).
+        nonlocal recorded_count, held
+        try:
+            with schedule:
+                if holding:
+                    held -= 1
+                written.result()
+                recorded_count += 1
+                observer.progress("images", recorded_count, total)
+                if not stopping:
+                    for child in children[index]:
+                        waiting[child] -= 1
+                        if waiting[child] == 0:
+                            become_ready(child)
+                schedule.notify_all()
+            if recorded_count == total and not all_recorded.done():
+                all_recorded.set_result(None)
+        except BaseException as error:  # a callback's error would only be logged by asyncio
+            fail(error)
+
+    def become_ready(index: int) -> None:
+        step = steps[index]
+        parents = [outcome for outcome in (outcomes[p] for p in parents_of[index])
+                   if outcome is not None]
         request = build_request(step, plan, options, created, {
             p.step.image: p.digest for p in parents if p.digest is not None})
         failed = [p for p in parents if not p.ok]
         if failed:
-            return finish(StepOutcome(
+            settle(index, StepOutcome(
                 step, StepStatus.SKIPPED, request.image,
                 reason=f"parent {failed[0].step.image.short} "
                        f"{'was skipped' if failed[0].status is StepStatus.SKIPPED else 'failed'}",
                 blocked_by=failed[0].step.image,
             ))
-        if step.image.short in pushed_before:
+        elif step.image.short in pushed_before:
             observer.info(f"{step.image.short}: pushed by an earlier run of this plan "
                           f"({pushed_before[step.image.short][:19]}...), not built again")
-            return finish(StepOutcome(step, StepStatus.ALREADY_PUSHED, request.image,
+            settle(index, StepOutcome(step, StepStatus.ALREADY_PUSHED, request.image,
                                       digest=pushed_before[step.image.short]))
-        if options.dry_run:
+        elif options.dry_run:
             observer.processing(f"{request.image} (dry run: would build {step.folder})")
-            return finish(StepOutcome(step, StepStatus.WOULD_BUILD, request.image,
+            settle(index, StepOutcome(step, StepStatus.WOULD_BUILD, request.image,
                                       log_path=request.log_path))
-        async with limit:
-            observer.processing(str(request.image))
-            record.step_started(step, request.image, request.log_path)
-            started = time.monotonic()
-            work = loop.run_in_executor(workers, _build_and_push, builder, request)
-            try:
-                built, pushed = await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # A thread cannot be stopped: wait for the step (Ctrl-C reached the build
-                # tool too, so it ends soon) and record it, so a push that completed is
-                # known to the resume and never made twice. Further cancellations (a second
-                # Ctrl-C, the event loop's shutdown) do not stop that wait.
-                await _uncancellable(work)
-                built, pushed = work.result()
-                finish(_outcome(step, request, built, pushed, time.monotonic() - started,
-                                observer))
-                raise
-            duration = time.monotonic() - started
-        return finish(_outcome(step, request, built, pushed, duration, observer))
+        else:
+            requests[index] = request
+            heapq.heappush(ready, (-rank[index], index))
 
-    tasks = [asyncio.create_task(run_step(step)) for step in plan.steps]
+    def holds_slot(index: int) -> bool:
+        """Whether the slot step ``index`` frees waits for its child: the child its record
+        releases outranks every ready step. Its push is being written (a fsync): given to a
+        lesser step now, the slot would keep the longest chain waiting a whole build. Never
+        with one slot (the night lasts the sum of its builds in any order), nor with nothing
+        ready (no step would take the slot: the child finds it free)."""
+        if options.jobs == 1 or not ready:
+            return False
+        released = [rank[child] for child in children[index] if waiting[child] == 1]
+        return bool(released) and max(released) > -ready[0][0]
+
+    def build_thread() -> None:
+        nonlocal building, held, undelivered
+        while True:
+            with schedule:
+                while not closing and (stopping or not ready or building + held >= options.jobs):
+                    schedule.wait()
+                if closing:
+                    return
+                _, index = heapq.heappop(ready)
+                building += 1
+                undelivered += 1
+                request = requests.pop(index)
+            loop.call_soon_threadsafe(build_starting, index, request)
+            started = time.monotonic()
+            error: BaseException | None = None
+            built: BuildResult | None = None
+            pushed: PushResult | None = None
+            try:
+                built, pushed = _build_and_push(builder, request)
+            except BaseException as failure:  # delivered to the event loop, raised there
+                error = failure
+            duration = time.monotonic() - started
+            with schedule:
+                building -= 1
+                holding = (error is None and pushed is not None and pushed.ok
+                           and not stopping and holds_slot(index))
+                if holding:
+                    held += 1
+                else:
+                    schedule.notify()
+            loop.call_soon_threadsafe(build_done, index, request, built, pushed, duration,
+                                      error, holding)
+
+    def build_starting(index: int, request: BuildRequest) -> None:
+        try:
+            observer.processing(str(request.image))
+            # Not waited for: the build needs no record to start, and the step's outcome is
+            # written after it by the same thread, in order.
+            writer.submit(record.step_started, steps[index], request.image, request.log_path
+                          ).add_done_callback(started_recorded)
+        except BaseException as error:
+            fail(error)
+
+    def started_recorded(written: asyncio.Future[None]) -> None:
+        error = written.exception()
+        if error is not None:
+            fail(error)
+
+    def build_done(index: int, request: BuildRequest, built: BuildResult | None,
+                   pushed: PushResult | None, duration: float, error: BaseException | None,
+                   holding: bool) -> None:
+        nonlocal undelivered
+        try:
+            if error is not None or built is None:
+                failure = error or RuntimeError("a build ended without a result")
+                if stopping:  # the run is ending anyway: said, not swallowed
+                    observer.warning(f"while stopping: {type(failure).__name__}: {failure}")
+                fail(failure)
+            else:
+                settle(index, _outcome(steps[index], request, built, pushed, duration,
+                                       observer), holding=holding)
+        except BaseException as failure:
+            fail(failure)
+        finally:
+            with schedule:
+                undelivered -= 1
+                if stopping and not undelivered and not idle.done():
+                    idle.set_result(None)
+
+    # A thread per slot, each taking the next ready step as soon as its build is pushed
+    # (not asyncio's default executor: min(32, CPUs + 4) threads would cap --jobs 16 at 6
+    # builds at once on a 2-CPU agent).
+    for number in range(options.jobs):
+        threading.Thread(target=build_thread, name=f"careen-build-{number}",
+                         daemon=True).start()
     try:
-        return list(await asyncio.gather(*tasks))
-    except asyncio.CancelledError:
-        for task in tasks:
-            task.cancel()
-        # Let every step record how it ended (a build in flight finishes first).
-        stopping = asyncio.gather(*tasks, return_exceptions=True)
-        await _uncancellable(stopping)
-        for error in stopping.result():
-            # A step that failed while stopping (not one that was cancelled) is a bug or a
-            # state write that did not happen: said, not swallowed.
+        with schedule:
+            for index in range(total):
+                if waiting[index] == 0:
+                    become_ready(index)
+            schedule.notify_all()
+        # Shielded: cancelling this wait (Ctrl-C) must leave the future to the callbacks.
+        await asyncio.shield(all_recorded)
+    except BaseException:
+        # Start nothing new; let every build in flight end (Ctrl-C reached the build tool
+        # too, so it ends soon: a thread cannot be stopped) and record how it ended, so a
+        # push that completed is known to the resume and never made twice.
+        with schedule:
+            stopping = True
+            if not undelivered:
+                idle.set_result(None)
+        await _uncancellable(idle)
+        for error in await _uncancellable_result(writer.drained()):
+            # A write that failed while stopping is a state write that did not happen:
+            # said, not swallowed.
             if isinstance(error, Exception):
                 observer.warning(f"while stopping: {type(error).__name__}: {error}")
         raise
     finally:
-        workers.shutdown(wait=False)
+        if all_recorded.done() and not all_recorded.cancelled():
+            all_recorded.exception()  # raised above, or superseded by the cancellation
+        with schedule:
+            closing = True
+            schedule.notify_all()
+        writer.close()
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+class _RecordWriter:
+    """Runs the recorder's calls in one thread of their own, in the order they were given,
+    so that a state write's fsync holds up neither the event loop nor a build thread taking
+    its next step. The calls that queue up while one group is being written are written
+    together, as one transaction where the recorder offers ``grouped()`` (group commit:
+    one fsync for all of them). A call's future is done once its group is committed."""
+
+    def __init__(self, recorder: UpdateRecorder, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        grouped = getattr(recorder, "grouped", None)
+        self._grouped: Callable[[], AbstractContextManager[object]] = (
+            grouped if callable(grouped) else contextlib.nullcontext)
+        self._queue: queue.SimpleQueue[_RecordCall | None] = queue.SimpleQueue()
+        self._pending: set[asyncio.Future[None]] = set()
+        self._thread = threading.Thread(target=self._run, name="careen-record", daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        self._queue.put((call, args, future))
+        return future
+
+    def drained(self) -> asyncio.Future[list[Any]]:
+        """Done when every call submitted so far is written (or failed)."""
+        return asyncio.gather(*self._pending, return_exceptions=True)
+
+    def close(self) -> None:
+        """The thread ends once it has written what was submitted before."""
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                return
+            calls = [first]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    closing = True
+                    break
+                calls.append(item)
+            results = self._write(calls)
+            try:
+                self._loop.call_soon_threadsafe(_deliver, results)
+            except RuntimeError:  # the event loop is closed: nobody waits for these
+                return
+
+    def _write(self, calls: list[_RecordCall]) -> list[tuple[asyncio.Future[None],
+                                                             Exception | None]]:
+        results: list[tuple[asyncio.Future[None], Exception | None]] = []
+        try:
+            with self._grouped():
+                for call, args, future in calls:
+                    try:
+                        call(*args)
+                    except Exception as error:  # this call's own failure, delivered to it
+                        results.append((future, error))
+                    else:
+                        results.append((future, None))
+        except Exception as error:  # the group's commit failed: none of it is recorded
+            return [(future, error) for _, _, future in calls]
+        return results
+
+
+_RecordCall = tuple[Callable[..., None], tuple[Any, ...], "asyncio.Future[None]"]
+
+
+def _deliver(results: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
+    for future, error in results:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+async def _uncancellable_result(future: asyncio.Future[list[Any]]) -> list[Any]:
+    await _uncancellable(future)
+    return future.result()
 
 
 async def _uncancellable(future: asyncio.Future[Any]) -> None:

@@ -33,3 +33,25 @@ def test_ideal_list_schedule_is_between_the_bound_and_one_job() -> None:
         assert fleet.lower_bound(jobs) - 1e-9 <= ideal <= sum(fleet.seconds) + 1e-9
     assert abs(fleet.ideal_list_schedule(1) - sum(fleet.seconds)) < 1e-9
     assert abs(fleet.ideal_list_schedule(10_000) - fleet.critical_path()) < 1e-9
+
+
+def test_the_bench_ranks_as_the_executor_does() -> None:
+    """The ideal schedule 'by Careen's priority' restates careen.plan.remaining_paths: the
+    same ranks, with last night's durations and without."""
+    from datetime import UTC, datetime
+
+    from careen.plan import Plan, PlanStep, StepReason, remaining_paths
+    from careen.reference import ImageReference
+
+    fleet = scheduler.make_fleet(150, 6, 40.0, seed=2)
+    refs = [ImageReference.parse_short(name) for name in fleet.names]
+    plan = Plan(steps=tuple(
+        PlanStep(image=ref, level=fleet.levels[i], reason=StepReason.CASCADE, detail="",
+                 parents=tuple(refs[p] for p in fleet.parents[i]), folder="f", dockerfile="d")
+        for i, ref in enumerate(refs)), skipped=(), tree_root="/", created_at=datetime.now(UTC))
+    history = {ref.short: fleet.previous[i] for i, ref in enumerate(refs)}
+    assert list(remaining_paths(plan, history)) == fleet.remaining_paths(True)
+    assert list(remaining_paths(plan)) == fleet.remaining_paths(False)
+    for jobs in (1, 4, 16):
+        ranked = fleet.ideal_list_schedule(jobs, fleet.remaining_paths(True))
+        assert fleet.lower_bound(jobs) - 1e-9 <= ranked <= sum(fleet.seconds) + 1e-9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -508,3 +509,73 @@ def test_open_returns_the_whole_store(tmp_path: Path) -> None:
         assert type(state) is StateStore
         run = state.begin_run(RunKind.RUN)
         assert state.runs()[0].id == run.id
+
+
+def _committed_builds(state_path: Path) -> dict[str, str]:
+    """What another connection sees: only committed rows."""
+    with sqlite3.connect(state_path) as other:
+        return dict(other.execute("SELECT image, status FROM builds").fetchall())
+
+
+def test_grouped_writes_commit_together(store: StateStore, state_path: Path) -> None:
+    run = store.begin_run("update")
+    with store.grouped():
+        first = store.build_started(run.id, "library/a:1", step=0)
+        store.build_pushed(first.id, digest=DIGEST, duration=1.0)
+        store.build_started(run.id, "library/b:1", step=1)
+        # Inside the group nothing is committed yet, but the group reads its own writes.
+        assert store.build(first.id).status is BuildStatus.PUSHED
+        assert _committed_builds(state_path) == {}
+    assert _committed_builds(state_path) == {"library/a:1": "pushed", "library/b:1": "building"}
+
+
+def test_a_failed_write_in_a_group_is_undone_alone(store: StateStore, state_path: Path) -> None:
+    run = store.begin_run("update")
+    with store.grouped():
+        first = store.build_started(run.id, "library/a:1", step=0)
+        store.build_pushed(first.id, digest=DIGEST)
+        with pytest.raises(ValueError, match="is pushed; it cannot become failed"):
+            store.build_failed(first.id, error="late")
+        with pytest.raises(UnknownRunError):
+            store.build_started("no-such-run", "library/c:1", step=2)
+        store.build_started(run.id, "library/b:1", step=1)
+        with store.grouped():  # re-entrant: joins the outer group
+            store.build_skipped(run.id, "library/d:1", step=3, reason="parent failed")
+    assert _committed_builds(state_path) == {
+        "library/a:1": "pushed", "library/b:1": "building", "library/d:1": "skipped"}
+
+
+def test_an_error_in_a_group_records_none_of_it(store: StateStore, state_path: Path) -> None:
+    run = store.begin_run("update")
+    with pytest.raises(RuntimeError, match="stop"), store.grouped():
+        store.build_started(run.id, "library/a:1", step=0)
+        raise RuntimeError("stop")
+    assert _committed_builds(state_path) == {}
+    store.build_started(run.id, "library/b:1", step=1)  # and the store writes on as before
+    assert _committed_builds(state_path) == {"library/b:1": "building"}
+
+
+def test_build_seconds_are_the_latest_pushed_builds(store: StateStore) -> None:
+    first = store.begin_run("update")
+    a = store.build_started(first.id, "library/a:1", step=0)
+    store.build_pushed(a.id, digest=DIGEST, duration=30.0)
+    b = store.build_started(first.id, "library/b:1", step=1)
+    store.build_failed(b.id, error="broke", duration=2.0)
+    second = store.begin_run("update")
+    again = store.build_started(second.id, "library/a:1", step=0)
+    store.build_pushed(again.id, digest=OTHER_DIGEST, duration=45.0)
+    store.build_started(second.id, "library/c:1", step=2)
+    assert store.build_seconds([ImageReference.parse("library/a:1"), "library/b:1",
+                                "library/c:1", "library/z:1"]) == {"library/a:1": 45.0}
+    assert store.build_seconds(["library/b:1"]) == {}
+
+
+def test_the_store_writes_from_another_thread(store: StateStore) -> None:
+    """The executor writes build records from a thread of its own."""
+    run = store.begin_run("update")
+    written: list[BuildStatus] = []
+    worker = threading.Thread(target=lambda: written.append(
+        store.build_started(run.id, "library/a:1", step=0).status))
+    worker.start()
+    worker.join()
+    assert written == [BuildStatus.BUILDING]

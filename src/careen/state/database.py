@@ -41,6 +41,8 @@ class Database:
         self._lock_fd: int | None = None
         #: Runs begun through this object: never "interrupted" by it.
         self._own_runs: set[str] = set()
+        #: Inside :meth:`grouped`: each write is a savepoint of the group's transaction.
+        self._grouped = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Clock = utc_now,
@@ -57,7 +59,11 @@ class Database:
         except OSError as error:
             raise StateFileError(target, f"cannot create: {error.strerror}") from error
         try:
-            connection = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None)
+            # check_same_thread off: the executor writes a plan's build records from a thread
+            # of its own (careen.update), while nothing else uses the store, so that a
+            # commit's fsync holds up neither the event loop nor the builds.
+            connection = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None,
+                                         check_same_thread=False)
         except sqlite3.Error as error:
             raise StateFileError(target, f"cannot open: {error}") from error
         try:
@@ -124,6 +130,40 @@ class Database:
         return self._lock_fd is not None
 
     @contextlib.contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Make the writes of the ``with`` block one durable transaction (one fsync): each
+        write is a savepoint of it, so one that fails is undone alone and raises as it
+        would have, while the others commit together at the end of the block. Nothing of
+        the block is on disk before it ends; if the commit itself fails, none of it is.
+
+        The executor's record thread groups the records that queued up while the previous
+        group was being written (group commit): a step's push is still on disk before its
+        children start, at a fraction of the fsyncs. Re-entrant (an inner group joins)."""
+        if self._grouped:
+            yield
+            return
+        self._begin()
+        self._grouped = True
+        try:
+            try:
+                yield
+            finally:
+                self._grouped = False
+        except BaseException:
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if is_busy(error):
+                raise busy_error(self._path) from error
+            raise
+
+    @contextlib.contextmanager
     def _write(self, *, durable: bool = True) -> Iterator[None]:
         """One transaction. ``IMMEDIATE`` takes the write lock at once, so a busy database
         waits (busy timeout) at BEGIN instead of failing half-way.
@@ -132,16 +172,24 @@ class Database:
         WAL mode the commit survives a crash of Careen itself, and the next durable commit
         writes it to disk too; only a power loss in between could lose it. For records whose
         loss costs nothing but repeated work (a build that started: a resume builds whatever
-        is not recorded as pushed), this halves the fsyncs of a build step."""
+        is not recorded as pushed), this halves the fsyncs of a build step.
+
+        Inside :meth:`grouped`, a savepoint of the group's transaction instead (which commits
+        durably: ``durable`` asks for no less)."""
+        if self._grouped:
+            self._db.execute("SAVEPOINT careen_write")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK TO careen_write")
+                self._db.execute("RELEASE careen_write")
+                raise
+            self._db.execute("RELEASE careen_write")
+            return
         if not durable:
             self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                if is_busy(error):
-                    raise busy_error(self._path) from error
-                raise
+            self._begin()
             try:
                 yield
             except BaseException:

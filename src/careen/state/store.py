@@ -19,7 +19,10 @@ nightly writer) with ``synchronous=FULL``: every commit is fsynced before the me
 or a kernel crash, and the last commit is precisely "image X was pushed": losing it makes the
 resumed run build and push X again. The price is one fsync per state change — a few per image
 whose build takes minutes — so it is not measurable. Bulk records (a whole fleet's verdicts or
-scans) are written in one transaction, so they cost one fsync too.
+scans) are written in one transaction, so they cost one fsync too. The executor writes a
+plan's build records from a thread of its own and groups those that queue up while the disk
+is busy into one transaction (:meth:`Database.grouped`): each push is still on disk before its
+children start, and a thousand-step plan at ``--jobs 16`` does not wait for a thousand fsyncs.
 
 The run lock is ``flock`` on ``<db>.lock``: the kernel drops it when the holder dies, however
 it dies, so there is never a stale lock to clean up. Runs are meant to be begun while holding
