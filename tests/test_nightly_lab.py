@@ -305,9 +305,14 @@ def test_a_killed_run_resumes_without_pushing_anything_twice(buildah_site: Site)
     while time.monotonic() < deadline and not pushed and process.poll() is None:
         time.sleep(0.1)
         if state.exists():
-            with sqlite3.connect(state) as db:
-                pushed = [row[0] for row in db.execute(
-                    "SELECT image FROM builds WHERE status = 'pushed'")]
+            try:
+                with sqlite3.connect(state) as db:
+                    pushed = [row[0] for row in db.execute(
+                        "SELECT image FROM builds WHERE status = 'pushed'")]
+            except sqlite3.OperationalError:
+                # The file exists before its schema is committed ("no such table"), or the
+                # run holds the write lock at this instant: look again at the next tick.
+                continue
     assert pushed, "no push recorded before the run ended"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
