@@ -129,3 +129,22 @@ def test_migrations_must_be_numbered_in_order(tmp_path: Path) -> None:
 def test_shipped_migrations_are_numbered_from_one() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
     assert MIGRATIONS[-1].version == SCHEMA_VERSION
+
+
+def test_a_steps_build_lookups_read_its_records_through_an_index(tmp_path: Path) -> None:
+    """A step's start or skip looks up the image's records of its run, and its attempt number
+    counts them over the plan: SQLite's own query plan says each goes through an index on
+    (run, image) or (plan, image), not a scan of every record of the run (N^2 reads a night)."""
+    with StateStore.open(tmp_path / "state.sqlite"):
+        pass
+    lookups = {
+        "builds_run_image": "SELECT id FROM builds WHERE run_id = ? AND image = ? AND status = ?"
+                            " ORDER BY id DESC LIMIT 1",
+        "builds_plan_image": "SELECT count(*) FROM builds WHERE plan_id = ? AND image = ?"
+                             " AND status NOT IN (?, ?)",
+    }
+    with sqlite3.connect(tmp_path / "state.sqlite") as connection:
+        for index, query in lookups.items():
+            plan = " ".join(row[-1] for row in connection.execute(
+                f"EXPLAIN QUERY PLAN {query}", ("a", "b", "c", "d")[:query.count("?")]))
+            assert f"USING INDEX {index}" in plan, plan

@@ -176,8 +176,20 @@ _V3 = Migration(
     ),
 )
 
+# A build step's start and skip look up the image's records of this run (and, for the
+# attempt number, of its plan): with only ``builds_run`` and ``builds_plan_status`` each
+# lookup read every record of the run, so a night of N images cost N^2 row reads.
+_V4 = Migration(
+    version=4,
+    description="indexes for a step's build records by run and image, and by plan and image",
+    statements=(
+        "CREATE INDEX builds_run_image ON builds (run_id, image)",
+        "CREATE INDEX builds_plan_image ON builds (plan_id, image)",
+    ),
+)
+
 #: Every migration, oldest first. ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = MIGRATIONS[-1].version
