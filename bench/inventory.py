@@ -908,10 +908,20 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, argparse.Namesp
                              "the plain crawler (made once under ~/.cache/careen-bench)")
     parser.add_argument("--quick", action="store_true",
                         help="1,000 and 10,000 artifacts, repeat 1: for developers")
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure this environment (the development one), not a plain "
+                             "'pip install .' venv (default: the whole benchmark runs again "
+                             "with a user's install, made once under ~/.cache/careen-bench)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write JSON here")
     parser.add_argument("--markdown", type=Path, metavar="FILE",
                         help="also write the tables as Markdown here")
     args = parser.parse_args(argv)
+    if not args.in_process:
+        from bench.venv import rerun_in_user_venv
+
+        code = rerun_in_user_venv("bench.inventory", argv)
+        if code is not None:
+            raise SystemExit(code)
     sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else DEFAULT_SIZES
     repeat = args.repeat if args.repeat is not None else 1 if args.quick else 3
     for name, ok in (("--repeat", repeat >= 1), ("--concurrency", 1 <= args.concurrency <= 256),
@@ -941,21 +951,26 @@ def _user_python() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench.venv import measured_install
+
     config, args = parse_args(argv)
 
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
+    install = measured_install()
+    say(f"measuring {install}")
+
     if args.seed_client:
         latency = args.latency[0] if args.latency else SEED_CLIENT_LATENCY
-        report = run_seed_client_benchmark(args.images, latency, args.harborclient_dir,
-                                           config, say)
+        report = {**run_seed_client_benchmark(args.images, latency, args.harborclient_dir,
+                                              config, say), "install": install}
         print_seed_client_report(report)
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         return 0
-    report = run_benchmark(config, say)
+    report = {**run_benchmark(config, say), "install": install}
     print_report(report)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from bench import inventory
 
 def test_inventory_runs_at_a_toy_size(tmp_path: Path) -> None:
     out = tmp_path / "i.json"
-    assert inventory.main(["--sizes", "20", "--versions", "2.14", "--latency", "0",
+    assert inventory.main(["--in-process", "--sizes", "20", "--versions", "2.14", "--latency", "0",
                            "--repeat", "1", "--sample-images", "5", "--no-user-install",
                            "--json", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]
@@ -27,7 +27,7 @@ def test_user_install_and_plain_crawler_select_alike(tmp_path: Path) -> None:
     ``python -m bench.inventory`` makes that one.)"""
     python = Path(sys.executable)
     out = tmp_path / "i.json"
-    assert inventory.main(["--sizes", "40", "--versions", "2.11", "--latency", "0",
+    assert inventory.main(["--in-process", "--sizes", "40", "--versions", "2.11", "--latency", "0",
                            "--repeat", "1", "--sample-images", "5", "--user-python",
                            str(python), "--json", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]

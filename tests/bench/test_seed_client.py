@@ -126,7 +126,7 @@ def test_inventory_seed_client_mode_at_a_toy_size(harbor_cli: HarborCli,
     from bench import inventory
 
     out = tmp_path / "seed.json"
-    assert inventory.main(["--seed-client", "--images", "10", "--latency", "0",
+    assert inventory.main(["--in-process", "--seed-client", "--images", "10", "--latency", "0",
                            "--harborclient-dir", str(harbor_cli.site.parent),
                            "--json", str(out)]) == 0
     report = json.loads(out.read_text())
