@@ -18,7 +18,7 @@ text (vulnerable.list) use :func:`reads_as_host` to put the registry in front wh
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from careen.errors import InvalidReferenceError
 
@@ -78,6 +78,18 @@ class ImageReference:
     tag: str | None = DEFAULT_TAG
     digest: str | None = None
     registry: str | None = None
+    #: The hash of the four fields, worked out once: references are dictionary keys
+    #: everywhere (a 50,000-image build graph looks each up millions of times).
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[ImageReference], tuple[str, str | None, str | None,
+                                                              str | None]]:
+        # Rebuilt from its fields, never with the hash: another process hashes strings
+        # differently.
+        return (type(self), (self.repository, self.tag, self.digest, self.registry))
 
     def __post_init__(self) -> None:
         # The hot path (100,000 artifacts listed): one regex per field, no per-component loop.
@@ -95,6 +107,7 @@ class ImageReference:
                                       and looks_like_host(registry)))
             and (tag is not None or digest is not None)
         ):
+            object.__setattr__(self, "_hash", hash((repository, tag, digest, registry)))
             return
         raise InvalidReferenceError(_display(repository, tag, digest, registry),
                                     _problem_with(repository, tag, digest, registry))

@@ -53,8 +53,8 @@ PAGE_SIZE = 10
 #: pushed a run past 1.5 times the requests, at 1.0 s only just. The fault-free run, which
 #: must retry nothing, keeps the default timeout.
 CLIENT_TIMEOUT = 1.0
-#: Longer than the client's timeout: the client gives up and retries. Not much longer: the
-#: simulator's handler sleeps it out, and stopping the server waits for it.
+#: Longer than the client's timeout: the client gives up and retries. (Stopping the server
+#: drops a request still stalled, rather than wait it out.)
 SLOW_SECONDS = 2 * CLIENT_TIMEOUT
 DEFAULT_TIMEOUT = HarborSettings(url="http://harbor.invalid").timeout
 RETRY_AFTER = 1

@@ -9,15 +9,18 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from careen.cli.context import Globals, Interrupted, globals_of, unwrap
-from careen.cli.output import ConsoleObserver
-from careen.config import Config, load_config
 from careen.errors import UsageError
-from careen.state.store import RunKind, RunRecord, StateStore
+
+if TYPE_CHECKING:  # the config (pydantic) and the state: imported when a command runs, so
+    # that 'careen COMMAND --help' starts without them
+    from careen.cli.output import ConsoleObserver
+    from careen.config import Config
+    from careen.state.store import RunKind, RunRecord, StateStore
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,6 +30,8 @@ def load(ctx: typer.Context, overrides: Mapping[str, object] | None = None,
          observer: ConsoleObserver | None = None) -> Config:
     """Load the effective config (file < environment < these flag ``overrides``) and print
     its warnings (such as TLS verification being off) on every run."""
+    from careen.config import load_config
+
     options: Globals = globals_of(ctx)
     merged = {**options.overrides, **(overrides or {})}
     config = load_config(options.config_path, cwd=Path.cwd(), environ=os.environ,
@@ -92,6 +97,8 @@ def open_state(path: Path) -> Iterator[StateStore]:
     if not path.is_file():
         raise UsageError(f"no state at {path}: Careen has recorded no runs or plans there",
                          hint="give the state file with --state, or set [state] path")
+    from careen.state.store import StateStore
+
     with StateStore.open(path) as store:
         yield store
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -24,10 +24,12 @@ from rich.progress import (
 
 from careen.cli.context import unwrap
 from careen.errors import CareenError
-from careen.reports.wording import OUTCOME_LABELS, clean_text, cve_counts_text
-from careen.results import RunResult
-from careen.scan import ScanSummary
-from careen.vulnlist import render_processing_line
+
+if TYPE_CHECKING:
+    from careen.results import RunResult
+    from careen.scan import ScanSummary
+# careen.reports and careen.vulnlist are imported where used: every command's module imports
+# this one, and 'careen COMMAND --help' should not pay for the reports and the core.
 
 #: What a progress task is called on the terminal, by (task, total unknown).
 PHASE_LABELS: dict[tuple[str, bool], str] = {
@@ -57,6 +59,9 @@ class ConsoleObserver:
     # -- Observer ------------------------------------------------------------------------------
 
     def processing(self, image: str) -> None:
+        from careen.reports.wording import clean_text
+        from careen.vulnlist import render_processing_line
+
         if self.verbosity >= 0:
             self._print(render_processing_line(image, datetime.now()))
         self._current = " ".join(clean_text(image).split())
@@ -152,6 +157,8 @@ def summary_table(result: RunResult) -> list[str]:
     line per image (``C1 H6 M3`` counts, ``clean``, ``-`` when unknown), columns aligned,
     the reason last so it may run long. Scanner and builder text is stripped of terminal
     control characters."""
+    from careen.reports.wording import OUTCOME_LABELS, cve_counts_text
+
     rows = [SUMMARY_COLUMNS]
     for item in result.images:
         why = "; ".join(part for part in (item.note or item.reason,
@@ -178,4 +185,6 @@ def _cves(text: str) -> str:
 
 
 def _flat(text: str) -> str:
+    from careen.reports.wording import clean_text
+
     return " ".join(clean_text(text).split())

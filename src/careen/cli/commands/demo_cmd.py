@@ -9,13 +9,10 @@ from typing import Annotated, Literal
 
 import typer
 
-from careen import assemble, nightly
 from careen.cli.commands.run_cmd import print_summary
 from careen.cli.common import run_async
 from careen.cli.context import globals_of
-from careen.config import load_config
 from careen.errors import ExitCode
-from careen.state.store import StateStore
 
 
 def demo(
@@ -54,7 +51,10 @@ def demo(
     Needs Debian's docker-registry, buildah and podman: 'scripts/lab install' installs
     them. Exit code as 'careen run'.
     """
+    from careen import assemble, nightly  # the core too: not for 'careen demo --help'
+    from careen.config import load_config
     from careen.demo import start_demo, stop_demo  # the demo and the lab: only when it runs
+    from careen.state.store import StateStore
 
     observer = globals_of(ctx).observer()
     if down:

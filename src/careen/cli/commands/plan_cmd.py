@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from careen import assemble, nightly
-from careen.attention import AttentionItem
 from careen.cli.common import (
     NoHoldOption,
     RebuildOption,
@@ -25,9 +23,10 @@ from careen.cli.common import (
 from careen.cli.context import globals_of
 from careen.cli.output import table_console
 from careen.errors import ExitCode
-from careen.hold import HoldDecision, HoldSettings
-from careen.listsource import read_list
-from careen.state.store import StateStore
+
+if TYPE_CHECKING:
+    from careen.attention import AttentionItem
+    from careen.hold import HoldDecision
 
 
 def plan(
@@ -80,6 +79,12 @@ def plan(
         curl -s https://jenkins/job/scan/lastSuccessfulBuild/artifact/vulnerable.list \\
           | careen plan --from -
     """
+    # The core: imported when the command runs, not for 'careen plan --help'.
+    from careen import assemble, nightly
+    from careen.hold import HoldSettings
+    from careen.listsource import read_list
+    from careen.state.store import StateStore
+
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "state.path": state, "tree.layout": layout,
                         "tree.project": project}, observer)

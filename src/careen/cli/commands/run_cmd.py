@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from careen import assemble, nightly
 from careen.cli.commands.plan_cmd import print_attention, print_plan
 from careen.cli.common import (
     NoHoldOption,
@@ -20,9 +19,9 @@ from careen.cli.common import (
 )
 from careen.cli.context import globals_of
 from careen.cli.output import summary_table, table_console
-from careen.hold import HoldSettings
-from careen.results import RunResult
-from careen.state.store import RunKind, StateStore
+
+if TYPE_CHECKING:
+    from careen.results import RunResult
 
 
 def run(
@@ -74,6 +73,11 @@ def run(
     next step), 2 for bad settings or input, 3 when Harbor, the registry or the builder
     cannot be reached or Harbor does not accept the credentials, 130 when interrupted.
     """
+    # The core: imported when the command runs, not for 'careen run --help'.
+    from careen import assemble, nightly
+    from careen.hold import HoldSettings
+    from careen.state.store import RunKind, StateStore
+
     observer = globals_of(ctx).observer()
     config = load(ctx, {"tree.root": root, "build.jobs": jobs,
                         "output.reports_dir": reports_dir, "run.rescan": rescan,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import re
 import secrets
@@ -68,6 +69,9 @@ class HarborApp:
         self.stats = stats or SimStats()
         self.faults = FaultInjector(self.options.faults) if self.options.faults else None
         self.registry = registry  # careen.sim.harbor.registry.RegistryMirror or None
+        #: Set when the server stops: a request stalled by a slow fault is dropped then,
+        #: rather than kept sleeping (stopping waits for every open request).
+        self.closing = asyncio.Event()
         self.api = self.options.api or state.fleet.api
 
         self.v1 = V1Api(self) if self.api == "v1" else None
@@ -90,12 +94,14 @@ class HarborApp:
             if fault is Fault.DROP:
                 await _drop(send)
                 return
-            if fault is Fault.SLOW:
-                await asyncio.sleep(self.faults.plan.slow_seconds)
-            elif fault is Fault.ERROR:
+            if fault is Fault.SLOW and await self._stalled_until_closing(
+                    self.faults.plan.slow_seconds):
+                await _drop(send)
+                return
+            if fault is Fault.ERROR:
                 await self._send(send, call, error_reply(500, "UNKNOWN", "injected"), request_id)
                 return
-            elif fault is Fault.RATE_LIMIT:
+            if fault is Fault.RATE_LIMIT:
                 reply = error_reply(429, "TOO_MANY_REQUEST", "too many requests")
                 reply.headers.append((b"retry-after", str(self.faults.plan.retry_after).encode()))
                 await self._send(send, call, reply, request_id)
@@ -108,6 +114,12 @@ class HarborApp:
         except Exception:  # a simulator bug: masked like Harbor's 5xx (NOTES §4)
             reply = error_reply(500, "UNKNOWN", "internal server error")
         await self._send(send, call, reply, request_id)
+
+    async def _stalled_until_closing(self, seconds: float) -> bool:
+        """Wait ``seconds`` like a slow Harbor; True if the server began to stop meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), seconds)
+        return self.closing.is_set()
 
     async def _send(self, send: Send, call: Call, reply: Reply, request_id: str) -> None:
         headers = reply.headers

@@ -37,7 +37,8 @@ def build_app(fleet: Fleet, options: SimOptions | None = None) -> HarborApp:
 class _PromptServer(uvicorn.Server):
     """uvicorn's server, stopped without its fixed pauses: :meth:`request_exit` wakes the
     main loop at once (uvicorn looks at ``should_exit`` every 0.1 s), and shutting down waits
-    for the open connections to close rather than 0.1 s before it even looks. A test suite
+    for the open connections to close rather than 0.1 s before it even looks (and drops
+    requests stalled by a slow fault rather than sleep them out). A test suite
     starts and stops a simulator for many of its tests; those pauses were most of the time."""
 
     _loop: asyncio.AbstractEventLoop | None = None
@@ -63,6 +64,8 @@ class _PromptServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
+        if isinstance(self.config.app, HarborApp):
+            self.config.app.closing.set()  # requests stalled by a slow fault: dropped now
         for sock in sockets or []:
             sock.close()
         # An idle keep-alive connection closes now; a busy one after its response.
@@ -153,6 +156,7 @@ class SimulatorServer:
         asyncio.run(self._serve(self._server, self._socket))
 
     async def _serve(self, server: _PromptServer, sock: socket.socket) -> None:
+        self.app.closing = asyncio.Event()  # this run's loop's (the server may be restarted)
         watch = (asyncio.create_task(self._watch_registry())
                  if self.options.registry_watch > 0 and self.app.registry is not None else None)
         try:
