@@ -15,21 +15,26 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from careen.builders import BUILDERS
-from careen.builders.credentials import AuthContext, LoginTool, RegistryLogin, private_auth
-from careen.builders.interface import Builder
 from careen.config import Config
 from careen.errors import UsageError
 from careen.events import NULL_OBSERVER, Observer
-from careen.nightly import BuildDefaults, BuilderOpener, HarborOpener, JobParts
 from careen.policy import Policy
 from careen.registries.harbor import open_harbor
 from careen.registries.http import HarborSettings
-from careen.registries.resolve import DigestResolver, resolver_for
-from careen.state.store import default_state_path
-from careen.tree.discover import DockerfileTree, discover_configured
-from careen.tree.scm import TreeRevision, describe_tree, require_clean, sync_tree
+
+# The job's parts (the nightly job, the builders, the tree, the state, the digest resolver)
+# are imported by the functions that make them: commands that only read Harbor (careen
+# images, careen vulnerable) take their settings from here and would otherwise import the
+# whole job at start-up, a third of a second of 'careen images' (bench/README.md).
+if TYPE_CHECKING:
+    from careen.builders.credentials import AuthContext, LoginTool
+    from careen.builders.interface import Builder
+    from careen.nightly import BuilderOpener, HarborOpener, JobParts
+    from careen.registries.resolve import DigestResolver
+    from careen.tree.discover import DockerfileTree
+    from careen.tree.scm import TreeRevision
 
 
 def harbor_settings(config: Config) -> HarborSettings:
@@ -63,6 +68,8 @@ def state_path(config: Config, override: Path | None = None) -> Path:
     """``--state`` > ``[state] path`` > the XDG state folder."""
     if override is not None:
         return override
+    from careen.state.store import default_state_path
+
     if config.state.path is not None:
         return config.state.path
     return default_state_path(os.environ, Path.home())
@@ -73,6 +80,9 @@ def open_tree(config: Config, *, allow_dirty: bool, sync: bool = True,
     """The Dockerfile tree, brought up to date from ``[tree] git`` first if set, and its
     revision. A git tree with uncommitted changes is refused unless ``allow_dirty``: an image
     must be rebuildable from the commit its label names."""
+    from careen.tree.discover import discover_configured
+    from careen.tree.scm import describe_tree, require_clean, sync_tree
+
     root = config.tree.root
     if sync and config.tree.git:
         revision = sync_tree(root, url=config.tree.git, branch=config.tree.branch,
@@ -98,6 +108,9 @@ def logged_in_builder(config: Config) -> Iterator[Builder]:
     :data:`careen.builders.BUILDERS`), logged in to ``[registry] server`` in a private,
     temporary auth folder removed afterwards (the user's own ``~/.docker/config.json`` is
     never read nor written). The password goes to the login tool on stdin, never in argv."""
+    from careen.builders import BUILDERS
+    from careen.builders.credentials import private_auth
+
     registry = push_registry(config)
     kind = BUILDERS[config.build.builder]
     with private_auth() as auth:
@@ -110,6 +123,8 @@ def logged_in_builder(config: Config) -> Iterator[Builder]:
 
 
 def _login(config: Config, auth: AuthContext, registry: str, tool: LoginTool) -> None:
+    from careen.builders.credentials import RegistryLogin
+
     user, password = config.registry.user, config.registry.password
     if user is None or password is None:
         return  # an open registry (or one the builder is already allowed to push to)
@@ -126,6 +141,8 @@ def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,
     ``config``: the policy and the push registry checked now (bad settings fail before
     anything starts); Harbor, the builder and the tree opened when the job needs them.
     ``open_builder`` and ``open_harbor`` replace the configured ones (tests, embedders)."""
+    from careen.nightly import BuildDefaults, JobParts
+
     rules = policy(config)
     registry = push_registry(config)
     build = config.build
@@ -153,6 +170,8 @@ def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,
 def base_digests(config: Config) -> DigestResolver:
     """Issue 19: the resolver of FROM images' digests; it may log in to the push registry
     (``[registry]``'s credentials), and to no other."""
+    from careen.registries.resolve import resolver_for
+
     registry = config.registry
     return resolver_for(registry.server, registry.user, registry.password,
                         tls_verify=registry.verify_tls, ca_bundle=registry.ca_bundle)
