@@ -45,3 +45,32 @@ def test_a_failed_rename_removes_the_temporary_file(tmp_path: Path) -> None:
         write_atomically(target, "x\n")
     assert sorted(os.listdir(tmp_path)) == ["taken"]
     assert (target / "inside").read_text() == "keep"
+
+
+def test_the_next_write_removes_what_a_killed_writer_left_and_only_that(tmp_path: Path) -> None:
+    """A writer killed between writing and renaming (SIGKILL: the crash-anywhere test of
+    issue 7) leaves its temporary file; the next write of the same file removes it, and never
+    a live writer's, nor another file's, nor one it cannot tell the writer of."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed = tmp_path / f".careen.json.{dead_pid}.abc123.tmp"
+        running = tmp_path / f".careen.json.{live.pid}.def456.tmp"
+        other_file = tmp_path / f".vulnerable.list.{dead_pid}.ghi789.tmp"
+        no_pid = tmp_path / ".careen.json.jkl012.tmp"
+        for leftover in (killed, running, other_file, no_pid):
+            leftover.write_text("half a report")
+
+        write_atomically(tmp_path / "careen.json", "{}\n")
+
+        assert (tmp_path / "careen.json").read_text() == "{}\n"
+        assert not killed.exists()
+        assert running.exists() and other_file.exists() and no_pid.exists()
+    finally:
+        live.kill()
+        live.wait()

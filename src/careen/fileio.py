@@ -4,7 +4,9 @@ Every file Careen writes (vulnerable.list, reports, state) goes through
 :func:`write_atomically`: the text goes to a temporary file in the same folder, is flushed to
 disk, then renamed over the target. A crash or a full disk leaves the old file, never a
 truncated one; a job reading vulnerable.list while ``list-vulnerable-images`` runs sees the old
-list or the new one.
+list or the new one. A writer killed between writing and renaming (SIGKILL, a Jenkins abort
+that does not wait) cannot remove its temporary file; each names its writer's process id, and
+the next write of the same file removes those whose writer is gone.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def write_atomically(path: str | os.PathLike[str], data: str | bytes, *,
         raise write_error(target, error) from error
     temp_name: str | None = None
     try:
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.{os.getpid()}.",
+                                         suffix=".tmp")
         with os.fdopen(fd, "wb") as stream:
             stream.write(payload)
             stream.flush()
@@ -52,6 +55,38 @@ def write_atomically(path: str | os.PathLike[str], data: str | bytes, *,
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
     _fsync_folder(folder)
+    _remove_leftovers(folder, target.name)
+
+
+def _remove_leftovers(folder: Path, name: str) -> None:
+    """Remove the temporary files of ``name`` left by writers that were killed: the process
+    id in each file's name is no longer running. A live writer's file is never touched (its
+    rename still to come); a file without a process id (or an id this system cannot check)
+    is left alone."""
+    prefix = f".{name}."
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        pid_text = entry.name[len(prefix):].split(".", 1)[0]
+        if pid_text.isdigit() and not _running(int(pid_text)):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM), or no way to ask: assume it runs
+        return True
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:
