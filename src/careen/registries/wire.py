@@ -249,23 +249,11 @@ def _shown_json(value: Any) -> str:
     return one_line(text, 40)
 
 
-#: The count field of each severity word scanners send (``Severity.from_name`` of it).
-_COUNT_FIELD: Final = {word: Severity.from_name(word).label for word in (
-    "Critical", "High", "Medium", "Low", "Unknown", "None", "Negligible")}
-
-
 @functools.lru_cache(maxsize=4096)
 def _severity_counts(items: tuple[tuple[str, int], ...]) -> SeverityCounts:
     # A fleet's summaries repeat (many images carry the same counts), and the value is
-    # immutable: build each distinct one once. As SeverityCounts.from_mapping, with the
-    # usual words looked up once (tests check the two agree).
-    totals: dict[str, int] = {}
-    for word, count in dict(items).items():
-        name = _COUNT_FIELD.get(word)
-        if name is None:
-            name = Severity.from_name(word).label
-        totals[name] = totals.get(name, 0) + count
-    return SeverityCounts(**totals)
+    # immutable: build each distinct one once.
+    return SeverityCounts.from_mapping(dict(items))
 
 
 _IN_PROGRESS_ORDER = (ScanStatus.RUNNING, ScanStatus.PENDING, ScanStatus.ERROR,
