@@ -441,6 +441,20 @@ def _ordered_steps(
     return steps
 
 
+def step_links(plan: Plan) -> tuple[list[list[int]], list[list[int]]]:
+    """Per step of ``plan`` (by its index in plan order): the indexes of its parents, and of
+    its children. A parent outside the plan (a shard's, built elsewhere) is left out, and a
+    parent named twice (a multi-stage build) counts once."""
+    index_of = {step.image: index for index, step in enumerate(plan.steps)}
+    parents_of = [[index_of[parent] for parent in dict.fromkeys(step.parents)
+                   if parent in index_of] for step in plan.steps]
+    children: list[list[int]] = [[] for _ in plan.steps]
+    for index, parents in enumerate(parents_of):
+        for parent in parents:
+            children[parent].append(index)
+    return parents_of, children
+
+
 def remaining_paths(plan: Plan, seconds: Mapping[str, float] | None = None) -> tuple[float, ...]:
     """Per step of ``plan`` (in its order), the longest chain of builds from it to the end of
     the plan, its own build included: the executor starts the longest first when slots are
@@ -452,17 +466,11 @@ def remaining_paths(plan: Plan, seconds: Mapping[str, float] | None = None) -> t
     of those known. Without any history every build weighs 1, and the rank is the depth of
     the chain below the step."""
     history = seconds or {}
-    index_of = {step.image: index for index, step in enumerate(plan.steps)}
     known = [history[step.image.short] for step in plan.steps if step.image.short in history]
     typical = statistics.median(known) if known else 1.0
     weight = [history.get(step.image.short, typical) for step in plan.steps]
-    children: list[list[int]] = [[] for _ in plan.steps]
-    waiting = [0] * len(plan.steps)
-    for index, step in enumerate(plan.steps):
-        for parent in dict.fromkeys(step.parents):
-            if parent in index_of:
-                children[index_of[parent]].append(index)
-                waiting[index] += 1
+    parents_of, children = step_links(plan)
+    waiting = [len(parents) for parents in parents_of]
     # Parents before children (a plan is in that order already; a plan read back from JSON
     # or cut by careen.shard is not trusted to be), then children first from the end.
     order = [index for index, count in enumerate(waiting) if count == 0]

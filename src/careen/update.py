@@ -45,7 +45,7 @@ from careen.builders.interface import (
     Status as BuildStatus,
 )
 from careen.events import NULL_OBSERVER, Observer
-from careen.plan import Plan, PlanStep, remaining_paths
+from careen.plan import Plan, PlanStep, remaining_paths, step_links
 from careen.reference import ImageReference
 
 
@@ -199,13 +199,7 @@ async def execute_plan(
     total = len(steps)
     if not total:
         return []
-    index_of = {step.image: index for index, step in enumerate(steps)}
-    parents_of = [[index_of[parent] for parent in dict.fromkeys(step.parents)
-                   if parent in index_of] for step in steps]
-    children: list[list[int]] = [[] for _ in steps]
-    for index, parents in enumerate(parents_of):
-        for parent in parents:
-            children[parent].append(index)
+    parents_of, children = step_links(plan)
     waiting = [len(parents) for parents in parents_of]
     rank = remaining_paths(plan, options.build_seconds)
     outcomes: list[StepOutcome | None] = [None] * total
