@@ -101,6 +101,7 @@ def _private_state_home(monkeypatch: pytest.MonkeyPatch, _state_homes: Iterator[
             monkeypatch.delenv(name)
 
 
+@pytest.hookimpl(optionalhook=True)  # without pytest-xdist (or with -p no:xdist) it is unknown
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker more than the CPUs this process may use. Many tests wait
     rather than compute (a simulated Harbor's slow answers outlast the client's timeout,
