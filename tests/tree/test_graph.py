@@ -108,6 +108,23 @@ def test_two_cycle_is_reported_and_left_out() -> None:
     assert caught.value.exit_code == ExitCode.USAGE
 
 
+def test_an_image_on_a_cycle_and_on_a_buildable_parent_is_blocked_the_parent_still_built(
+) -> None:
+    graph = graph_of({
+        "library/a:1": ["library/b:1"], "library/b:1": ["library/a:1"],
+        "library/d:1": [], "library/x:1": ["library/d:1", "library/a:1"],
+    })
+    assert graph.blocked() == {ref("library/a:1"), ref("library/b:1"), ref("library/x:1")}
+    assert shorts(graph.levels()) == [["library/d:1"]]
+    assert shorts(graph.build_order([ref("library/d:1"), ref("library/x:1")])) == [
+        ["library/d:1"]
+    ]
+    assert graph.problems == (
+        "images build FROM each other in a cycle: library/a:1 -> library/b:1 -> library/a:1; "
+        "left out of the build order with 1 image built on them",
+    )
+
+
 def test_a_wrapper_of_its_upstream_is_no_cycle_and_its_children_follow(tmp_path: Path) -> None:
     """Statemood/dockerfiles' alpine/3.9 says ``FROM alpine:3.9`` and nginx/1.25-style wrappers
     ``FROM nginx:1.25``: the image's own name is its upstream, built first, never a cycle."""
