@@ -10,6 +10,7 @@ task is needed and 100,000 idle artifacts cost nothing.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
 import time
@@ -252,6 +253,16 @@ class SimState:
                     record = self._repository(f"{proj.name}/{repo.name}", self.started)
                 record.pull_count = repo.pull_count
                 record.description = repo.description
+
+    def copy(self) -> SimState:
+        """A copy to start over from, later and more than once: a test prepares a state once
+        (runs a night against it, say) and gives each case a copy of it, instead of preparing
+        it again per case. The copy has a lock of its own; the fleet and the scanner, which
+        requests never change, are shared."""
+        with self.lock:
+            memo: dict[int, Any] = {id(self.lock): threading.RLock(), id(self.fleet): self.fleet,
+                                    id(self.scanner): self.scanner}
+            return copy.deepcopy(self, memo)
 
     # ---- ids and versions -------------------------------------------------------------------
 
