@@ -205,10 +205,11 @@ def test_generated_tree_of_two_thousand_images(tmp_path: Path) -> None:
 
     level_of = {image: number for number, level in enumerate(levels) for image in level}
     assert len(level_of) == count
+    image_of = {name: ref(f"library/{name}:1.0") for name in names}  # parsed once each
     for name, parents in expected_parents.items():
-        image = ref(f"library/{name}:1.0")
-        parent_levels = [level_of[ref(f"library/{parent}:1.0")] for parent in parents]
-        assert set(graph.parents(image)) == {ref(f"library/{p}:1.0") for p in parents}
+        image = image_of[name]
+        parent_levels = [level_of[image_of[parent]] for parent in parents]
+        assert set(graph.parents(image)) == {image_of[p] for p in parents}
         # Exactly one level below its deepest parent, so every parent comes first.
         assert level_of[image] == (max(parent_levels) + 1 if parents else 0)
     for level in levels:
