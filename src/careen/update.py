@@ -10,6 +10,10 @@ other, and stopped at nothing. Here:
 * every state change goes to the recorder (the state database) as it happens, so a run
   killed half-way is resumed without building or pushing again what was pushed
   (``already_pushed``); a child starts only once its parents' pushes are recorded;
+* a push starts only once the recorder has it on disk that it starts, with the built image's
+  id: a run killed after the registry took the push but before its record is resumed by
+  asking the registry whether the tag serves that image (:mod:`careen.nightly`), not by
+  pushing it again;
 * when more steps are ready than ``jobs`` allows, the one heading the longest chain of
   builds still to come starts first (by the builds' past durations where the state has
   them), so the night does not end on a long chain begun late;
@@ -19,6 +23,7 @@ other, and stopped at nothing. Here:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import heapq
@@ -108,11 +113,22 @@ class UpdateRecorder(Protocol):
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None: ...
 
+    def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
+                      built_seconds: float) -> None:
+        """The step's image ``image_id`` (its config digest) is built and is about to be
+        pushed. Must be durable when it returns (or when its group commits): the push
+        waits for it, so that a push the registry took is never unknown to a resume."""
+        ...
+
     def step_finished(self, outcome: StepOutcome) -> None: ...
 
 
 class NullRecorder:
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
+        pass
+
+    def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
+                      built_seconds: float) -> None:
         pass
 
     def step_finished(self, outcome: StepOutcome) -> None:
@@ -310,7 +326,8 @@ async def execute_plan(
             built: BuildResult | None = None
             pushed: PushResult | None = None
             try:
-                built, pushed = _build_and_push(builder, request)
+                built, pushed = _build_and_push(builder, request, functools.partial(
+                    push_recorded, index, request, started))
             except BaseException as failure:  # delivered to the event loop, raised there
                 error = failure
             duration = time.monotonic() - started
@@ -324,6 +341,28 @@ async def execute_plan(
                     schedule.notify()
             loop.call_soon_threadsafe(build_done, index, request, built, pushed, duration,
                                       error, holding)
+
+    def push_recorded(index: int, request: BuildRequest, started: float,
+                      built: BuildResult) -> None:
+        """In a build thread, between a successful build and its push: record that the push
+        starts, and wait until that record is committed. A builder that reports no image id
+        gives a resume nothing to compare the registry's answer with: no record then."""
+        if built.image_id is None:
+            return
+        written: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # Through the event loop, so that it queues after the step's start record (submitted
+        # there too, earlier): the recorder sees a step's calls in order.
+        loop.call_soon_threadsafe(submit_push_starting, index, request, built.image_id,
+                                  time.monotonic() - started, written)
+        written.result()
+
+    def submit_push_starting(index: int, request: BuildRequest, image_id: str,
+                             seconds: float, written: concurrent.futures.Future[None]) -> None:
+        try:
+            writer.submit(record.push_starting, steps[index], request.image, image_id, seconds
+                          ).add_done_callback(functools.partial(_relay, written))
+        except BaseException as error:  # the build thread raises it: the push never starts
+            written.set_exception(error)
 
     def build_starting(index: int, request: BuildRequest) -> None:
         try:
@@ -498,11 +537,25 @@ async def _uncancellable(future: asyncio.Future[Any]) -> None:
             continue
 
 
-def _build_and_push(builder: Builder,
-                    request: BuildRequest) -> tuple[BuildResult, PushResult | None]:
+def _relay(target: concurrent.futures.Future[None], written: asyncio.Future[None]) -> None:
+    """Hand a record's outcome (an event loop future) to the build thread waiting for it."""
+    if written.cancelled():
+        target.set_exception(asyncio.CancelledError())
+    elif (error := written.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)
+
+
+def _build_and_push(builder: Builder, request: BuildRequest,
+                    before_push: Callable[[BuildResult], None],
+                    ) -> tuple[BuildResult, PushResult | None]:
+    """Build; if it succeeded, ``before_push`` (the durable record that the push starts),
+    then push."""
     built = builder.build(request)
     if not built.ok:
         return built, None
+    before_push(built)
     return built, builder.push(request)
 
 
