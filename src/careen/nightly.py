@@ -326,9 +326,8 @@ class StateRecorder:
         self.builds: dict[ImageReference, BuildRecord] = {}
 
     def grouped(self) -> AbstractContextManager[None]:
-        """The records written inside are one durable transaction (the executor's group
-        commit: pushes that end together cost one fsync, each still on disk before its
-        children start)."""
+        """The records written inside are one transaction (the executor's group commit),
+        synced to disk if any of them must be: a push's start is on disk before the push."""
         return self.store.grouped()
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:

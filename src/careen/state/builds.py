@@ -104,10 +104,19 @@ class Builds(Database):
 
     def build_pushed(self, build_id: int, *, digest: str,
                      duration: float | None = None) -> BuildRecord:
-        """The image is pushed as ``digest``: from now on resume will not build it again."""
+        """The image is pushed as ``digest``: from now on resume will not build it again.
+
+        Committed durably, unless the push was recorded as starting (:meth:`build_pushing`,
+        durable itself): then a commit that survives a crash of Careen (WAL, no fsync) is
+        enough — the next durable commit writes it to disk too (the WAL is written in
+        order), and should a power loss take it before that, the resume finds the push
+        under way and asks the registry whether it arrived (:meth:`pushes_in_doubt`). A
+        step then costs one fsync, its push's start, not two."""
         if not digest:
             raise ValueError("a pushed build needs the pushed manifest's digest")
-        return self._move_build(build_id, BuildStatus.PUSHED, digest=digest, duration=duration)
+        announced = self._build(build_id).status is BuildStatus.PUSHING
+        return self._move_build(build_id, BuildStatus.PUSHED, digest=digest, duration=duration,
+                                durable=not announced)
 
     def build_failed(self, build_id: int, *, error: str,
                      duration: float | None = None) -> BuildRecord:
@@ -182,9 +191,9 @@ class Builds(Database):
 
     def _move_build(self, build_id: int, status: BuildStatus, *, digest: str | None = None,
                     error: str | None = None, duration: float | None = None,
-                    finish: bool = True) -> BuildRecord:
+                    finish: bool = True, durable: bool = True) -> BuildRecord:
         now = self._clock()
-        with self._write():
+        with self._write(durable=durable):
             current = self._build(build_id)
             allowed = BUILD_TRANSITIONS.get(current.status, frozenset())
             if status not in allowed:
