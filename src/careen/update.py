@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.builders.interface import (
@@ -320,7 +320,13 @@ async def execute_plan(
                 building += 1
                 undelivered += 1
                 request = requests.pop(index)
-            loop.call_soon_threadsafe(build_starting, index, request)
+            loop.call_soon_threadsafe(build_starting, request)
+            # Queued by this thread itself (no hop through the event loop): the step's push
+            # start, queued by this thread too, and its outcome, queued by the event loop
+            # once this thread hands it over, come after it. Not waited for: the build
+            # needs no record to start.
+            writer.submit_from_thread(record.step_started, steps[index], request.image,
+                                      request.log_path).add_done_callback(started_recorded)
             started = time.monotonic()
             error: BaseException | None = None
             built: BuildResult | None = None
@@ -345,39 +351,26 @@ async def execute_plan(
     def push_recorded(index: int, request: BuildRequest, started: float,
                       built: BuildResult) -> None:
         """In a build thread, between a successful build and its push: record that the push
-        starts, and wait until that record is committed. A builder that reports no image id
-        gives a resume nothing to compare the registry's answer with: no record then."""
+        starts, and wait until that record is committed (on disk: the recorder's contract).
+        A builder that reports no image id gives a resume nothing to compare the registry's
+        answer with: no record then."""
         if built.image_id is None:
             return
-        written: concurrent.futures.Future[None] = concurrent.futures.Future()
-        # Through the event loop, so that it queues after the step's start record (submitted
-        # there too, earlier): the recorder sees a step's calls in order.
-        loop.call_soon_threadsafe(submit_push_starting, index, request, built.image_id,
-                                  time.monotonic() - started, written)
-        written.result()
+        writer.submit_from_thread(record.push_starting, steps[index], request.image,
+                                  built.image_id, time.monotonic() - started).result()
 
-    def submit_push_starting(index: int, request: BuildRequest, image_id: str,
-                             seconds: float, written: concurrent.futures.Future[None]) -> None:
-        try:
-            writer.submit(record.push_starting, steps[index], request.image, image_id, seconds
-                          ).add_done_callback(functools.partial(_relay, written))
-        except BaseException as error:  # the build thread raises it: the push never starts
-            written.set_exception(error)
-
-    def build_starting(index: int, request: BuildRequest) -> None:
+    def build_starting(request: BuildRequest) -> None:
         try:
             observer.processing(str(request.image))
-            # Not waited for: the build needs no record to start, and the step's outcome is
-            # written after it by the same thread, in order.
-            writer.submit(record.step_started, steps[index], request.image, request.log_path
-                          ).add_done_callback(started_recorded)
         except BaseException as error:
             fail(error)
 
-    def started_recorded(written: asyncio.Future[None]) -> None:
+    def started_recorded(written: concurrent.futures.Future[None]) -> None:
+        # In the record thread: a start record that failed fails the run, on the event loop.
         error = written.exception()
         if error is not None:
-            fail(error)
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: run over
+                loop.call_soon_threadsafe(fail, error)
 
     def build_done(index: int, request: BuildRequest, built: BuildResult | None,
                    pushed: PushResult | None, duration: float, error: BaseException | None,
@@ -453,6 +446,9 @@ class _RecordWriter:
             grouped if callable(grouped) else contextlib.nullcontext)
         self._queue: queue.SimpleQueue[_RecordCall | None] = queue.SimpleQueue()
         self._pending: set[asyncio.Future[None]] = set()
+        #: Calls submitted by other threads (:meth:`submit_from_thread`) not written yet.
+        self._from_threads: set[concurrent.futures.Future[None]] = set()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="careen-record", daemon=True)
         self._thread.start()
 
@@ -463,9 +459,28 @@ class _RecordWriter:
         self._queue.put((call, args, future))
         return future
 
+    def submit_from_thread(self, call: Callable[..., None],
+                           *args: Any) -> concurrent.futures.Future[None]:
+        """:meth:`submit` for a thread other than the event loop's (a build thread): queued
+        at once, in that thread's order; its future is done, in the record thread, once its
+        group is committed."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._lock:
+            self._from_threads.add(future)
+        future.add_done_callback(self._written_from_thread)
+        self._queue.put((call, args, future))
+        return future
+
+    def _written_from_thread(self, future: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._from_threads.discard(future)
+
     def drained(self) -> asyncio.Future[list[Any]]:
         """Done when every call submitted so far is written (or failed)."""
-        return asyncio.gather(*self._pending, return_exceptions=True)
+        with self._lock:
+            from_threads = [asyncio.wrap_future(future, loop=self._loop)
+                            for future in self._from_threads]
+        return asyncio.gather(*self._pending, *from_threads, return_exceptions=True)
 
     def close(self) -> None:
         """The thread ends once it has written what was submitted before."""
@@ -487,15 +502,24 @@ class _RecordWriter:
                     closing = True
                     break
                 calls.append(item)
-            results = self._write(calls)
+            on_loop: list[tuple[asyncio.Future[None], Exception | None]] = []
+            for future, error in self._write(calls):
+                if isinstance(future, concurrent.futures.Future):  # its thread waits here
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+                else:
+                    on_loop.append((future, error))
+            if not on_loop:  # nothing for the event loop: do not wake it
+                continue
             try:
-                self._loop.call_soon_threadsafe(_deliver, results)
+                self._loop.call_soon_threadsafe(_deliver, on_loop)
             except RuntimeError:  # the event loop is closed: nobody waits for these
                 return
 
-    def _write(self, calls: list[_RecordCall]) -> list[tuple[asyncio.Future[None],
-                                                             Exception | None]]:
-        results: list[tuple[asyncio.Future[None], Exception | None]] = []
+    def _write(self, calls: list[_RecordCall]) -> list[tuple[_Written, Exception | None]]:
+        results: list[tuple[_Written, Exception | None]] = []
         try:
             with self._grouped():
                 for call, args, future in calls:
@@ -510,7 +534,10 @@ class _RecordWriter:
         return results
 
 
-_RecordCall = tuple[Callable[..., None], tuple[Any, ...], "asyncio.Future[None]"]
+#: Where a written call's outcome goes: the event loop's future (:meth:`_RecordWriter.submit`)
+#: or another thread's (:meth:`_RecordWriter.submit_from_thread`).
+_Written: TypeAlias = "asyncio.Future[None] | concurrent.futures.Future[None]"
+_RecordCall = tuple[Callable[..., None], tuple[Any, ...], _Written]
 
 
 def _deliver(results: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
@@ -535,16 +562,6 @@ async def _uncancellable(future: asyncio.Future[Any]) -> None:
             await asyncio.shield(future)
         except asyncio.CancelledError:
             continue
-
-
-def _relay(target: concurrent.futures.Future[None], written: asyncio.Future[None]) -> None:
-    """Hand a record's outcome (an event loop future) to the build thread waiting for it."""
-    if written.cancelled():
-        target.set_exception(asyncio.CancelledError())
-    elif (error := written.exception()) is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(None)
 
 
 def _build_and_push(builder: Builder, request: BuildRequest,
