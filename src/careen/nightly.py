@@ -327,7 +327,7 @@ class StateRecorder:
 
     def grouped(self) -> AbstractContextManager[None]:
         """The records written inside are one transaction (the executor's group commit),
-        synced to disk if any of them must be: a push's start is on disk before the push."""
+        synced to disk if any of them must be: a push is on disk before its children start."""
         return self.store.grouped()
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:

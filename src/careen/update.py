@@ -10,7 +10,7 @@ other, and stopped at nothing. Here:
 * every state change goes to the recorder (the state database) as it happens, so a run
   killed half-way is resumed without building or pushing again what was pushed
   (``already_pushed``); a child starts only once its parents' pushes are recorded;
-* a push starts only once the recorder has it on disk that it starts, with the built image's
+* a push starts only once the recorder has committed that it starts, with the built image's
   id: a run killed after the registry took the push but before its record is resumed by
   asking the registry whether the tag serves that image (:mod:`careen.nightly`), not by
   pushing it again;
@@ -116,8 +116,9 @@ class UpdateRecorder(Protocol):
     def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
                       built_seconds: float) -> None:
         """The step's image ``image_id`` (its config digest) is built and is about to be
-        pushed. Must be durable when it returns (or when its group commits): the push
-        waits for it, so that a push the registry took is never unknown to a resume."""
+        pushed. Must be committed when it returns (or when its group commits; a commit that
+        survives Careen being killed is enough): the push waits for it, so that a push the
+        registry took is never unknown to a resume."""
         ...
 
     def step_finished(self, outcome: StepOutcome) -> None: ...
@@ -351,7 +352,7 @@ async def execute_plan(
     def push_recorded(index: int, request: BuildRequest, started: float,
                       built: BuildResult) -> None:
         """In a build thread, between a successful build and its push: record that the push
-        starts, and wait until that record is committed (on disk: the recorder's contract).
+        starts, and wait until that record is committed (the recorder's contract).
         A builder that reports no image id gives a resume nothing to compare the registry's
         answer with: no record then."""
         if built.image_id is None:
@@ -567,7 +568,7 @@ async def _uncancellable(future: asyncio.Future[Any]) -> None:
 def _build_and_push(builder: Builder, request: BuildRequest,
                     before_push: Callable[[BuildResult], None],
                     ) -> tuple[BuildResult, PushResult | None]:
-    """Build; if it succeeded, ``before_push`` (the durable record that the push starts),
+    """Build; if it succeeded, ``before_push`` (the committed record that the push starts),
     then push."""
     built = builder.build(request)
     if not built.ok:

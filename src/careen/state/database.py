@@ -142,11 +142,11 @@ class Database:
         the disk, then, if any write of it asked for durability (the default of
         :meth:`_write`), the write-ahead log is synced — what ``synchronous = FULL`` does at
         a commit in WAL mode — before the block returns. A group of writes that need no
-        fsync (a build's start, a push whose start was durably recorded) costs none.
+        fsync (a build's start, a push's start) costs none.
 
         The executor's record thread groups the records that queued up while the previous
-        group was being written (group commit): a step's push start is on disk before its
-        push, at a fraction of the fsyncs. Re-entrant (an inner group joins)."""
+        group was being written (group commit): a step's push is on disk before its children
+        start, at a fraction of the fsyncs. Re-entrant (an inner group joins)."""
         if self._grouped:
             yield
             return
