@@ -36,9 +36,13 @@ SECRET = "s3cr3t-T0ken"
 
 
 def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user or system git config, a fixed identity, and no repository above ``base``."""
+    """No user or system git config, a fixed identity, and no repository above ``base``.
+    Repositories are made from an empty template: no sample hooks (inert, but half the files
+    each test copies from the templates below)."""
     home = base / "home"
     home.mkdir()
+    (base / "git-template").mkdir()
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(base / "git-template"))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
