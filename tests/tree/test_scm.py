@@ -35,14 +35,13 @@ pytestmark = pytest.mark.skipif(
 SECRET = "s3cr3t-T0ken"
 
 
-def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch, git_template: Path) -> None:
     """No user or system git config, a fixed identity, and no repository above ``base``.
-    Repositories are made from an empty template: no sample hooks (inert, but half the files
-    each test copies from the templates below)."""
+    Repositories are made from ``git_template``, an empty folder: no sample hooks (inert, but
+    half the files each test copies from the templates below)."""
     home = base / "home"
     home.mkdir()
-    (base / "git-template").mkdir()
-    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(base / "git-template"))
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(git_template))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
@@ -52,9 +51,14 @@ def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "careen@example.invalid")
 
 
+@pytest.fixture(scope="module")
+def git_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("git-template")
+
+
 @pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, git_template: Path) -> None:
+    isolate_git(tmp_path, monkeypatch, git_template)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -110,10 +114,10 @@ class Templates:
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+def templates(tmp_path_factory: pytest.TempPathFactory, git_template: Path) -> Templates:
     base = tmp_path_factory.mktemp("scm-templates")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        isolate_git(base, monkeypatch)
+        isolate_git(base, monkeypatch, git_template)
         upstream = make_upstream(base / "upstream")
         clone = base / "tree"
         sync_tree(clone, url=upstream.url, branch="main", observer=RecordingObserver())
