@@ -48,7 +48,7 @@ def test_the_stage_parses_and_runs_each_image_once_in_level_order(
     # Each file is run, which compiles all of it first: a run that ends with a RESULT line
     # is also the syntax check. Both files in one Groovy start (a start costs seconds).
     answers = run_groovy(run={plain: [0, 1, 3], hostile: [0]})
-    runs, hostile_run = answers.runs[str(plain)], answers.runs[str(hostile)][0]
+    runs, hostile_run = answers.runs_of(plain), answers.runs_of(hostile)[0]
     commands = [shlex.split(line.split("script=", 1)[1].rsplit(",returnStatus", 1)[0])
                 for line in steps(runs[0]) if line.startswith("sh ")]
     assert commands == [["careen", "update", "--plan", "careen-plan.json", "--only",

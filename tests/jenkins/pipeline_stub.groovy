@@ -7,8 +7,10 @@
 //        "RUN STATUS FILE", then a new instance of it run with every Jenkins step stubbed:
 //        each step prints "STEP name args", closures run in order, `sh` gives STATUS,
 //        `error` ends that run with "RESULT FAILURE", `unstable` gives "RESULT UNSTABLE",
-//        else "RESULT SUCCESS".
-//   Requests are answered in order; the exit status is 0 unless the stub itself broke.
+//        else "RESULT SUCCESS". A FILE that does not compile gives "CANNOT COMPILE FILE"
+//        instead, a run that throws anything else "CRASH exception" (traces on stderr).
+//   Requests are answered in order, each whatever became of the others; the exit status is
+//   0 unless the stub itself broke.
 // One JVM for all of a test module's files and statuses: starting Groovy is the slow part
 // (about 0.7 s of CPU); so is compiling a Jenkinsfile (a tenth of a second), running it is not.
 import org.codehaus.groovy.control.CompilationUnit
@@ -75,18 +77,28 @@ def run(String path, String statuses) {
     def config = new CompilerConfiguration()
     config.scriptBaseClass = JenkinsStub.name
     def shell = new GroovyShell(this.class.classLoader, new Binding(), config)
-    def compiled = shell.parse(new File(path).getText('UTF-8'), 'Jenkinsfile').getClass()
+    def compiled
+    try {
+        compiled = shell.parse(new File(path).getText('UTF-8'), 'Jenkinsfile').getClass()
+    } catch (org.codehaus.groovy.control.CompilationFailedException problem) {
+        println "CANNOT COMPILE ${path}"
+        System.err.println(problem.message)
+        return
+    }
     statuses.split(',').each { status ->
         println "RUN ${status} ${path}"
         JenkinsStub.shStatus = status as int
         JenkinsStub.result = 'SUCCESS'
         try {
             InvokerHelper.createScript(compiled, new Binding()).run()
+            println "RESULT ${JenkinsStub.result}"
         } catch (StubError stop) {
-            JenkinsStub.result = 'FAILURE'
             println "ERROR ${stop.message}"
+            println "RESULT FAILURE"
+        } catch (Exception crash) {  // the run's own failure; the other requests go on
+            println "CRASH ${crash}"
+            crash.printStackTrace()
         }
-        println "RESULT ${JenkinsStub.result}"
     }
 }
 

@@ -32,7 +32,7 @@ def test_syntax_and_the_check_catches_a_broken_file(
 
 @pytest.fixture(scope="module")
 def runs(groovy: tuple[GroovyAnswers, Path]) -> dict[int, list[str]]:
-    return groovy[0].runs[str(JENKINSFILE)]
+    return groovy[0].runs_of(JENKINSFILE)
 
 
 @pytest.fixture(scope="module")
