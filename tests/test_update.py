@@ -20,7 +20,7 @@ from careen.builders.interface import (
     Status,
 )
 from careen.events import NullObserver
-from careen.plan import Candidate, Plan, make_plan
+from careen.plan import Candidate, Plan, PlanStep, make_plan
 from careen.reference import ImageReference
 from careen.shard import only_images
 from careen.tree.discover import discover_tree
@@ -371,3 +371,100 @@ async def test_a_failing_record_fails_the_run(plan: Plan, tmp_path: Path) -> Non
         await execute_plan(plan, builder, options(tmp_path), recorder=BrokenRecorder())
     # Nothing was recorded as pushed, so no child was built on it.
     assert builds(builder) in (["base:1.0"], ["base:1.0", "tools:1"])
+
+
+# -- a push starts only once its start is on disk (a crash in the push is then resumable) ----
+
+IMAGE_ID = "sha256:" + "1" * 64
+
+
+class IdBuilder(FakeBuilder):
+    """Reports an image id, as buildah and docker do (``--iidfile``)."""
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        built = super().build(request)
+        return BuildResult(built.image, built.status, built.duration, built.log_path,
+                           built.log_tail, image_id=IMAGE_ID if built.ok else None,
+                           error=built.error)
+
+
+async def test_a_push_starts_only_once_its_start_is_recorded(plan: Plan,
+                                                              tmp_path: Path) -> None:
+    """Each step's calls reach the recorder in order (start, push starting with the built
+    image's id and the build's seconds, end), and the push waits until the push-starting
+    record has returned (a slow disk), never before."""
+    calls: list[tuple[str, str]] = []
+    recorded_pushes: set[str] = set()
+    early: list[str] = []
+
+    class SlowRecorder:
+        def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
+            calls.append(("started", step.image.short))
+
+        def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
+                          built_seconds: float) -> None:
+            assert image_id == IMAGE_ID and built_seconds >= 0
+            time.sleep(0.03)  # a fsync on a slow disk
+            calls.append(("pushing", step.image.short))
+            recorded_pushes.add(image.short)
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            calls.append(("finished", outcome.step.image.short))
+
+    class Checking(IdBuilder):
+        def push(self, request: BuildRequest) -> PushResult:
+            if request.image.short not in recorded_pushes:
+                early.append(request.image.short)
+            return super().push(request)
+
+    outcomes = await execute_plan(plan, Checking(), options(tmp_path, jobs=2),
+                                  recorder=SlowRecorder())
+    assert {o.status for o in outcomes} == {StepStatus.PUSHED}
+    assert early == []
+    for step in plan.steps:
+        mine = [kind for kind, image in calls if image == step.image.short]
+        assert mine == ["started", "pushing", "finished"], (step.image.short, mine)
+
+
+async def test_no_push_starts_when_its_start_cannot_be_recorded(plan: Plan,
+                                                                 tmp_path: Path) -> None:
+    """A push-starting record that fails (disk full) stops that push and fails the run: a
+    push the state could not announce would be unknown to a resume."""
+    class FullDisk:
+        def step_started(self, step: object, image: object, log_path: object) -> None:
+            pass
+
+        def push_starting(self, step: object, image: object, image_id: str,
+                          built_seconds: float) -> None:
+            raise OSError("disk full")
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            pass
+
+    builder = IdBuilder()
+    with pytest.raises(OSError, match="disk full"):
+        await execute_plan(plan, builder, options(tmp_path), recorder=FullDisk())
+    # The first build's push never started (the other single image may have been built,
+    # by the slot taking it before the failure reached the event loop; nor was it pushed).
+    assert [kind for kind, _ in builder.events] in (["build"], ["build", "build"])
+
+
+async def test_a_builder_without_image_ids_records_no_push_start(plan: Plan,
+                                                                  tmp_path: Path) -> None:
+    """Without the built image's id a resume could prove nothing: no record, no fsync."""
+    starts: list[str] = []
+
+    class Recorder:
+        def step_started(self, step: object, image: object, log_path: object) -> None:
+            pass
+
+        def push_starting(self, step: PlanStep, image: object, image_id: str,
+                          built_seconds: float) -> None:
+            starts.append(step.image.short)
+
+        def step_finished(self, outcome: StepOutcome) -> None:
+            pass
+
+    outcomes = await execute_plan(plan, FakeBuilder(), options(tmp_path), recorder=Recorder())
+    assert {o.status for o in outcomes} == {StepStatus.PUSHED}
+    assert starts == []

@@ -147,6 +147,9 @@ def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,
     registry = push_registry(config)
     build = config.build
     webhook = config.notify.webhook
+    # One client of the push registry: FROM digests (issue 19), and a resume's question
+    # whether a push interrupted by a crash arrived.
+    resolver = base_digests(config)
     return JobParts(
         policy=rules,
         registry=registry,
@@ -163,7 +166,8 @@ def job_parts(config: Config, *, observer: Observer = NULL_OBSERVER,
         json_file=config.output.json_file,
         webhook=webhook.get_secret_value() if webhook is not None else None,
         title=config.notify.title,
-        base_digests=base_digests(config),
+        base_digests=resolver,
+        pushed_tags=resolver,
     )
 
 

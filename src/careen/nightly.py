@@ -18,7 +18,9 @@ both and what they never did:
 
 A run is recorded from its start, so a run that fails reading Harbor is remembered too. A run
 that dies (killed, rebooted) is resumed with ``careen run --resume``: the same plan, without
-building or pushing again what it already pushed.
+building or pushing again what it already pushed. A push it died during (recorded as
+starting, never as ended) is asked of the registry: if the tag serves the image built then,
+the push arrived and is recorded so (:func:`settle_interrupted_pushes`); else it is made again.
 
 Nothing here prints: progress goes to the :class:`~careen.events.Observer`. Nothing here
 reads the configuration either: a job receives its parts (:class:`JobParts`: the policy, the
@@ -35,7 +37,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.builders.interface import Builder
@@ -73,6 +75,9 @@ from careen.vulnerable import find_vulnerable, untagged_line, write_outputs
 
 #: Judged images written to the state database per transaction while the inventory streams.
 RECORD_BATCH = 2000
+if TYPE_CHECKING:  # httpx is imported only when a registry is asked
+    from careen.registries.resolve import TagManifest
+
 #: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 INTERRUPTED_EXIT = 130
 
@@ -83,6 +88,13 @@ INTERRUPTED_EXIT = 130
 #: Opens the Harbor client: any :class:`ScanSource` (:func:`careen.assemble.harbor_opener`
 #: picks the API version; tests hand in one bound to a simulator's transport).
 HarborOpener = Callable[[], Awaitable[ScanSource]]
+class PushedTags(Protocol):
+    """Reads what a tag of the push registry serves now
+    (:class:`careen.registries.resolve.DigestResolver`)."""
+
+    async def manifest(self, reference: ImageReference) -> TagManifest: ...
+
+
 #: Gives a logged-in builder for the length of the ``with``.
 BuilderOpener = Callable[[], AbstractContextManager[Builder]]
 #: The Dockerfile tree and its revision, brought up to date first where it is configured so;
@@ -127,6 +139,9 @@ class JobParts:
     title: str = "Careen nightly run"
     #: Issue 19: resolves FROM images to their digests (careen.registries.resolve).
     base_digests: BaseDigests | None = None
+    #: Asked by a resume whether a push interrupted by a crash reached the registry; without
+    #: it such a push is made again.
+    pushed_tags: PushedTags | None = None
 
 
 # -- inventory and plan ----------------------------------------------------------------------
@@ -311,14 +326,20 @@ class StateRecorder:
         self.builds: dict[ImageReference, BuildRecord] = {}
 
     def grouped(self) -> AbstractContextManager[None]:
-        """The records written inside are one durable transaction (the executor's group
-        commit: pushes that end together cost one fsync, each still on disk before its
-        children start)."""
+        """The records written inside are one transaction (the executor's group commit),
+        synced to disk if any of them must be: a push is on disk before its children start."""
         return self.store.grouped()
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
         self.builds[step.image] = self.store.build_started(
             self.run_id, step.image, step=self.position[step.image], log_path=log_path)
+
+    def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
+                      built_seconds: float) -> None:
+        started = self.builds.get(step.image)
+        if started is not None:
+            self.builds[step.image] = self.store.build_pushing(
+                started.id, image_id=image_id, duration=built_seconds)
 
     def step_finished(self, outcome: StepOutcome) -> None:
         step = outcome.step
@@ -658,10 +679,79 @@ async def _build(plan: Plan, options: NightlyOptions, store: StateStore, run_id:
         build_seconds=store.build_seconds(step.image for step in plan.steps),
     )
     already = store.pushed_images(str(plan.id)) if plan.id else {}
+    if plan.id:
+        already.update(await settle_interrupted_pushes(plan, store, parts.registry,
+                                                       parts.pushed_tags, observer))
     with parts.open_builder() as builder:
         return await execute_plan(plan, builder, update,
                                   recorder=StateRecorder(store, run_id, plan),
                                   already_pushed=already, observer=observer)
+
+
+async def settle_interrupted_pushes(plan: Plan, store: StateStore, registry: str,
+                                    tags: PushedTags | None,
+                                    observer: Observer = NULL_OBSERVER) -> dict[str, str]:
+    """For each step of ``plan`` whose push an earlier run started and never recorded as
+    ended (Careen died during it): ask the registry what the step's tags serve. If each
+    serves a manifest whose config is the image built then, the push arrived: it is recorded
+    as pushed (with the manifest's digest) and the step is not built again. Otherwise —
+    another image, an index, a registry that cannot say — the record becomes failed with the
+    reason, and the step is built and pushed again, as before: never judged pushed without
+    the registry's proof. Returns ``repository:tag`` -> digest of the pushes proven."""
+    in_plan = {step.image.short: step for step in plan.steps}
+    latest: dict[str, BuildRecord] = {}
+    for record in store.pushes_in_doubt(str(plan.id)):  # oldest first
+        if record.image not in in_plan:
+            continue
+        earlier = latest.get(record.image)
+        if earlier is not None:  # only the latest build can be what the tag serves
+            store.build_failed(earlier.id, error="interrupted during its push; superseded "
+                               "by a later build of the image", duration=earlier.duration)
+        latest[record.image] = record
+    if not latest:
+        return {}
+    answers = await asyncio.gather(*(
+        _push_arrived(in_plan[image], record, registry, tags)
+        for image, record in latest.items()))
+    proven: dict[str, str] = {}
+    for (image, record), (digest, why) in zip(latest.items(), answers, strict=True):
+        if digest is not None:
+            store.build_pushed(record.id, digest=digest, duration=record.duration)
+            observer.info(f"{image}: the push interrupted last time had reached the registry "
+                          f"({digest}); not pushed again")
+            proven[image] = digest
+        else:
+            store.build_failed(record.id, error=f"interrupted during its push; {why}",
+                               duration=record.duration)
+            observer.info(f"{image}: the push interrupted last time is not known to have "
+                          f"reached the registry ({why}); building and pushing it again")
+    return proven
+
+
+async def _push_arrived(step: PlanStep, record: BuildRecord, registry: str,
+                        tags: PushedTags | None) -> tuple[str | None, str]:
+    """The digest the step's tag serves if every tag of the step serves the image
+    ``record`` built (the push arrived), else ``None`` and why not."""
+    if tags is None:
+        return None, "no client of the registry to ask"
+    if record.image_id is None:  # pragma: no cover - the schema requires it
+        return None, "the built image's id was not recorded"
+    digest: str | None = None
+    for tag in step.tags:
+        reference = ImageReference(step.image.repository, tag, None, registry)
+        try:
+            served = await tags.manifest(reference)
+        except Exception as error:  # any failure to ask is "unknown"
+            return None, f"the registry could not be asked: {type(error).__name__}"
+        if served.problem is not None:
+            return None, f"the registry could not say: {served.problem}"
+        if served.is_index or served.config is None:
+            return None, f"{reference} serves an index, not one image to compare"
+        if served.config != record.image_id:
+            return None, (f"{reference} serves another image (config {served.config}, "
+                          f"built {record.image_id})")
+        digest = digest or served.digest
+    return digest, ""
 
 
 def _report(result: RunResult, plan: Plan, store: StateStore, parts: JobParts,

@@ -10,6 +10,10 @@ other, and stopped at nothing. Here:
 * every state change goes to the recorder (the state database) as it happens, so a run
   killed half-way is resumed without building or pushing again what was pushed
   (``already_pushed``); a child starts only once its parents' pushes are recorded;
+* a push starts only once the recorder has committed that it starts, with the built image's
+  id: a run killed after the registry took the push but before its record is resumed by
+  asking the registry whether the tag serves that image (:mod:`careen.nightly`), not by
+  pushing it again;
 * when more steps are ready than ``jobs`` allows, the one heading the longest chain of
   builds still to come starts first (by the builds' past durations where the state has
   them), so the night does not end on a long chain begun late;
@@ -19,6 +23,7 @@ other, and stopped at nothing. Here:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import heapq
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from careen.attention import AttentionItem, AttentionKind
 from careen.builders.interface import (
@@ -108,11 +113,23 @@ class UpdateRecorder(Protocol):
 
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None: ...
 
+    def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
+                      built_seconds: float) -> None:
+        """The step's image ``image_id`` (its config digest) is built and is about to be
+        pushed. Must be committed when it returns (or when its group commits; a commit that
+        survives Careen being killed is enough): the push waits for it, so that a push the
+        registry took is never unknown to a resume."""
+        ...
+
     def step_finished(self, outcome: StepOutcome) -> None: ...
 
 
 class NullRecorder:
     def step_started(self, step: PlanStep, image: ImageReference, log_path: Path) -> None:
+        pass
+
+    def push_starting(self, step: PlanStep, image: ImageReference, image_id: str,
+                      built_seconds: float) -> None:
         pass
 
     def step_finished(self, outcome: StepOutcome) -> None:
@@ -304,13 +321,20 @@ async def execute_plan(
                 building += 1
                 undelivered += 1
                 request = requests.pop(index)
-            loop.call_soon_threadsafe(build_starting, index, request)
+            loop.call_soon_threadsafe(build_starting, request)
+            # Queued by this thread itself (no hop through the event loop): the step's push
+            # start, queued by this thread too, and its outcome, queued by the event loop
+            # once this thread hands it over, come after it. Not waited for: the build
+            # needs no record to start.
+            writer.submit_from_thread(record.step_started, steps[index], request.image,
+                                      request.log_path).add_done_callback(started_recorded)
             started = time.monotonic()
             error: BaseException | None = None
             built: BuildResult | None = None
             pushed: PushResult | None = None
             try:
-                built, pushed = _build_and_push(builder, request)
+                built, pushed = _build_and_push(builder, request, functools.partial(
+                    push_recorded, index, request, started))
             except BaseException as failure:  # delivered to the event loop, raised there
                 error = failure
             duration = time.monotonic() - started
@@ -325,20 +349,29 @@ async def execute_plan(
             loop.call_soon_threadsafe(build_done, index, request, built, pushed, duration,
                                       error, holding)
 
-    def build_starting(index: int, request: BuildRequest) -> None:
+    def push_recorded(index: int, request: BuildRequest, started: float,
+                      built: BuildResult) -> None:
+        """In a build thread, between a successful build and its push: record that the push
+        starts, and wait until that record is committed (the recorder's contract).
+        A builder that reports no image id gives a resume nothing to compare the registry's
+        answer with: no record then."""
+        if built.image_id is None:
+            return
+        writer.submit_from_thread(record.push_starting, steps[index], request.image,
+                                  built.image_id, time.monotonic() - started).result()
+
+    def build_starting(request: BuildRequest) -> None:
         try:
             observer.processing(str(request.image))
-            # Not waited for: the build needs no record to start, and the step's outcome is
-            # written after it by the same thread, in order.
-            writer.submit(record.step_started, steps[index], request.image, request.log_path
-                          ).add_done_callback(started_recorded)
         except BaseException as error:
             fail(error)
 
-    def started_recorded(written: asyncio.Future[None]) -> None:
+    def started_recorded(written: concurrent.futures.Future[None]) -> None:
+        # In the record thread: a start record that failed fails the run, on the event loop.
         error = written.exception()
         if error is not None:
-            fail(error)
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: run over
+                loop.call_soon_threadsafe(fail, error)
 
     def build_done(index: int, request: BuildRequest, built: BuildResult | None,
                    pushed: PushResult | None, duration: float, error: BaseException | None,
@@ -414,6 +447,9 @@ class _RecordWriter:
             grouped if callable(grouped) else contextlib.nullcontext)
         self._queue: queue.SimpleQueue[_RecordCall | None] = queue.SimpleQueue()
         self._pending: set[asyncio.Future[None]] = set()
+        #: Calls submitted by other threads (:meth:`submit_from_thread`) not written yet.
+        self._from_threads: set[concurrent.futures.Future[None]] = set()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="careen-record", daemon=True)
         self._thread.start()
 
@@ -424,9 +460,28 @@ class _RecordWriter:
         self._queue.put((call, args, future))
         return future
 
+    def submit_from_thread(self, call: Callable[..., None],
+                           *args: Any) -> concurrent.futures.Future[None]:
+        """:meth:`submit` for a thread other than the event loop's (a build thread): queued
+        at once, in that thread's order; its future is done, in the record thread, once its
+        group is committed."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._lock:
+            self._from_threads.add(future)
+        future.add_done_callback(self._written_from_thread)
+        self._queue.put((call, args, future))
+        return future
+
+    def _written_from_thread(self, future: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._from_threads.discard(future)
+
     def drained(self) -> asyncio.Future[list[Any]]:
         """Done when every call submitted so far is written (or failed)."""
-        return asyncio.gather(*self._pending, return_exceptions=True)
+        with self._lock:
+            from_threads = [asyncio.wrap_future(future, loop=self._loop)
+                            for future in self._from_threads]
+        return asyncio.gather(*self._pending, *from_threads, return_exceptions=True)
 
     def close(self) -> None:
         """The thread ends once it has written what was submitted before."""
@@ -448,15 +503,24 @@ class _RecordWriter:
                     closing = True
                     break
                 calls.append(item)
-            results = self._write(calls)
+            on_loop: list[tuple[asyncio.Future[None], Exception | None]] = []
+            for future, error in self._write(calls):
+                if isinstance(future, concurrent.futures.Future):  # its thread waits here
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+                else:
+                    on_loop.append((future, error))
+            if not on_loop:  # nothing for the event loop: do not wake it
+                continue
             try:
-                self._loop.call_soon_threadsafe(_deliver, results)
+                self._loop.call_soon_threadsafe(_deliver, on_loop)
             except RuntimeError:  # the event loop is closed: nobody waits for these
                 return
 
-    def _write(self, calls: list[_RecordCall]) -> list[tuple[asyncio.Future[None],
-                                                             Exception | None]]:
-        results: list[tuple[asyncio.Future[None], Exception | None]] = []
+    def _write(self, calls: list[_RecordCall]) -> list[tuple[_Written, Exception | None]]:
+        results: list[tuple[_Written, Exception | None]] = []
         try:
             with self._grouped():
                 for call, args, future in calls:
@@ -471,7 +535,10 @@ class _RecordWriter:
         return results
 
 
-_RecordCall = tuple[Callable[..., None], tuple[Any, ...], "asyncio.Future[None]"]
+#: Where a written call's outcome goes: the event loop's future (:meth:`_RecordWriter.submit`)
+#: or another thread's (:meth:`_RecordWriter.submit_from_thread`).
+_Written: TypeAlias = "asyncio.Future[None] | concurrent.futures.Future[None]"
+_RecordCall = tuple[Callable[..., None], tuple[Any, ...], _Written]
 
 
 def _deliver(results: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
@@ -498,11 +565,15 @@ async def _uncancellable(future: asyncio.Future[Any]) -> None:
             continue
 
 
-def _build_and_push(builder: Builder,
-                    request: BuildRequest) -> tuple[BuildResult, PushResult | None]:
+def _build_and_push(builder: Builder, request: BuildRequest,
+                    before_push: Callable[[BuildResult], None],
+                    ) -> tuple[BuildResult, PushResult | None]:
+    """Build; if it succeeded, ``before_push`` (the committed record that the push starts),
+    then push."""
     built = builder.build(request)
     if not built.ok:
         return built, None
+    before_push(built)
     return built, builder.push(request)
 
 

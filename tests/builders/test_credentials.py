@@ -141,8 +141,9 @@ def test_the_password_in_the_environment_does_not_reach_the_login_tool(
 
 
 def _dead_pid() -> int:
-    """The PID of a process that has exited (and been reaped)."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    """The PID of a process that has exited (and been reaped); any program will do, and
+    ``true`` starts in a millisecond where an interpreter takes fifty."""
+    child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import careen
 from careen.cli.main import COMMANDS, SEED_COMMANDS, load_command
+from tests.forkserver import ForkServer
 
 SOURCES = str(Path(careen.__file__).resolve().parents[1])
 
@@ -27,22 +27,38 @@ CORE = ("careen.nightly", "careen.config", "careen.assemble", "careen.cli.comman
 CORE_OF_A_RUN = ("careen.nightly", "careen.config", "careen.assemble", "careen.state",
                  "careen.reports", "httpx", "pydantic_settings")
 
-PROBE = """
+#: What the probe imports before it runs the command: each case is a fork of an interpreter
+#: that did just this (tests/forkserver.py), so its table of modules is what a new
+#: interpreter's would be, without starting one per case.
+PREAMBLE = """
 import json, sys
 from careen.cli.main import _run
+"""
+PROBE = PREAMBLE + """
 code = _run(sys.argv[2:], "careen")
 with open(sys.argv[1], "w") as out:
     json.dump({"code": code, "modules": sorted(sys.modules)}, out)
 """
 
 
-def imported_after(tmp_path: Path, *args: str) -> tuple[int, set[str]]:
-    """Run ``careen ARGS`` in a new interpreter; its exit code and every module it
+def probe_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": SOURCES}
+
+
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    with ForkServer(PREAMBLE, env=probe_environment(),
+                    cwd=tmp_path_factory.mktemp("forks")) as server:
+        yield server
+
+
+def imported_after(forks: ForkServer, tmp_path: Path, *args: str) -> tuple[int, set[str]]:
+    """Run ``careen ARGS`` in a process of its own; its exit code and every module it
     imported."""
     out = tmp_path / "modules.json"
-    environ = {**os.environ, "PYTHONPATH": SOURCES}
-    subprocess.run([sys.executable, "-c", PROBE, str(out), *args], env=environ, check=True,
-                   capture_output=True, cwd=tmp_path, timeout=120)
+    done = forks.run(PROBE, [str(out), *args], env=probe_environment(), cwd=tmp_path,
+                     timeout=120)
+    assert done.code == 0, done.err.decode()
     found = json.loads(out.read_text())
     return found["code"], set(found["modules"])
 
@@ -52,8 +68,10 @@ def loaded(modules: set[str], roots: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("--version",)])
-def test_help_and_version_load_none_of_the_core(tmp_path: Path, args: tuple[str, ...]) -> None:
-    code, modules = imported_after(tmp_path, *args)
+def test_help_and_version_load_none_of_the_core(
+    forks: ForkServer, tmp_path: Path, args: tuple[str, ...],
+) -> None:
+    code, modules = imported_after(forks, tmp_path, *args)
     assert code == 0
     assert "careen.cli.main" in modules and "typer" in modules  # the probe did run
     assert loaded(modules, NEVER_AT_START) == []
@@ -65,9 +83,9 @@ def test_help_and_version_load_none_of_the_core(tmp_path: Path, args: tuple[str,
     (("sim", "--help"), "sim_cmd", False), (("demo", "--help"), "demo_cmd", False),
 ])
 def test_a_command_imports_its_module_and_the_simulator_lab_demo_only_when_it_runs(
-    tmp_path: Path, args: tuple[str, ...], module: str, core_at_help: bool,
+    forks: ForkServer, tmp_path: Path, args: tuple[str, ...], module: str, core_at_help: bool,
 ) -> None:
-    code, modules = imported_after(tmp_path, *args)
+    code, modules = imported_after(forks, tmp_path, *args)
     assert code == 0
     assert f"careen.cli.commands.{module}" in modules
     # Nor the modules of unrelated commands.

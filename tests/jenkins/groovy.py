@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import require_program
 
 STUB = Path(__file__).with_name("pipeline_stub.groovy")
+STARTER_CONF = Path(__file__).with_name("groovy-starter.conf")
 
 
 def groovy_environment() -> dict[str, str]:
@@ -31,6 +33,7 @@ def groovy_environment() -> dict[str, str]:
     # 0.8 s sooner; what the script does is the same.
     quick_start = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
     environment["JAVA_OPTS"] = f"{environment.get('JAVA_OPTS', '')} {quick_start}".strip()
+    environment["GROOVY_CONF"] = str(STARTER_CONF)  # Groovy alone, not all of its lib folder
     return environment
 
 
@@ -38,32 +41,58 @@ def require_groovy() -> str:
     return require_program("groovy", "groovy")
 
 
-def check_syntax(*jenkinsfiles: Path) -> dict[str, bool]:
-    """Path -> whether Groovy parses it (one Groovy start for all)."""
-    done = _groovy("parse", *map(str, jenkinsfiles))
-    verdicts = {}
-    for line in done.stdout.splitlines():
-        if line.startswith(("SYNTAX OK ", "SYNTAX ERROR ")):
-            ok, path = line.startswith("SYNTAX OK "), line.split(" ", 2)[2]
-            verdicts[path] = ok
-    assert set(verdicts) == set(map(str, jenkinsfiles)), done.stderr
-    return verdicts
+@dataclass(frozen=True)
+class GroovyAnswers:
+    """What one Groovy start gave back for each request."""
+
+    #: Path -> whether Groovy parses it.
+    syntax: dict[str, bool]
+    #: Path -> exit status of ``sh`` -> the lines the stubbed run printed (``STEP ...``,
+    #: ``ERROR ...``, ``RESULT ...``).
+    runs: dict[str, dict[int, list[str]]]
+    #: Path -> the exit statuses of ``sh`` its runs were asked for.
+    asked: dict[str, list[int]]
+    #: Groovy's messages (compilation errors, stack traces).
+    stderr: str
+
+    def runs_of(self, jenkinsfile: Path) -> dict[int, list[str]]:
+        """The runs of ``jenkinsfile``: one for each status asked, none crashed (or the
+        reason, with Groovy's messages)."""
+        runs = self.runs.get(str(jenkinsfile), {})
+        crashed = [line for lines in runs.values() for line in lines
+                   if line.startswith("CRASH ")]
+        assert sorted(runs) == sorted(self.asked[str(jenkinsfile)]) and not crashed, (
+            f"{jenkinsfile}: ran {sorted(runs)} of {self.asked[str(jenkinsfile)]}, "
+            f"crashed {crashed}\n{self.stderr}")
+        return runs
 
 
-def run_pipeline(jenkinsfile: Path, statuses: Sequence[int]) -> dict[int, list[str]]:
-    """Exit status of ``sh`` -> the lines the stubbed run printed (``STEP ...``, ``ERROR
-    ...``, ``RESULT ...``), one Groovy start for all statuses."""
-    done = _groovy("run", str(jenkinsfile), ",".join(map(str, statuses)))
+def run_groovy(*, parse: Sequence[Path] = (),
+               run: Mapping[Path, Sequence[int]] | None = None) -> GroovyAnswers:
+    """Parse each of ``parse`` (syntax only) and run each Jenkinsfile of ``run`` once per
+    exit status of ``sh``, all in one Groovy start (a JVM start costs most of a second of
+    CPU; a run in a started one, hundredths). A request's failure is its own: see
+    :meth:`GroovyAnswers.runs_of`."""
+    asked = {str(path): list(statuses) for path, statuses in (run or {}).items()}
+    arguments: list[str] = []
+    for path in parse:
+        arguments += ["parse", str(path)]
+    for path, statuses in asked.items():
+        arguments += ["run", path, ",".join(map(str, statuses))]
+    done = _groovy(*arguments)
     assert done.returncode == 0, done.stderr
-    runs: dict[int, list[str]] = {}
+    answers = GroovyAnswers({}, {}, asked, done.stderr)
     current: list[str] = []
     for line in done.stdout.splitlines():
-        if line.startswith("RUN "):
-            current = runs.setdefault(int(line.removeprefix("RUN ")), [])
+        if line.startswith(("SYNTAX OK ", "SYNTAX ERROR ")):
+            answers.syntax[line.split(" ", 2)[2]] = line.startswith("SYNTAX OK ")
+        elif line.startswith("RUN "):
+            _, status, path = line.split(" ", 2)
+            current = answers.runs.setdefault(path, {}).setdefault(int(status), [])
         else:
             current.append(line)
-    assert sorted(runs) == sorted(statuses), done.stdout
-    return runs
+    assert set(answers.syntax) == set(map(str, parse)), done.stderr
+    return answers
 
 
 def _groovy(*arguments: str) -> subprocess.CompletedProcess[str]:

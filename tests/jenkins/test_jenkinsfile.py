@@ -7,21 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.jenkins.groovy import check_syntax, result, run_pipeline, steps
+from tests.jenkins.groovy import GroovyAnswers, result, run_groovy, steps
 
 JENKINSFILE = Path(__file__).parents[2] / "ci" / "jenkins" / "Jenkinsfile"
 CAREEN_RUN = "sh script=careen run --reports-dir reports,returnStatus=true"
 
 
-def test_syntax_and_the_check_catches_a_broken_file(tmp_path: Path) -> None:
-    broken = tmp_path / "Jenkinsfile"
+@pytest.fixture(scope="module")
+def groovy(tmp_path_factory: pytest.TempPathFactory) -> tuple[GroovyAnswers, Path]:
+    """The syntax check of the Jenkinsfile and of a broken copy, and its runs for each exit
+    status of careen: one Groovy start for the module (a start costs seconds of CPU). The
+    broken copy's path comes along."""
+    broken = tmp_path_factory.mktemp("broken") / "Jenkinsfile"
     broken.write_text(JENKINSFILE.read_text().replace("steps {", "steps {{", 1))
-    assert check_syntax(JENKINSFILE, broken) == {str(JENKINSFILE): True, str(broken): False}
+    return run_groovy(parse=[JENKINSFILE, broken], run={JENKINSFILE: [0, 1, 2, 3, 4]}), broken
+
+
+def test_syntax_and_the_check_catches_a_broken_file(
+    groovy: tuple[GroovyAnswers, Path],
+) -> None:
+    answers, broken = groovy
+    assert answers.syntax == {str(JENKINSFILE): True, str(broken): False}
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict[int, list[str]]:
-    return run_pipeline(JENKINSFILE, [0, 1, 2, 3, 4])
+def runs(groovy: tuple[GroovyAnswers, Path]) -> dict[int, list[str]]:
+    return groovy[0].runs_of(JENKINSFILE)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from careen.registries.resolve import (
     MANIFEST_TYPES,
     DigestResolver,
     Resolution,
+    TagManifest,
     registry_endpoint,
 )
 from tests.tls import self_signed_server
@@ -47,6 +48,9 @@ class Registry:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPES[0],
                                     "manifests": []}).encode()
+        self.content_type = MANIFEST_TYPES[0]
+        #: The Docker-Content-Digest answered (with ``digest_header``).
+        self.digest = DIGEST
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,9 +103,9 @@ class Registry:
         if path.path != "/v2/library/alpine/manifests/3.20":
             self.send(handler, 404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', body, {})
             return
-        extra = {"Content-Type": MANIFEST_TYPES[0]}
+        extra = {"Content-Type": self.content_type}
         if self.digest_header:
-            extra["Docker-Content-Digest"] = DIGEST
+            extra["Docker-Content-Digest"] = self.digest
         self.send(handler, 200, self.manifest, body, extra)
 
     @staticmethod
@@ -216,3 +220,90 @@ def test_a_registry_with_a_private_ca_is_trusted_with_its_bundle(tmp_path: Path)
     with pytest.raises(ConfigError, match="cannot read CA bundle"):
         resolve(DigestResolver(ca_bundle=tmp_path / "nosuch.pem"),
                 f"{registry.host}/library/alpine:3.20")
+
+
+# -- what a tag serves (a resume asking whether an interrupted push arrived) -----------------
+
+CONFIG = "sha256:" + "cf" * 32
+#: A single image's manifest as the distribution registry serves it after a buildah push.
+IMAGE_MANIFEST = {
+    "schemaVersion": 2, "mediaType": MANIFEST_TYPES[2],
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": CONFIG,
+               "size": 1234},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": "sha256:" + "1a" * 32, "size": 99}],
+}
+
+
+def manifest_of(registry: Registry, text: str = "library/alpine:3.20",
+                resolver: DigestResolver | None = None) -> TagManifest:
+    resolver = resolver or DigestResolver(insecure={registry.host})
+    return asyncio.run(resolver.manifest(ImageReference.parse(f"{registry.host}/{text}")))
+
+
+def serve(registry: Registry, document: dict[str, object], content_type: str) -> str:
+    registry.manifest = json.dumps(document).encode()
+    registry.content_type = content_type
+    registry.digest = "sha256:" + hashlib.sha256(registry.manifest).hexdigest()
+    return registry.digest
+
+
+def test_a_tags_manifest_gives_its_digest_and_its_config_digest() -> None:
+    with Registry("bearer") as registry:
+        digest = serve(registry, IMAGE_MANIFEST, MANIFEST_TYPES[2])
+        served = manifest_of(registry)
+    assert served == TagManifest(served.reference, digest, MANIFEST_TYPES[2], CONFIG)
+    assert not served.is_index
+    gets = [r for r in registry.requests if r[0] == "GET" and "/manifests/" in r[1]]
+    assert gets and all(MANIFEST_TYPES[2] in r[2]["Accept"] for r in gets)
+
+
+def test_an_oci_manifest_without_media_type_is_typed_by_its_content_type() -> None:
+    document = {key: value for key, value in IMAGE_MANIFEST.items() if key != "mediaType"}
+    with Registry(digest_header=False) as registry:
+        digest = serve(registry, document, MANIFEST_TYPES[2] + "; charset=utf-8")
+        served = manifest_of(registry)
+    assert (served.digest, served.media_type, served.config) == (digest,
+                                                                 MANIFEST_TYPES[2], CONFIG)
+
+
+def test_an_index_has_no_config_to_compare() -> None:
+    with Registry() as registry:
+        serve(registry, {"schemaVersion": 2, "mediaType": MANIFEST_TYPES[1],
+                         "manifests": [{"digest": "sha256:" + "1b" * 32}]}, MANIFEST_TYPES[1])
+        served = manifest_of(registry)
+    assert served.is_index and served.config is None and served.problem is None
+
+
+@pytest.mark.parametrize(("case", "problem"), [
+    ("digest mismatch", "does not match its Docker-Content-Digest"),
+    ("no config", "names no config"),
+    ("not json", "not JSON"),
+    ("missing tag", "not found"),
+    ("no credentials", "authentication required"),
+])
+def test_a_tag_the_registry_cannot_vouch_for_is_a_problem(case: str, problem: str) -> None:
+    with Registry("basic" if case == "no credentials" else None) as registry:
+        serve(registry, IMAGE_MANIFEST, MANIFEST_TYPES[2])
+        text = "library/alpine:3.20"
+        if case == "digest mismatch":
+            registry.digest = DIGEST  # not the bytes served
+        elif case == "no config":
+            serve(registry, {"schemaVersion": 2, "mediaType": MANIFEST_TYPES[2],
+                             "config": {"digest": "md5:nope"}}, MANIFEST_TYPES[2])
+        elif case == "not json":
+            registry.manifest = b"<html>proxy error</html>"
+            registry.digest = "sha256:" + hashlib.sha256(registry.manifest).hexdigest()
+        elif case == "missing tag":
+            text = "library/alpine:9.99"
+        served = manifest_of(registry, text)
+    assert served.problem is not None and problem in served.problem, served.problem
+    assert (served.digest, served.config) == (None, None)
+
+
+def test_an_unreachable_registry_serves_nothing_known(free_port: int) -> None:
+    resolver = DigestResolver(insecure={f"127.0.0.1:{free_port}"}, timeout=2)
+    served = asyncio.run(resolver.manifest(
+        ImageReference.parse(f"127.0.0.1:{free_port}/library/alpine:3.20")))
+    assert served.problem is not None and "unreachable" in served.problem
+    assert served.config is None

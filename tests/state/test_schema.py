@@ -148,3 +148,40 @@ def test_a_steps_build_lookups_read_its_records_through_an_index(tmp_path: Path)
             plan = " ".join(row[-1] for row in connection.execute(
                 f"EXPLAIN QUERY PLAN {query}", ("a", "b", "c", "d")[:query.count("?")]))
             assert f"USING INDEX {index}" in plan, plan
+
+
+def test_migration_5_keeps_every_build_and_allows_a_push_under_way(tmp_path: Path) -> None:
+    """A state written at version 4 (builds' status CHECK without 'pushing') is rebuilt in
+    place: every build row and its indexes kept, 'pushing' allowed with an image id only."""
+    path = tmp_path / "state.sqlite"
+    connection = _plain(path)
+    migrate(connection, str(path), MIGRATIONS[:4])
+    connection.execute("INSERT INTO plans VALUES ('plan-1', 't', 'harbor', NULL, '{}')")
+    connection.execute("INSERT INTO runs (id, kind, started_at, status, plan_id, options)"
+                       " VALUES ('run-1', 'run', 't', 'interrupted', 'plan-1', '{}')")
+    connection.execute(
+        "INSERT INTO builds (run_id, plan_id, image, step, attempt, status, digest, duration)"
+        " VALUES ('run-1', 'plan-1', 'library/a:1', 0, 1, 'pushed', 'sha256:aa', 2.5)")
+    with pytest.raises(sqlite3.IntegrityError):
+        connection.execute("INSERT INTO builds (run_id, image, step, attempt, status)"
+                           " VALUES ('run-1', 'library/b:1', 1, 1, 'pushing')")
+    before = connection.execute("SELECT * FROM builds").fetchall()
+    connection.close()
+
+    with StateStore.open(path) as store:
+        assert store.pushed_images("plan-1") == {"library/a:1": "sha256:aa"}
+        started = store.build_started("run-1", "library/b:1", step=1)
+        assert store.build_pushing(started.id, image_id="sha256:" + "1" * 64
+                                   ).status.value == "pushing"
+    with sqlite3.connect(path) as connection:
+        assert schema_version(connection) == 5
+        assert connection.execute("SELECT * FROM builds WHERE id = 1").fetchall() == [
+            (*before[0], None)]  # the new image_id column, empty
+        with pytest.raises(sqlite3.IntegrityError):  # a push under way names its image
+            connection.execute("INSERT INTO builds (run_id, image, step, attempt, status)"
+                               " VALUES ('run-1', 'library/c:1', 2, 1, 'pushing')")
+        indexes = {row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'builds'")}
+        assert indexes == {"builds_run", "builds_plan_status", "builds_run_image",
+                           "builds_plan_image"}
+        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -579,3 +579,104 @@ def test_the_store_writes_from_another_thread(store: StateStore) -> None:
     worker.start()
     worker.join()
     assert written == [BuildStatus.BUILDING]
+
+
+# -- a push under way (a crash between the registry taking it and its record) -----------------
+
+IMAGE_ID = "sha256:" + "1" * 64
+
+
+def test_a_push_under_way_is_on_disk_with_the_built_image_id(store: StateStore,
+                                                             state_path: Path) -> None:
+    plan_id = store.save_plan({}, source="harbor", policy=None)
+    run = store.begin_run("update", plan_id=plan_id)
+    started = store.build_started(run.id, "library/a:1", step=0)
+    pushing = store.build_pushing(started.id, image_id=IMAGE_ID, duration=12.5)
+    assert (pushing.status, pushing.image_id, pushing.duration) == (
+        BuildStatus.PUSHING, IMAGE_ID, 12.5)
+    assert pushing.finished_at is None and pushing.digest is None
+    # Committed when the call returns: another connection (the resume's) reads it.
+    with sqlite3.connect(state_path) as other:
+        assert other.execute("SELECT status, image_id FROM builds WHERE id = ?",
+                             (started.id,)).fetchone() == ("pushing", IMAGE_ID)
+    pushed = store.build_pushed(started.id, digest=DIGEST, duration=13.0)
+    assert (pushed.status, pushed.digest, pushed.image_id) == (
+        BuildStatus.PUSHED, DIGEST, IMAGE_ID)
+
+
+def test_a_push_under_way_needs_an_image_id_and_a_build_in_progress(store: StateStore) -> None:
+    run = store.begin_run("update")
+    started = store.build_started(run.id, "library/a:1", step=0)
+    with pytest.raises(ValueError, match="image's id"):
+        store.build_pushing(started.id, image_id="")
+    store.build_failed(started.id, error="build failed")
+    with pytest.raises(ValueError, match="cannot become pushing"):
+        store.build_pushing(started.id, image_id=IMAGE_ID)
+
+
+def test_pushes_in_doubt_are_the_plans_pushes_never_recorded_as_ended(
+    store: StateStore,
+) -> None:
+    plan_id = store.save_plan({}, source="harbor", policy=None)
+    other_plan = store.save_plan({}, source="harbor", policy=None)
+    first = store.begin_run("update", plan_id=plan_id)
+    a = store.build_started(first.id, "library/a:1", step=0)
+    store.build_pushing(a.id, image_id=IMAGE_ID)  # killed during its push
+    b = store.build_started(first.id, "library/b:1", step=1)
+    store.build_pushing(b.id, image_id=IMAGE_ID)
+    store.build_pushed(b.id, digest=DIGEST)  # ended: not in doubt
+    c = store.build_started(first.id, "library/c:1", step=2)
+    store.build_pushing(c.id, image_id=IMAGE_ID)
+    second = store.begin_run("update", plan_id=plan_id)
+    c2 = store.build_started(second.id, "library/c:1", step=2)
+    store.build_pushed(c2.id, digest=DIGEST)  # pushed again by a later run: not in doubt
+    elsewhere = store.begin_run("update", plan_id=other_plan)
+    x = store.build_started(elsewhere.id, "library/x:1", step=0)
+    store.build_pushing(x.id, image_id=IMAGE_ID)
+
+    assert [(r.id, r.image, r.image_id) for r in store.pushes_in_doubt(plan_id)] == [
+        (a.id, "library/a:1", IMAGE_ID)]
+    assert [r.image for r in store.pushes_in_doubt(other_plan)] == ["library/x:1"]
+
+
+def test_a_dead_runs_push_under_way_stays_in_doubt(state_path: Path,
+                                                   clock: TickingClock) -> None:
+    """Marking a dead run interrupted fails its unfinished builds, but not a push under way:
+    whether it arrived is for the registry to say (the resume asks it)."""
+    dead = StateStore.open(state_path, clock=clock)
+    plan_id = dead.save_plan({}, source="harbor", policy=None)
+    lost = dead.begin_run("update", plan_id=plan_id)
+    pushing = dead.build_started(lost.id, "library/a:1", step=0)
+    dead.build_pushing(pushing.id, image_id=IMAGE_ID)
+    building = dead.build_started(lost.id, "library/b:1", step=1)
+    dead.close()
+    with StateStore.open(state_path, clock=clock) as store:
+        assert store.mark_interrupted_runs() == [lost.id]
+        assert store.build(building.id).status is BuildStatus.FAILED
+        assert store.build(pushing.id).status is BuildStatus.PUSHING
+        assert [r.id for r in store.pushes_in_doubt(plan_id)] == [pushing.id]
+
+
+def test_a_group_syncs_the_log_only_for_a_write_that_asks_durability(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build's start and a push's start need no fsync (a killed Careen keeps them: WAL);
+    a push does, announced or not. The group commits, then syncs the write-ahead log once
+    if any of its writes asked for it."""
+    syncs: list[int] = []
+    real = store._sync_log
+    monkeypatch.setattr(store, "_sync_log", lambda: (syncs.append(1), real())[-1])
+    plan_id = store.save_plan({}, source="harbor", policy=None)
+    run = store.begin_run("update", plan_id=plan_id)
+    with store.grouped():
+        a = store.build_started(run.id, "library/a:1", step=0)
+        store.build_pushing(a.id, image_id=IMAGE_ID)
+        b = store.build_started(run.id, "library/b:1", step=1)
+    assert syncs == []
+    with store.grouped():
+        store.build_pushed(a.id, digest=DIGEST)  # announced: durable all the same
+    assert syncs == [1]
+    with store.grouped():
+        store.build_pushed(b.id, digest=DIGEST)  # never announced: durable
+    assert syncs == [1, 1]
+    assert store.pushed_images(plan_id) == {"library/a:1": DIGEST, "library/b:1": DIGEST}

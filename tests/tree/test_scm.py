@@ -35,10 +35,13 @@ pytestmark = pytest.mark.skipif(
 SECRET = "s3cr3t-T0ken"
 
 
-def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user or system git config, a fixed identity, and no repository above ``base``."""
+def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch, git_template: Path) -> None:
+    """No user or system git config, a fixed identity, and no repository above ``base``.
+    Repositories are made from ``git_template``, an empty folder: no sample hooks (inert, but
+    half the files each test copies from the templates below)."""
     home = base / "home"
     home.mkdir()
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(git_template))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
@@ -48,9 +51,14 @@ def isolate_git(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "careen@example.invalid")
 
 
+@pytest.fixture(scope="module")
+def git_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("git-template")
+
+
 @pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, git_template: Path) -> None:
+    isolate_git(tmp_path, monkeypatch, git_template)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -106,10 +114,10 @@ class Templates:
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+def templates(tmp_path_factory: pytest.TempPathFactory, git_template: Path) -> Templates:
     base = tmp_path_factory.mktemp("scm-templates")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        isolate_git(base, monkeypatch)
+        isolate_git(base, monkeypatch, git_template)
         upstream = make_upstream(base / "upstream")
         clone = base / "tree"
         sync_tree(clone, url=upstream.url, branch="main", observer=RecordingObserver())
@@ -125,6 +133,22 @@ def upstream(tmp_path: Path, templates: Templates) -> Upstream:
     return upstream
 
 
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``folder``: size and modification time."""
+    return {str(path): (path.lstat().st_size, path.lstat().st_mtime_ns)
+            for path in folder.rglob("*")}
+
+
+@pytest.fixture
+def remote(templates: Templates) -> Iterator[Upstream]:
+    """The template upstream itself, not a copy: for a test that only clones from it or is
+    refused before anything is written (cloning, ``ls-remote``, only read a remote). Checked
+    unchanged afterwards."""
+    before = snapshot(templates.upstream.bare.parent)
+    yield templates.upstream
+    assert snapshot(templates.upstream.bare.parent) == before, "the shared upstream changed"
+
+
 @pytest.fixture
 def clone(tmp_path: Path, upstream: Upstream, templates: Templates) -> Path:
     """A copy of the template clone, its remote the test's upstream (as a clone of it is)."""
@@ -137,28 +161,28 @@ def clone(tmp_path: Path, upstream: Upstream, templates: Templates) -> Path:
 # -- cloning ---------------------------------------------------------------------------------
 
 
-def test_clone_into_a_missing_root(tmp_path: Path, upstream: Upstream) -> None:
+def test_clone_into_a_missing_root(tmp_path: Path, remote: Upstream) -> None:
     root = tmp_path / "work" / "tree"
     observer = RecordingObserver()
 
-    revision = sync_tree(root, url=upstream.url, branch="main", observer=observer)
+    revision = sync_tree(root, url=remote.url, branch="main", observer=observer)
 
     assert (root / "jre" / "8u191" / "Dockerfile").read_text() == "FROM debian:stretch\n"
-    assert revision == TreeRevision(commit=head(upstream.author), branch="main", dirty=False,
-                                    dirty_files=(), remote_url=upstream.url, is_git=True)
+    assert revision == TreeRevision(commit=head(remote.author), branch="main", dirty=False,
+                                    dirty_files=(), remote_url=remote.url, is_git=True)
     assert any(message.startswith("Cloning ") for message in observer.of_kind("info"))
 
 
 def test_clone_into_an_empty_root_takes_the_default_branch(
-    tmp_path: Path, upstream: Upstream,
+    tmp_path: Path, remote: Upstream,
 ) -> None:
     root = tmp_path / "tree"
     root.mkdir()
 
-    revision = sync_tree(root, url=upstream.url, branch=None, observer=RecordingObserver())
+    revision = sync_tree(root, url=remote.url, branch=None, observer=RecordingObserver())
 
     assert revision.branch == "main"
-    assert revision.commit == head(upstream.author)
+    assert revision.commit == head(remote.author)
 
 
 def test_clone_of_a_named_branch_fetches_that_branch_only(
@@ -174,20 +198,20 @@ def test_clone_of_a_named_branch_fetches_that_branch_only(
     assert git(root, "branch", "--remotes", "--format=%(refname:short)") == "origin/stable"
 
 
-def test_a_branch_the_remote_lacks_is_a_usage_error(tmp_path: Path, upstream: Upstream) -> None:
+def test_a_branch_the_remote_lacks_is_a_usage_error(tmp_path: Path, remote: Upstream) -> None:
     root = tmp_path / "tree"
 
     with pytest.raises(UsageError, match="no branch 'nope'"):
-        sync_tree(root, url=upstream.url, branch="nope", observer=RecordingObserver())
+        sync_tree(root, url=remote.url, branch="nope", observer=RecordingObserver())
     assert not root.exists()
 
 
 @pytest.mark.parametrize("branch", ["-x", "a..b", "with space", "end.lock", ""])
 def test_an_invalid_branch_name_is_refused_before_git_runs(
-    tmp_path: Path, upstream: Upstream, branch: str,
+    tmp_path: Path, remote: Upstream, branch: str,
 ) -> None:
     with pytest.raises(UsageError, match="not a valid git branch name"):
-        sync_tree(tmp_path / "tree", url=upstream.url, branch=branch,
+        sync_tree(tmp_path / "tree", url=remote.url, branch=branch,
                   observer=RecordingObserver())
     assert not (tmp_path / "tree").exists()
 
@@ -307,14 +331,14 @@ def test_a_detached_clone_needs_a_branch(clone: Path, upstream: Upstream) -> Non
 
 
 def test_a_folder_that_is_not_a_clone_is_never_overwritten(
-    tmp_path: Path, upstream: Upstream,
+    tmp_path: Path, remote: Upstream,
 ) -> None:
     root = tmp_path / "tree"
     root.mkdir()
     (root / "notes.txt").write_text("keep me\n")
 
     with pytest.raises(UsageError, match="not a git clone"):
-        sync_tree(root, url=upstream.url, branch="main", observer=RecordingObserver())
+        sync_tree(root, url=remote.url, branch="main", observer=RecordingObserver())
     assert [path.name for path in root.iterdir()] == ["notes.txt"]
 
 
@@ -326,12 +350,12 @@ def test_a_subfolder_of_another_repository_is_not_a_clone(
                   observer=RecordingObserver())
 
 
-def test_a_root_that_is_a_file_is_refused(tmp_path: Path, upstream: Upstream) -> None:
+def test_a_root_that_is_a_file_is_refused(tmp_path: Path, remote: Upstream) -> None:
     root = tmp_path / "tree"
     root.write_text("")
 
     with pytest.raises(UsageError, match="is a file"):
-        sync_tree(root, url=upstream.url, branch="main", observer=RecordingObserver())
+        sync_tree(root, url=remote.url, branch="main", observer=RecordingObserver())
 
 
 def test_a_vanished_remote_is_a_service_error(clone: Path, upstream: Upstream) -> None:

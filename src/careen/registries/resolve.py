@@ -17,6 +17,11 @@ Authentication, as registries ask for it:
 Anything else (404, 401 without usable credentials, an unreachable host, a timeout) is
 *unknown*: the resolution says why, and the caller never treats unknown as "unchanged".
 Credentials never appear in a message.
+
+:meth:`DigestResolver.manifest` reads what a tag of the push registry serves (GET, the same
+authentication): the manifest's digest and, for one image's manifest, its config's digest —
+the image id a builder reports (``--iidfile``). A resume compares the two to learn whether a
+push interrupted by a crash reached the registry (:mod:`careen.nightly`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import re
 import ssl
 from collections.abc import Collection, Iterable, Mapping
@@ -36,7 +42,7 @@ from pydantic import SecretStr
 from careen.errors import ConfigError
 from careen.reference import ImageReference
 
-__all__ = ["MANIFEST_TYPES", "DigestResolver", "Resolution", "registry_endpoint"]
+__all__ = ["MANIFEST_TYPES", "DigestResolver", "Resolution", "TagManifest", "registry_endpoint"]
 
 #: What a FROM can name: single manifests and indexes, Docker's and OCI's.
 MANIFEST_TYPES = (
@@ -45,6 +51,10 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+#: The index (manifest list) types of :data:`MANIFEST_TYPES`: several images, no one config.
+INDEX_TYPES = frozenset(MANIFEST_TYPES[:2])
+#: The largest manifest read (the distribution registry refuses larger ones too).
+MANIFEST_LIMIT_BYTES = 4 * 1024 * 1024
 DOCKER_HUB_API = "registry-1.docker.io"
 _DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -57,6 +67,23 @@ class Resolution:
     digest: str | None
     #: Why the digest is unknown (``not found``, ``unreachable: ...``), else ``None``.
     problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagManifest:
+    """What a tag serves now. ``digest``: its manifest's (SHA-256 of the bytes served);
+    ``config``: the config digest of a single image's manifest (``None`` for an index);
+    ``problem``: why nothing is known (the other fields are then ``None``)."""
+
+    reference: ImageReference
+    digest: str | None = None
+    media_type: str | None = None
+    config: str | None = None
+    problem: str | None = None
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
 
 
 def registry_endpoint(reference: ImageReference) -> tuple[str, str]:
@@ -145,29 +172,95 @@ class DigestResolver:
                 problem = f"unreachable: {type(error).__name__}"
         return Resolution(reference, None, f"{host}: {problem}")
 
-    async def _ask(self, reference: ImageReference, url: str, host: str, repository: str,
-                   client: httpx.AsyncClient) -> Resolution:
+    async def manifest(self, reference: ImageReference) -> TagManifest:
+        """What ``reference``'s tag serves now (one GET of its manifest); a problem, never
+        a guess, when the registry cannot say."""
+        host, repository = registry_endpoint(reference)
+        schemes: list[tuple[str, bool]] = [("https", True)]
+        if host in self.insecure:
+            schemes = [("https", False), ("http", False)]
+        problem = "unreachable"
+        for scheme, verify in schemes:
+            url = f"{scheme}://{host}/v2/{repository}/manifests/{reference.tag or 'latest'}"
+            try:
+                async with self._client(verify=verify) as client:
+                    return await self._read_manifest(reference, url, host, repository, client)
+            except httpx.HTTPError as error:
+                problem = f"unreachable: {type(error).__name__}"
+        return TagManifest(reference, problem=f"{host}: {problem}")
+
+    async def _read_manifest(self, reference: ImageReference, url: str, host: str,
+                             repository: str, client: httpx.AsyncClient) -> TagManifest:
+        answer = await self._authorized("GET", url, host, repository, client)
+        if isinstance(answer, str):
+            return TagManifest(reference, problem=answer)
+        response, _ = answer
+        if response.status_code != 200:
+            return TagManifest(reference, problem=self._refusal(response, reference, host,
+                                                                 repository))
+        body = response.content
+        if len(body) > MANIFEST_LIMIT_BYTES:
+            return TagManifest(reference, problem=f"{host}: a manifest of {len(body)} bytes")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        said = response.headers.get("Docker-Content-Digest")
+        if said is not None and said != digest:
+            return TagManifest(reference, problem=f"{host}: the manifest served does not "
+                               f"match its Docker-Content-Digest ({said})")
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return TagManifest(reference, problem=f"{host}: the manifest is not JSON")
+        if not isinstance(document, dict):
+            return TagManifest(reference, problem=f"{host}: the manifest is not an object")
+        media_type = document.get("mediaType") or response.headers.get(
+            "Content-Type", "").partition(";")[0].strip() or None
+        if isinstance(document.get("manifests"), list):  # an index, whatever it is called
+            return TagManifest(reference, digest, str(media_type or MANIFEST_TYPES[0]))
+        config = document.get("config")
+        config_digest = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(config_digest, str) or not _DIGEST.match(config_digest):
+            return TagManifest(reference, problem=f"{host}: the manifest names no config")
+        return TagManifest(reference, digest, str(media_type) if media_type else None,
+                           config_digest)
+
+    async def _authorized(self, method: str, url: str, host: str, repository: str,
+                          client: httpx.AsyncClient,
+                          ) -> tuple[httpx.Response, dict[str, str]] | str:
+        """The answer to ``method url``, logged in as the registry asks (the token kept for
+        the next request); the headers it was sent with. A problem's text when the registry
+        asks for credentials there are none for."""
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         scope = f"repository:{repository}:pull"
         token = self._tokens.get((host, scope))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        response = await client.head(url, headers=headers)
+        response = await client.request(method, url, headers=headers)
         if response.status_code == 401:
             authorization = await self._authorize(response, host, scope, client)
             if authorization is None:
-                return Resolution(reference, None, f"{host}: authentication required "
-                                  "(no credentials for this registry)")
+                return f"{host}: authentication required (no credentials for this registry)"
             headers["Authorization"] = authorization
-            response = await client.head(url, headers=headers)
+            response = await client.request(method, url, headers=headers)
+        return response, headers
+
+    @staticmethod
+    def _refusal(response: httpx.Response, reference: ImageReference, host: str,
+                 repository: str) -> str:
         if response.status_code == 404:
-            return Resolution(reference, None, f"{host}: {repository}:{reference.tag} "
-                              "not found")
+            return f"{host}: {repository}:{reference.tag} not found"
         if response.status_code in (401, 403):
-            return Resolution(reference, None, f"{host}: access denied "
-                              f"({response.status_code})")
+            return f"{host}: access denied ({response.status_code})"
+        return f"{host}: answered {response.status_code}"
+
+    async def _ask(self, reference: ImageReference, url: str, host: str, repository: str,
+                   client: httpx.AsyncClient) -> Resolution:
+        answer = await self._authorized("HEAD", url, host, repository, client)
+        if isinstance(answer, str):
+            return Resolution(reference, None, answer)
+        response, headers = answer
         if response.status_code != 200:
-            return Resolution(reference, None, f"{host}: answered {response.status_code}")
+            return Resolution(reference, None, self._refusal(response, reference, host,
+                                                             repository))
         digest = response.headers.get("Docker-Content-Digest", "")
         if not _DIGEST.match(digest):
             body = await client.get(url, headers=headers)

@@ -43,6 +43,8 @@ class Database:
         self._own_runs: set[str] = set()
         #: Inside :meth:`grouped`: each write is a savepoint of the group's transaction.
         self._grouped = False
+        #: Whether a write of the current group asked to be durable (its commit then is).
+        self._group_durable = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Clock = utc_now,
@@ -131,29 +133,52 @@ class Database:
 
     @contextlib.contextmanager
     def grouped(self) -> Iterator[None]:
-        """Make the writes of the ``with`` block one durable transaction (one fsync): each
-        write is a savepoint of it, so one that fails is undone alone and raises as it
-        would have, while the others commit together at the end of the block. Nothing of
-        the block is on disk before it ends; if the commit itself fails, none of it is.
+        """Make the writes of the ``with`` block one transaction: each write is a savepoint
+        of it, so one that fails is undone alone and raises as it would have, while the
+        others commit together at the end of the block. Nothing of the block is on disk
+        before it ends; if the commit itself fails, none of it is.
+
+        The group is as durable as its most demanding write: committed without waiting for
+        the disk, then, if any write of it asked for durability (the default of
+        :meth:`_write`), the write-ahead log is synced — what ``synchronous = FULL`` does at
+        a commit in WAL mode — before the block returns. A group of writes that need no
+        fsync (a build's start, a push's start) costs none.
 
         The executor's record thread groups the records that queued up while the previous
-        group was being written (group commit): a step's push is still on disk before its
-        children start, at a fraction of the fsyncs. Re-entrant (an inner group joins)."""
+        group was being written (group commit): a step's push is on disk before its children
+        start, at a fraction of the fsyncs. Re-entrant (an inner group joins)."""
         if self._grouped:
             yield
             return
-        self._begin()
-        self._grouped = True
+        self._db.execute("PRAGMA synchronous = NORMAL")
         try:
+            self._begin()
+            self._grouped = True
+            self._group_durable = False
             try:
-                yield
-            finally:
-                self._grouped = False
-        except BaseException:
-            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+                try:
+                    yield
+                finally:
+                    self._grouped = False
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            if self._group_durable:
+                self._sync_log()
+        finally:
+            self._db.execute("PRAGMA synchronous = FULL")
+
+    def _sync_log(self) -> None:
+        """The write-ahead log on disk (fsync), as ``synchronous = FULL`` leaves it after a
+        commit: every transaction committed before is then durable (the log is written in
+        order). The log exists while this connection is open."""
+        descriptor = os.open(f"{self._path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
     def _begin(self) -> None:
         try:
@@ -174,9 +199,10 @@ class Database:
         loss costs nothing but repeated work (a build that started: a resume builds whatever
         is not recorded as pushed), this halves the fsyncs of a build step.
 
-        Inside :meth:`grouped`, a savepoint of the group's transaction instead (which commits
-        durably: ``durable`` asks for no less)."""
+        Inside :meth:`grouped`, a savepoint of the group's transaction instead; the group
+        commits durably if any of its writes asked to be."""
         if self._grouped:
+            self._group_durable = self._group_durable or durable
             self._db.execute("SAVEPOINT careen_write")
             try:
                 yield

@@ -52,6 +52,10 @@ class BuildStatus(StrEnum):
     PENDING = "pending"
     BUILDING = "building"
     BUILT = "built"
+    #: Built, and its push under way: the registry may have the image or not. Durable
+    #: before the push starts, with the built image's id, so that a resume after a crash
+    #: in the push can ask the registry whether the push arrived (never trusted without).
+    PUSHING = "pushing"
     PUSHED = "pushed"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -70,9 +74,10 @@ BUILD_TRANSITIONS: Mapping[BuildStatus, frozenset[BuildStatus]] = {
         {BuildStatus.BUILDING, BuildStatus.SKIPPED, BuildStatus.FAILED}
     ),
     BuildStatus.BUILDING: frozenset(
-        {BuildStatus.BUILT, BuildStatus.PUSHED, BuildStatus.FAILED}
+        {BuildStatus.BUILT, BuildStatus.PUSHING, BuildStatus.PUSHED, BuildStatus.FAILED}
     ),
-    BuildStatus.BUILT: frozenset({BuildStatus.PUSHED, BuildStatus.FAILED}),
+    BuildStatus.BUILT: frozenset({BuildStatus.PUSHING, BuildStatus.PUSHED, BuildStatus.FAILED}),
+    BuildStatus.PUSHING: frozenset({BuildStatus.PUSHED, BuildStatus.FAILED}),
 }
 
 
@@ -230,6 +235,9 @@ class BuildRecord:
     log_path: str | None
     #: Why the build failed or was skipped.
     error: str | None
+    #: The built image's id (its config digest, ``sha256:...``), recorded as its push
+    #: starts: what a resume compares with the config of the manifest the registry serves.
+    image_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

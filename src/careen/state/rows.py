@@ -75,6 +75,7 @@ def build_record(row: sqlite3.Row) -> BuildRecord:
         started_at=optional_time(row["started_at"]),
         finished_at=optional_time(row["finished_at"]), duration=row["duration"],
         digest=row["digest"], log_path=row["log_path"], error=row["error"],
+        image_id=row["image_id"],
     )
 
 

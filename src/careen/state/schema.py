@@ -188,8 +188,52 @@ _V4 = Migration(
     ),
 )
 
+# A push that reached the registry while Careen was killed before recording it was pushed
+# again by the resume (CI's crash-anywhere test saw two manifest PUTs of one tag). A build now
+# becomes ``pushing``, with the built image's id, durably before its push starts; a resume
+# asks the registry whether the tag serves that image. The status CHECK of V1 cannot be
+# altered in place: the table is rebuilt (SQLite's documented way: create the new table, copy,
+# drop the old one, rename) and its indexes made again, inside migrate's one transaction.
+_BUILD_COLUMNS = ("id, run_id, plan_id, image, step, attempt, status, started_at, finished_at,"
+                  " duration, digest, log_path, error")
+_V5 = Migration(
+    version=5,
+    description="builds: 'pushing' with the built image's id, recorded before a push",
+    statements=(
+        """
+        CREATE TABLE builds_v5 (
+            id           INTEGER PRIMARY KEY,
+            run_id       TEXT NOT NULL REFERENCES runs (id),
+            plan_id      TEXT REFERENCES plans (id),
+            image        TEXT NOT NULL,
+            step         INTEGER NOT NULL,
+            attempt      INTEGER NOT NULL CHECK (attempt >= 1),
+            status       TEXT NOT NULL CHECK (status IN
+                         ('pending', 'building', 'built', 'pushing', 'pushed', 'failed',
+                          'skipped')),
+            started_at   TEXT,
+            finished_at  TEXT,
+            duration     REAL,
+            digest       TEXT,
+            log_path     TEXT,
+            error        TEXT,
+            image_id     TEXT,
+            CHECK (status <> 'pushed' OR digest IS NOT NULL),
+            CHECK (status <> 'pushing' OR image_id IS NOT NULL)
+        )
+        """,
+        f"INSERT INTO builds_v5 ({_BUILD_COLUMNS}) SELECT {_BUILD_COLUMNS} FROM builds",  # noqa: S608 - fixed text
+        "DROP TABLE builds",
+        "ALTER TABLE builds_v5 RENAME TO builds",
+        "CREATE INDEX builds_run ON builds (run_id)",
+        "CREATE INDEX builds_plan_status ON builds (plan_id, status)",
+        "CREATE INDEX builds_run_image ON builds (run_id, image)",
+        "CREATE INDEX builds_plan_image ON builds (plan_id, image)",
+    ),
+)
+
 #: Every migration, oldest first. ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -21,8 +21,17 @@ resumed run build and push X again. The price is one fsync per state change — 
 whose build takes minutes — so it is not measurable. Bulk records (a whole fleet's verdicts or
 scans) are written in one transaction, so they cost one fsync too. The executor writes a
 plan's build records from a thread of its own and groups those that queue up while the disk
-is busy into one transaction (:meth:`Database.grouped`): each push is still on disk before its
-children start, and a thousand-step plan at ``--jobs 16`` does not wait for a thousand fsyncs.
+is busy into one transaction (:meth:`Database.grouped`): a thousand-step plan at ``--jobs 16``
+does not wait for a thousand fsyncs.
+
+A push itself is announced first: "image X (id ``sha256:…``) is being pushed" is on disk
+before the push starts (:meth:`Builds.build_pushing`), so a crash after the registry took
+the push but before "pushed" was written leaves a record the resume asks the registry about
+(:meth:`Builds.pushes_in_doubt`) instead of pushing again. That announcement is the one
+fsync of a build step: its start may be lost to a power loss (the resume builds it again),
+and its "pushed" needs none of its own — a crash of Careen keeps it (WAL), the next fsync
+writes it with the rest of the log, and should a power loss take it first, the announcement
+is still there for the resume to check.
 
 The run lock is ``flock`` on ``<db>.lock``: the kernel drops it when the holder dies, however
 it dies, so there is never a stale lock to clean up. Runs are meant to be begun while holding
