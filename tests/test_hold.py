@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from careen.reference import ImageReference
 from careen.results import Outcome
 from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
 from careen.sim.harbor.fleet import ScanResult
+from careen.sim.harbor.state import SimState
 from careen.state.memory import RebuildMemory
 from careen.state.store import StateStore
 from tests.test_nightly import PushingBuilder, opener
@@ -145,18 +147,44 @@ def builder_for(harbor: SimulatorServer) -> LabellingBuilder:
     return LabellingBuilder(harbor, {"library/base": ScanResult.of({"High": 2}, 0)})
 
 
+@dataclass
+class FirstNight:
+    """Night 1, run once per module (and worker) by the first test that asks, in that test's
+    environment; each test after it starts from what night 1 left. The nights of every test
+    run in one folder, since the stored plans and runs name it: restored before each test."""
+
+    folder: Path
+    #: The folder as night 1 left it, and the simulator's state then; None until it ran.
+    saved: Path
+    harbor_state: SimState | None = None
+
+
+@pytest.fixture(scope="module")
+def first_night(tmp_path_factory: pytest.TempPathFactory) -> FirstNight:
+    root = tmp_path_factory.mktemp("hold")
+    return FirstNight(root / "nights", root / "after-night-1")
+
+
 @pytest.fixture
-def nights(tmp_path: Path, harbor: SimulatorServer) -> Nights:
+def nights(first_night: FirstNight, harbor: SimulatorServer) -> Nights:
     """Night 1 already ran: base was rebuilt (with app and tool, its children) and the
     rebuild did not help (the same high findings, none fixable)."""
+    made = Nights(first_night.folder, harbor, Bases({ALPINE: ALPINE_1}), {})
+    if first_night.harbor_state is not None:
+        shutil.rmtree(first_night.folder)
+        shutil.copytree(first_night.saved, first_night.folder, symlinks=True)
+        harbor.app.state = first_night.harbor_state.copy()
+        harbor.stats.reset()
+        return made
     harbor.reset(Fleet.from_dict(FLEET))
-    write_tree(tmp_path / "tree")
-    made = Nights(tmp_path, harbor, Bases({ALPINE: ALPINE_1}), {})
+    write_tree(made.tree)
     builder = builder_for(harbor)
     first = made.night(builder)
     by_image = {r.image.short: r for r in first.result.images}
     assert by_image["library/base:1.0"].outcome is Outcome.NOT_HELPED
     assert sorted(builder.pushed) == ["library/app:1", "library/base:1.0", "library/tool:2"]
+    shutil.copytree(first_night.folder, first_night.saved, symlinks=True)
+    first_night.harbor_state = harbor.state.copy()
     return made
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import string
 from datetime import UTC, datetime, timedelta
 
@@ -16,15 +17,26 @@ from careen.shard import merge_results, parse_shard, shard
 CREATED = datetime(2017, 12, 8, 2, tzinfo=UTC)
 
 
+#: [a-z][a-z0-9]{0,6}, from alphabets: st.from_regex spent most of these tests' time.
+NAMES = st.tuples(st.sampled_from(string.ascii_lowercase),
+                  st.text(string.ascii_lowercase + string.digits, max_size=6)).map("".join)
+
+
+@functools.cache
+def parent_positions(count: int) -> st.SearchStrategy[list[int]]:
+    """1 to 3 distinct positions among ``count`` candidate parents, in the order drawn: what
+    ``st.lists(st.sampled_from(candidates), ...)`` draws (an index per element), from one
+    strategy per count instead of a new one per step (building and checking a strategy
+    cost more than drawing from it)."""
+    return st.lists(st.integers(0, count - 1), min_size=1, max_size=3, unique=True)
+
+
 @st.composite
 def plans(draw: st.DrawFn) -> Plan:
     """A random plan: images on levels, each above level 0 with parents one level up or
     more."""
     count = draw(st.integers(0, 30))
-    # [a-z][a-z0-9]{0,6}, from alphabets: st.from_regex spent most of these tests' time.
-    name = st.tuples(st.sampled_from(string.ascii_lowercase),
-                     st.text(string.ascii_lowercase + string.digits, max_size=6)).map("".join)
-    names = draw(st.lists(name, min_size=count, max_size=count, unique=True))
+    names = draw(st.lists(NAMES, min_size=count, max_size=count, unique=True))
     steps: list[PlanStep] = []
     for index, name in enumerate(names):
         earlier = list(steps)
@@ -34,8 +46,7 @@ def plans(draw: st.DrawFn) -> Plan:
             level = 0
         parents: tuple[ImageReference, ...] = ()
         if level:
-            chosen = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=3,
-                                   unique=True))
+            chosen = [candidates[i] for i in draw(parent_positions(len(candidates)))]
             level = 1 + max(s.level for s in steps if s.image in chosen)
             parents = tuple(chosen)
         image = ImageReference(f"library/{name}", str(index))

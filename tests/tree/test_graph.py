@@ -108,6 +108,23 @@ def test_two_cycle_is_reported_and_left_out() -> None:
     assert caught.value.exit_code == ExitCode.USAGE
 
 
+def test_an_image_on_a_cycle_and_on_a_buildable_parent_is_blocked_the_parent_still_built(
+) -> None:
+    graph = graph_of({
+        "library/a:1": ["library/b:1"], "library/b:1": ["library/a:1"],
+        "library/d:1": [], "library/x:1": ["library/d:1", "library/a:1"],
+    })
+    assert graph.blocked() == {ref("library/a:1"), ref("library/b:1"), ref("library/x:1")}
+    assert shorts(graph.levels()) == [["library/d:1"]]
+    assert shorts(graph.build_order([ref("library/d:1"), ref("library/x:1")])) == [
+        ["library/d:1"]
+    ]
+    assert graph.problems == (
+        "images build FROM each other in a cycle: library/a:1 -> library/b:1 -> library/a:1; "
+        "left out of the build order with 1 image built on them",
+    )
+
+
 def test_a_wrapper_of_its_upstream_is_no_cycle_and_its_children_follow(tmp_path: Path) -> None:
     """Statemood/dockerfiles' alpine/3.9 says ``FROM alpine:3.9`` and nginx/1.25-style wrappers
     ``FROM nginx:1.25``: the image's own name is its upstream, built first, never a cycle."""
@@ -188,10 +205,11 @@ def test_generated_tree_of_two_thousand_images(tmp_path: Path) -> None:
 
     level_of = {image: number for number, level in enumerate(levels) for image in level}
     assert len(level_of) == count
+    image_of = {name: ref(f"library/{name}:1.0") for name in names}  # parsed once each
     for name, parents in expected_parents.items():
-        image = ref(f"library/{name}:1.0")
-        parent_levels = [level_of[ref(f"library/{parent}:1.0")] for parent in parents]
-        assert set(graph.parents(image)) == {ref(f"library/{p}:1.0") for p in parents}
+        image = image_of[name]
+        parent_levels = [level_of[image_of[parent]] for parent in parents]
+        assert set(graph.parents(image)) == {image_of[p] for p in parents}
         # Exactly one level below its deepest parent, so every parent comes first.
         assert level_of[image] == (max(parent_levels) + 1 if parents else 0)
     for level in levels:

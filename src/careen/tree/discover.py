@@ -790,11 +790,22 @@ def _mapping_key(text: str, project: str) -> ImageReference:
 
 
 def _dockerfile_in(
-    folder: Path, root: Path, relative: PurePosixPath, problems: list[TreeProblem]
+    folder: Path, root: Path, relative: PurePosixPath, problems: list[TreeProblem],
+    listed: Mapping[str, os.DirEntry[str]] | None = None,
 ) -> Path | None:
-    """The Dockerfile in ``folder``, if there is one that stays inside the root."""
+    """The Dockerfile in ``folder``, if there is one that stays inside the root.
+
+    ``listed``: the folder's entries by name, when the folder is known to be inside the root
+    for real (reached by real folders, or through links that were checked): a Dockerfile
+    listed there that is no symbolic link is a file inside the root without a look at the
+    disk (a tree of thousands of images did a stat and a path resolution per folder)."""
     for name in DOCKERFILE_NAMES:
         candidate = folder / name
+        entry = None if listed is None else listed.get(name)
+        if listed is not None and (entry is None or not entry.is_symlink()):
+            if entry is not None and entry.is_file(follow_symlinks=False):
+                return candidate
+            continue
         if not candidate.is_symlink() and not candidate.exists():
             continue
         try:
@@ -834,7 +845,9 @@ def _walk(
         # instead of a stat per name).
         if any(entry.name in DOCKERFILE_NAMES for entry in entries):
             if relative.parts:
-                dockerfile = _dockerfile_in(folder, root, relative, problems)
+                listed = {entry.name: entry for entry in entries
+                          if entry.name in DOCKERFILE_NAMES}
+                dockerfile = _dockerfile_in(folder, root, relative, problems, listed)
                 if dockerfile is not None:
                     yield relative, folder, dockerfile, linked
             elif relative not in mapped and _dockerfile_in(folder, root, relative, []):

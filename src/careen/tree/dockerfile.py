@@ -52,6 +52,8 @@ PREDEFINED_PLATFORM_ARGS = frozenset({
 })
 #: Dockerfiles are small; a larger file is not one (and is not read into memory whole).
 MAX_DOCKERFILE_BYTES = 4 * 1024 * 1024
+#: Bytes asked for by the first read of a Dockerfile: all of almost every one.
+_FIRST_READ = 64 * 1024
 
 _DIRECTIVE = re.compile(r"#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*\Z")
 _INSTRUCTION = re.compile(r"\s*(\S+)(?:\s+(.*))?\Z", re.DOTALL)
@@ -134,7 +136,11 @@ def read_dockerfile(
     name = source if source is not None else str(path)
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_DOCKERFILE_BYTES + 1)
+            # A small read first: asking for the whole bound at once allocates 4 MiB for every
+            # Dockerfile (a tree of thousands of them spent a third of its reading on that).
+            data = handle.read(_FIRST_READ)
+            if len(data) == _FIRST_READ:
+                data += handle.read(MAX_DOCKERFILE_BYTES + 1 - _FIRST_READ)
     except OSError as error:
         raise InputFileError(name, f"cannot read the Dockerfile: {error.strerror}") from None
     if len(data) > MAX_DOCKERFILE_BYTES:

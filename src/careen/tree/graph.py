@@ -11,8 +11,9 @@ leaves those out and :attr:`BuildGraph.problems` says why, so that the rest of t
 still patched. A caller that wants all or nothing calls :meth:`BuildGraph.check_acyclic`,
 which raises :class:`CycleError`.
 
-Everything is linear in images plus edges (Tarjan's strongly connected components, then Kahn's
-algorithm level by level), iterative (no recursion limit on deep chains).
+Everything is linear in images plus edges (Kahn's algorithm level by level; then, only over
+the images it could not reach, Tarjan's strongly connected components to name the cycles),
+iterative (no recursion limit on deep chains).
 """
 
 from __future__ import annotations
@@ -60,11 +61,12 @@ class BuildGraph:
         self._children: dict[ImageReference, list[ImageReference]] = {
             image: [] for image in parents_of
         }
+        children = self._children
         for image, parents in parents_of.items():
-            kept = tuple(dict.fromkeys(p for p in parents if p in self._children))
+            kept = tuple(dict.fromkeys([p for p in parents if p in children]))
             self._parents[image] = kept
             for parent in kept:
-                self._children[parent].append(image)
+                children[parent].append(image)
 
     @classmethod
     def from_tree(cls, tree: DockerfileTree) -> BuildGraph:
@@ -173,8 +175,10 @@ class BuildGraph:
     @cached_property
     def _knots(self) -> tuple[frozenset[ImageReference], ...]:
         """Strongly connected components that hold a cycle, sorted by their first image."""
+        # A knot's images are all blocked, so only the blocked ones are searched: none in the
+        # usual tree without cycles.
         knots = [
-            frozenset(component) for component in self._components()
+            frozenset(component) for component in self._components(self._blocked)
             if len(component) > 1 or component[0] in self._parents[component[0]]
         ]
         return tuple(sorted(knots, key=lambda knot: _order(min(knot, key=_order))))
@@ -185,25 +189,29 @@ class BuildGraph:
 
     @cached_property
     def _blocked(self) -> frozenset[ImageReference]:
-        in_knots = frozenset().union(*self._knots)
-        return in_knots | self._reach(in_knots, self._children)
+        # Kahn's algorithm reaches exactly the images with no cycle at or above them: what it
+        # never reaches is in a cycle or built on one.
+        reached = {image for level in self._levels for image in level}
+        if len(reached) == len(self._parents):
+            return frozenset()
+        return frozenset(image for image in self._parents if image not in reached)
 
     @cached_property
     def _levels(self) -> tuple[tuple[ImageReference, ...], ...]:
-        blocked = self._blocked
-        waiting = {
-            image: len(parents) for image, parents in self._parents.items()
-            if image not in blocked
-        }
-        current = sorted((image for image, count in waiting.items() if count == 0), key=_order)
+        """Kahn's algorithm over every image: one still waiting for a parent at the end is
+        blocked (see :attr:`_blocked`), so it is in no level."""
+        children = self._children
+        waiting = {image: len(parents) for image, parents in self._parents.items()}
+        current = sorted([image for image, count in waiting.items() if count == 0], key=_order)
         levels: list[tuple[ImageReference, ...]] = []
         while current:
             levels.append(tuple(current))
             following: list[ImageReference] = []
             for image in current:
-                for child in self._children[image]:
-                    waiting[child] -= 1
-                    if waiting[child] == 0:
+                for child in children[image]:
+                    count = waiting[child] - 1
+                    waiting[child] = count
+                    if count == 0:
                         following.append(child)
             current = sorted(following, key=_order)
         return tuple(levels)
@@ -226,15 +234,16 @@ class BuildGraph:
                     queue.append(parent)
         return (start,)  # not reached: every image of a knot lies on a cycle
 
-    def _components(self) -> list[list[ImageReference]]:
-        """Tarjan's strongly connected components, without recursion."""
+    def _components(self, images: frozenset[ImageReference]) -> list[list[ImageReference]]:
+        """Tarjan's strongly connected components of ``images`` (following only edges between
+        them), without recursion."""
         index: dict[ImageReference, int] = {}
         low: dict[ImageReference, int] = {}
         on_stack: set[ImageReference] = set()
         stack: list[ImageReference] = []
         components: list[list[ImageReference]] = []
         counter = 0
-        for root in self._parents:
+        for root in images:
             if root in index:
                 continue
             work: list[tuple[ImageReference, int]] = [(root, 0)]
@@ -249,6 +258,8 @@ class BuildGraph:
                 if position < len(parents):
                     work.append((node, position + 1))
                     following = parents[position]
+                    if following not in images:
+                        continue
                     if following not in index:
                         work.append((following, 0))
                     elif following in on_stack:
