@@ -10,6 +10,7 @@ cannot, lab tests are skipped, except in CI (``CI=true``), where that is a failu
 from __future__ import annotations
 
 import fcntl
+import gc
 import itertools
 import os
 import shutil
@@ -117,6 +118,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection built (modules, test items, hypothesis strategies, parametrize values)
+    lives until the process ends: moved out of the cyclic garbage collector's sight, so its
+    full collections during the tests and pytest's five at the end stop walking it again
+    (measured, this file's slice serially: 1.26 s of full collections down to 0.38 s).
+    Objects still go when their last reference does; only cycles among them stay."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
