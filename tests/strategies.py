@@ -33,3 +33,30 @@ def concatenations(pieces: Sequence[str], *, max_size: int, min_size: int = 0,
         return sep.join([chosen[ord(character) - _FIRST] for character in indexes])
 
     return st.text(alphabet, min_size=min_size, max_size=max_size).map(joined)
+
+
+def text_favouring(favoured: Sequence[str], *, max_size: int) -> st.SearchStrategy[str]:
+    """The strings ``st.text(alphabet=st.sampled_from(favoured) | st.characters(
+    exclude_categories=["Cs"]), max_size=max_size)`` gives, with the same distribution: each
+    character, with even odds, one of ``favoured`` (equally likely) or any character but a
+    surrogate. Drawn as two strings (which positions are favoured and which, then the other
+    characters in one go) rather than as a choice of alternative per character: about a
+    quarter of the CPU per example."""
+    if not favoured or len(favoured) > 128:
+        raise ValueError(f"1 to 128 favoured characters, not {len(favoured)}")
+    chosen = tuple(favoured)
+    # Codes below _FIRST + len(chosen) name a favoured character; as many above stand for
+    # "any character", so each kind is drawn as often as the other.
+    codes = st.text("".join(chr(_FIRST + index) for index in range(2 * len(chosen))),
+                    max_size=max_size)
+    any_character = st.characters(exclude_categories=["Cs"])
+
+    @st.composite
+    def favouring(draw: st.DrawFn) -> str:
+        layout = [ord(code) - _FIRST for code in draw(codes)]
+        others = sum(index >= len(chosen) for index in layout)
+        filler = iter(draw(st.text(any_character, min_size=others, max_size=others)))
+        return "".join(chosen[index] if index < len(chosen) else next(filler)
+                       for index in layout)
+
+    return favouring()
