@@ -33,6 +33,8 @@ if sys.dont_write_bytecode and not sys.pycache_prefix:
     os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+from hypothesis import settings
+
 from careen.errors import ConfigError
 from careen.lab import (
     Lab,
@@ -44,6 +46,14 @@ from careen.lab import (
 )
 
 LAB_FIXTURES = frozenset({"lab", "docker_cli"})
+
+# No deadline per hypothesis example: hypothesis' default of 200 ms of wall time is a timing
+# check, which these tests do not make (their standard), and an example of a few milliseconds
+# of CPU can outlast it on a loaded machine (-n auto runs three workers on two CPUs). The
+# number of examples and everything else stay hypothesis' defaults; --hypothesis-profile still
+# chooses another profile.
+settings.register_profile("careen", deadline=None)
+settings.load_profile("careen")
 
 
 def in_ci() -> bool:
