@@ -60,3 +60,27 @@ def text_favouring(favoured: Sequence[str], *, max_size: int) -> st.SearchStrate
                        for index in layout)
 
     return favouring()
+
+
+def pieces_or(pieces: Sequence[str], other: st.SearchStrategy[str], *,
+              max_size: int) -> st.SearchStrategy[str]:
+    """The strings ``st.lists(st.sampled_from(pieces) | other, max_size=max_size)
+    .map("".join)`` gives, with the same distribution: up to ``max_size`` parts, each with
+    even odds one of ``pieces`` (equally likely) or a value of ``other``. Drawn as a string
+    saying which part is which, then the values of ``other`` it asks for as one list: about
+    half the CPU per example of a choice of alternative per part."""
+    if not pieces or len(pieces) > 128:
+        raise ValueError(f"1 to 128 pieces, not {len(pieces)}")
+    chosen = tuple(pieces)
+    codes = st.text("".join(chr(_FIRST + index) for index in range(2 * len(chosen))),
+                    max_size=max_size)
+
+    @st.composite
+    def joined(draw: st.DrawFn) -> str:
+        layout = [ord(code) - _FIRST for code in draw(codes)]
+        count = sum(index >= len(chosen) for index in layout)
+        others = iter(draw(st.lists(other, min_size=count, max_size=count)))
+        return "".join([chosen[index] if index < len(chosen) else next(others)
+                        for index in layout])
+
+    return joined()
