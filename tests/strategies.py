@@ -2,7 +2,9 @@
 
 Hypothesis' cost per example grows with the number of draws: a list of ``n`` elements is
 about ``2n`` choices (one "one more?" and the element each), each with its own bookkeeping,
-while a string of ``n`` characters is a single choice.
+while a string of ``n`` characters is a single choice, drawn in one call. So these draw
+strings whose characters say what to build. Each gives the same values as the plain strategy
+named in its docstring, with the same distribution; shrinking differs, not what is tried.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-#: Where the private alphabet of :func:`concatenations` starts (any code point would do: its
-#: characters are only indexes, never part of a generated value).
+#: Where the private alphabets below start (any code point would do: their characters are
+#: only indexes, never part of a generated value).
 _FIRST = 0x100
 
 
