@@ -34,6 +34,7 @@ if sys.dont_write_bytecode and not sys.pycache_prefix:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from careen.errors import ConfigError
 from careen.lab import (
@@ -128,6 +129,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With xdist workers to come (``-n``), hypothesis' table of the characters text may use
+    is made here once, before they start: it is cached in .hypothesis/, and in a checkout
+    without that cache (CI) each worker computed it, about 1.3 s of CPU apiece."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        st.text().validate()  # validating st.text() builds and caches the table
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
