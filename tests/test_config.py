@@ -22,6 +22,7 @@ from careen.config import (
     load_config,
 )
 from careen.errors import ConfigError, ExitCode
+from tests.strategies import text_favouring
 
 SECRET = "hunter2-Zq9!xK"
 
@@ -29,6 +30,9 @@ SECRET = "hunter2-Zq9!xK"
 def write(folder: Path, text: str, name: str = "careen.toml") -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A new file rather than the old one truncated: ext4 flushes a file rewritten in place
+    # to disk when it is closed (about 2 ms of waiting, paid by each hypothesis example).
+    path.unlink(missing_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -749,8 +753,7 @@ def _toml(value: object) -> str:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(alphabet=st.sampled_from(list('[]="\'.,{}\n #ab_ 1tf'))
-                    | st.characters(exclude_categories=["Cs"]), max_size=200))
+@given(text=text_favouring(list('[]="\'.,{}\n #ab_ 1tf'), max_size=200))
 def test_arbitrary_text_only_raises_config_error(tmp_path: Path, text: str) -> None:
     write(tmp_path, text)
     try:

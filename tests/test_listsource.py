@@ -31,7 +31,10 @@ def test_a_list_from_a_url_is_fetched_with_its_credentials_which_are_never_shown
     assert "api-token-123" not in listed.source and listed.source.startswith("url:https://")
 
 
-@pytest.mark.parametrize(("status", "body"), [(404, "no"), (200, "x" * (MAX_LIST_BYTES + 1))])
+# Ids of their own: by default the second case's id was its 32 MB body, which pytest encoded
+# and put in the environment (PYTEST_CURRENT_TEST) at each phase of the test.
+@pytest.mark.parametrize(("status", "body"), [(404, "no"), (200, "x" * (MAX_LIST_BYTES + 1))],
+                         ids=["http-404", "200-one-byte-over-the-size-bound"])
 def test_a_url_that_is_not_a_list_is_an_error_naming_it_without_credentials(
     status: int, body: str,
 ) -> None:

@@ -29,6 +29,7 @@ from careen.policy import (
 )
 from careen.reference import ImageReference
 from careen.scan import ScanStatus, ScanSummary, SeverityCounts
+from tests.strategies import concatenations
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -259,11 +260,9 @@ def test_normalised_text_evaluates_the_same(text: str, values: dict[str, int]) -
     assert parse_rule(text).evaluate(full) == parse_rule(str(parse_rule(text))).evaluate(full)
 
 
-_token_soup = st.lists(
-    st.sampled_from(["high", "fixable", "hihg", "and", "or", "not", "true", "(", ")", ">", ">=",
-                     "=", "!", "==", "3", "-1", "2.5", "#", ""]),
-    max_size=30,
-).map(" ".join)
+_token_soup = concatenations(["high", "fixable", "hihg", "and", "or", "not", "true", "(", ")",
+                              ">", ">=", "=", "!", "==", "3", "-1", "2.5", "#", ""],
+                             max_size=30, sep=" ")
 
 
 @settings(max_examples=300)

@@ -28,6 +28,7 @@ from careen.vulnlist import (
     vulnerable_json,
     write_vulnerable_list,
 )
+from tests.strategies import concatenations
 
 SEED_LIST = Path(__file__).parent / "data" / "seed-vulnerable.list"
 DIGEST = "sha256:" + "b" * 64
@@ -232,13 +233,11 @@ def _content_lines(text: str) -> set[int]:
     return numbers
 
 
-_line_parts = st.sampled_from([
+_LINE_PARTS = [
     "5=6,", "5=12,  ", "7=1,", "5=-1,", "x=1,", "library/x:1", "library/y", "library/z:",
     "Library/A:1", "# comment", " ", "\t", "\r", "#", ",", "=", "\ufeff", "library/x:1#a",
-])
-_lines_text = st.lists(
-    st.lists(_line_parts, max_size=4).map("".join), max_size=12
-).map("\n".join)
+]
+_lines_text = st.lists(concatenations(_LINE_PARTS, max_size=4), max_size=12).map("\n".join)
 
 
 @settings(max_examples=300)

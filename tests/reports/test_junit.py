@@ -2,20 +2,27 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import xmlschema
 
 from careen.reports import ReportContext
 from careen.reports.junit import JunitReport, render_junit
 from careen.results import FAILING_OUTCOMES, RunResult
 from tests.reports.sample import PLANTED, sample_result
 
+if TYPE_CHECKING:
+    import xmlschema
+
 XSD = Path(__file__).with_name("jenkins-junit.xsd")
 
 
 @pytest.fixture(scope="module")
 def schema() -> xmlschema.XMLSchema:
+    # Imported here, not at the top: xmlschema (with elementpath) is about 0.2 s of imports,
+    # which every pytest worker paid at collection, though only one runs these tests.
+    import xmlschema
+
     return xmlschema.XMLSchema(XSD)
 
 
