@@ -56,7 +56,6 @@ DEFAULT_TREND_NIGHTS = 30
 LOG_TAIL_BYTES = 64 * 1024
 
 _UNSCANNED_VALUES = frozenset(kind.value for kind in UNSCANNED_KINDS)
-_UNFINISHED_BUILDS = frozenset({BuildStatus.PENDING, BuildStatus.BUILDING, BuildStatus.BUILT})
 
 
 def result_of_run(detail: RunDetail, *, plan: Plan | None, policy: Policy,
