@@ -256,7 +256,7 @@ def toml_value(depth: int = 0) -> st.SearchStrategy[str]:
     inner = toml_value(depth + 1)
     return st.one_of(
         scalar, scalar,
-        st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
+        lists_of_one_of([inner], max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
         st.dictionaries(st.sampled_from(["a", "b", "KEY", "x y"]), inner, max_size=3).map(
             lambda d: "{" + ", ".join(f'"{k}" = {v}' for k, v in d.items()) + "}"),
     )
@@ -268,14 +268,15 @@ TOML_VALUE = toml_value()
 def toml_table(section: str) -> st.SearchStrategy[str]:
     key = st.one_of(st.sampled_from(KEYS.get(section, ["url"])),
                     st.sampled_from(["urll", "password", "json", "x-y", '"quoted"']))
-    entries = st.lists(st.builds(lambda k, v: f"{k} = {v}", key, TOML_VALUE), max_size=5)
+    entries = lists_of_one_of([st.builds(lambda k, v: f"{k} = {v}", key, TOML_VALUE)],
+                              max_size=5)
     return entries.map(lambda lines: "\n".join([f"[{section}]", *lines]))
 
 
 # Built once: strategies made inside a draw (flatmap) cost more than the parsing under test.
-TOML_DOCUMENT = st.lists(st.one_of(*(toml_table(name) for name in
-                                     [*sorted(SECTIONS), "harbour", "Harbor", "x", "a.b"])),
-                         max_size=4).map("\n\n".join)
+TOML_DOCUMENT = lists_of_one_of([toml_table(name) for name in
+                                 [*sorted(SECTIONS), "harbour", "Harbor", "x", "a.b"]],
+                                max_size=4).map("\n\n".join)
 
 
 ENV_NAME = st.one_of(
