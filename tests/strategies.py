@@ -9,13 +9,16 @@ named in its docstring, with the same distribution; shrinking differs, not what 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 from hypothesis import strategies as st
 
 #: Where the private alphabets below start (any code point would do: their characters are
 #: only indexes, never part of a generated value).
 _FIRST = 0x100
+
+T = TypeVar("T")
 
 
 def concatenations(pieces: Sequence[str], *, max_size: int, min_size: int = 0,
@@ -86,3 +89,31 @@ def pieces_or(pieces: Sequence[str], other: st.SearchStrategy[str], *,
                         for index in layout])
 
     return joined()
+
+
+def lists_of_one_of(alternatives: Sequence[st.SearchStrategy[T]], *,
+                    max_size: int | None = None, min_size: int = 0) -> st.SearchStrategy[list[T]]:
+    """The lists ``st.lists(st.one_of(*alternatives), min_size=min_size, max_size=max_size)``
+    gives, with the same distribution. Like ``one_of``, each element comes from one of the
+    *branches* of ``alternatives``, equally likely: nested ``one_of`` flattened, a strategy
+    named twice counted once (hypothesis tells strategies apart by identity). Drawn as a
+    string saying which branch each element comes from, then, per branch, its values as one
+    list of known size: no "one more?" and no choice of branch per element."""
+    branches = list(st.one_of(*alternatives).branches)
+    if not branches or len(branches) > 256:
+        # Beyond 256 characters hypothesis draws the first 256 more often: no longer uniform.
+        raise ValueError(f"1 to 256 branches, not {len(branches)}")
+    codes = st.text("".join(chr(_FIRST + index) for index in range(len(branches))),
+                    min_size=min_size, max_size=max_size)
+
+    @st.composite
+    def listed(draw: st.DrawFn) -> list[T]:
+        layout = [ord(code) - _FIRST for code in draw(codes)]
+        values: list[Iterator[T]] = []
+        for index, branch in enumerate(branches):
+            count = layout.count(index)
+            values.append(iter(draw(st.lists(branch, min_size=count, max_size=count)))
+                          if count else iter(()))
+        return [next(values[index]) for index in layout]
+
+    return listed()

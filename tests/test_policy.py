@@ -224,13 +224,24 @@ def _case(word: str) -> st.SearchStrategy[str]:
     return st.sampled_from([word, word.upper(), word.capitalize()])
 
 
+def _any_case(words: list[str]) -> st.SearchStrategy[str]:
+    """The values ``st.sampled_from(words).flatmap(_case)`` gives, with the same distribution
+    (a word, then one of its three spellings), without building a strategy per draw."""
+    return st.builds(lambda word, spelling: spelling(word), st.sampled_from(words),
+                     st.sampled_from([_as_written, str.upper, str.capitalize]))
+
+
+def _as_written(word: str) -> str:
+    return word
+
+
 _comparisons = st.builds(
     lambda name, s1, op, s2, value: f"{name}{s1}{op}{s2}{value}",
-    st.sampled_from([*NAMES, "fixable"]).flatmap(_case),
+    _any_case([*NAMES, "fixable"]),
     st.sampled_from(["", " "]), st.sampled_from([">", ">=", "<", "<=", "==", "!="]),
     st.sampled_from(["", " "]), st.integers(min_value=0, max_value=10**6),
 )
-_atoms = st.one_of(_comparisons, st.sampled_from(["true", "false"]).flatmap(_case))
+_atoms = st.one_of(_comparisons, _any_case(["true", "false"]))
 
 
 def rules(depth: int) -> st.SearchStrategy[str]:

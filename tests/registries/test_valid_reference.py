@@ -17,8 +17,10 @@ DIGEST = "sha256:" + "ab" * 32
 _PIECES = ["a", "b", "lib", "x1", "/", ":", "@", ".", "..", "_", "__", "-", " ", "\n", "A", "é",
            "5000", "latest", "v1.2", "sha256:", DIGEST, "ab" * 16, "localhost", "h.io"]
 _hostile = st.one_of(concatenations(_PIECES, max_size=8), st.text(max_size=40))
-_registry = st.one_of(st.none(), st.sampled_from(["harbor.example.com", "h.io:5000",
-                                                  "localhost", "bad host", "a:b"]))
+_HOSTS = ["harbor.example.com", "h.io:5000", "localhost", "bad host", "a:b"]
+# ``st.one_of(st.none(), st.sampled_from(_HOSTS))`` (None half the time, each host a tenth) as
+# one choice instead of two: about an eighth of these tests' CPU.
+_registry = st.sampled_from([None] * len(_HOSTS) + _HOSTS)
 
 
 @hsettings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])

@@ -24,6 +24,7 @@ from careen.policy import NAMES, Policy, Rule
 from careen.reference import ImageReference
 from careen.tree.dockerfile import parse_dockerfile
 from careen.vulnlist import read_vulnerable_list
+from tests.strategies import lists_of_one_of
 
 from .support import FUZZ, time_bound
 
@@ -46,7 +47,7 @@ def parses_or_raises(parse: Callable[[], T], *expected: type[CareenError]) -> T 
 def near_miss(pieces: st.SearchStrategy[str], noise: st.SearchStrategy[str],
               max_pieces: int = 12) -> st.SearchStrategy[str]:
     """Grammar pieces joined, with now and then a piece replaced by noise."""
-    return st.lists(st.one_of(pieces, pieces, pieces, noise), max_size=max_pieces).map("".join)
+    return lists_of_one_of([pieces, pieces, pieces, noise], max_size=max_pieces).map("".join)
 
 
 NOISE = st.one_of(
@@ -137,8 +138,8 @@ def test_policy_rule(text: str, counts: dict[str, int | None]) -> None:
 
 
 @FUZZ
-@given(st.one_of(st.none(), RULE_TEXT), st.lists(st.one_of(st.text(max_size=20),
-                                                           st.sampled_from(["*", "[", "**"]))),
+@given(st.one_of(st.none(), RULE_TEXT), lists_of_one_of([st.text(max_size=20),
+                                                         st.sampled_from(["*", "[", "**"])]),
        st.one_of(st.sampled_from(["report", "select", "ignore"]), st.text(max_size=10)))
 def test_policy_settings(rule: str | None, ignore: list[str], unscanned: str) -> None:
     parses_or_raises(lambda: Policy.from_settings(rule, False, ignore, unscanned,
@@ -162,7 +163,7 @@ LINE = st.one_of(
     st.text(max_size=60),
 )
 LIST_TEXT = st.builds(lambda lines, newline: newline.join(lines),
-                      st.lists(LINE, max_size=30), st.sampled_from(["\n", "\r\n"]))
+                      lists_of_one_of([LINE], max_size=30), st.sampled_from(["\n", "\r\n"]))
 
 
 @FUZZ
@@ -213,7 +214,7 @@ INSTRUCTION = st.one_of(
                      "FROM", "from alpine", "COPY --from= /a /b", "ENV A=1", "", "#"]),
     st.text(max_size=30),
 )
-DOCKERFILE = st.lists(INSTRUCTION, max_size=15).map("\n".join)
+DOCKERFILE = lists_of_one_of([INSTRUCTION], max_size=15).map("\n".join)
 BUILD_ARGS = st.dictionaries(VARIABLE, st.one_of(WORD, st.text(max_size=10)), max_size=4)
 
 
@@ -255,7 +256,7 @@ def toml_value(depth: int = 0) -> st.SearchStrategy[str]:
     inner = toml_value(depth + 1)
     return st.one_of(
         scalar, scalar,
-        st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
+        lists_of_one_of([inner], max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
         st.dictionaries(st.sampled_from(["a", "b", "KEY", "x y"]), inner, max_size=3).map(
             lambda d: "{" + ", ".join(f'"{k}" = {v}' for k, v in d.items()) + "}"),
     )
@@ -267,14 +268,15 @@ TOML_VALUE = toml_value()
 def toml_table(section: str) -> st.SearchStrategy[str]:
     key = st.one_of(st.sampled_from(KEYS.get(section, ["url"])),
                     st.sampled_from(["urll", "password", "json", "x-y", '"quoted"']))
-    entries = st.lists(st.builds(lambda k, v: f"{k} = {v}", key, TOML_VALUE), max_size=5)
+    entries = lists_of_one_of([st.builds(lambda k, v: f"{k} = {v}", key, TOML_VALUE)],
+                              max_size=5)
     return entries.map(lambda lines: "\n".join([f"[{section}]", *lines]))
 
 
 # Built once: strategies made inside a draw (flatmap) cost more than the parsing under test.
-TOML_DOCUMENT = st.lists(st.one_of(*(toml_table(name) for name in
-                                     [*sorted(SECTIONS), "harbour", "Harbor", "x", "a.b"])),
-                         max_size=4).map("\n\n".join)
+TOML_DOCUMENT = lists_of_one_of([toml_table(name) for name in
+                                 [*sorted(SECTIONS), "harbour", "Harbor", "x", "a.b"]],
+                                max_size=4).map("\n\n".join)
 
 
 ENV_NAME = st.one_of(
