@@ -616,12 +616,13 @@ def test_a_rebuild_that_did_not_help_needs_attention(tmp_path: Path,
 def test_an_image_still_unscanned_at_the_rescan_deadline_needs_attention(
     tmp_path: Path,
 ) -> None:
-    # Scans that take a minute each: none finishes by a half-second deadline.
+    # Scans that take a minute each: none finishes by a 0.1 s deadline (the rescan still
+    # asks for each scan and reads each summary once, however short it is).
     slow = SimOptions(scan_delay=ScanDelays(pending=60, running=60))
     with SimulatorServer(Fleet.from_dict(FLEET), slow) as harbor:
         config = make_config(tmp_path, harbor, CAREEN_POLICY_IGNORE="library/lone:*")
         with StateStore.open(tmp_path / "state.sqlite") as store:
-            outcome = run(config, store, PushingBuilder(harbor), tmp_path, rescan_timeout=0.5)
+            outcome = run(config, store, PushingBuilder(harbor), tmp_path, rescan_timeout=0.1)
     assert outcome.exit_code == 1
     kinds = {(a.kind, a.subject) for a in outcome.result.attention}
     assert (AttentionKind.UNSCANNED_AT_DEADLINE, "library/base:1.0") in kinds

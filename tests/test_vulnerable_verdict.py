@@ -281,12 +281,13 @@ def test_a_rebuild_that_did_not_help_exits_1(
 
 def test_an_image_unscanned_at_the_rescan_deadline_exits_1(
         careen: Careen, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # A Harbor whose scans take a minute each: none can finish by a half-second deadline.
+    # A Harbor whose scans take a minute each: none can finish by a 0.1 s deadline (the
+    # rescan still asks for each scan and reads each summary once, however short it is).
     slow = SimOptions(scan_delay=ScanDelays(pending=60, running=60))
     with SimulatorServer(Fleet.from_dict(FLEET), slow) as harbor:
         use(harbor, monkeypatch, tmp_path)
         monkeypatch.setenv("CAREEN_POLICY_IGNORE", "library/lone:*")
-        monkeypatch.setenv("CAREEN_RUN_RESCAN_TIMEOUT", "0.5")
+        monkeypatch.setenv("CAREEN_RUN_RESCAN_TIMEOUT", "0.1")
         with_builder(monkeypatch, PushingBuilder(harbor))
         result = careen("run", "--state", str(tmp_path / "state.sqlite"))
     assert result.code == 1, result.err

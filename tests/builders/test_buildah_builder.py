@@ -128,7 +128,9 @@ def _fake_buildah(tmp_path: Path) -> Path:
         'case " $* " in *" version "*) exit 0;; esac\n'
         'image=$(echo "$*" | grep -o "library/a[0-9]" | head -n 1)\n'
         f'echo "$root $image start" >> {tmp_path}/calls\n'
-        "sleep 0.3\n"
+        # Long enough that calls sharing a storage would overlap (four threads start at
+        # once), short enough that four rounds of two slots stay quick.
+        "sleep 0.1\n"
         f'echo "$root $image end" >> {tmp_path}/calls\n'
         'if [ -n "$out" ]; then printf sha256:%064d 1 > "$out"; fi\n'
     )

@@ -146,7 +146,7 @@ class KeepAliveServer:
         await self.server.wait_closed()
 
 
-def client(limits: httpx.Limits, timeout: float = 5.0) -> httpx.AsyncClient:
+def client(limits: httpx.Limits, timeout: float | httpx.Timeout = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=pooled_transport(False, limits),
                              timeout=httpx.Timeout(timeout))
 
@@ -172,7 +172,8 @@ async def test_requests_beyond_max_connections_wait_for_a_free_one() -> None:
 async def test_a_request_waits_no_longer_than_the_pool_timeout() -> None:
     server = KeepAliveServer()
     async with server as url:
-        http = client(httpx.Limits(max_connections=1), timeout=0.2)
+        # Only the wait for a free connection is short: it is the wait under test.
+        http = client(httpx.Limits(max_connections=1), timeout=httpx.Timeout(5.0, pool=0.05))
         async with http.stream("GET", f"{url}/x") as held:
             assert held.status_code == 200
             with pytest.raises(httpx.PoolTimeout):
@@ -320,7 +321,8 @@ async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    http = client(httpx.Limits(max_connections=1), timeout=0.1)
+    # Only the read is short: it is the wait under test (connecting may take its time).
+    http = client(httpx.Limits(max_connections=1), timeout=httpx.Timeout(5.0, read=0.05))
     try:
         with pytest.raises(httpx.ReadTimeout):
             await http.get(f"http://127.0.0.1:{port}/x")

@@ -379,8 +379,9 @@ def test_row15_a_database_held_by_a_named_run_says_which(holder: Any, tmp_path: 
     state = tmp_path / "state.sqlite"
     StateStore.open(state).close()
     process = holder(state, "run")
+    # The holder has the lock before this starts: any busy timeout sees it held throughout.
     with pytest.raises(StateBusyError) as caught, \
-            StateStore.open(state, busy_timeout=0.2) as store:
+            StateStore.open(state, busy_timeout=0.05) as store:
         store.begin_run("nightly")
     text = f"{caught.value}\n{caught.value.hint}"
     assert f"careen run pid {process.pid}" in text and str(state) in text
@@ -393,7 +394,7 @@ def test_row15_a_fresh_database_held_by_another_process_says_so(
     state = tmp_path / "state.sqlite"
     holder(state, "plain")
     with pytest.raises(StateBusyError) as caught:
-        StateStore.open(state, busy_timeout=0.2)
+        StateStore.open(state, busy_timeout=0.05)
     text = f"{caught.value}\n{caught.value.hint}"
     assert "another process holds the database" in text
     assert "aside" not in text and "move" not in text

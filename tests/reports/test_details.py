@@ -27,7 +27,7 @@ from careen.registries.harbor_v2 import REPORT_MIME_TYPES, HarborV2Client
 from careen.registries.http import HarborApiError, HarborSettings
 from careen.results import ImageResult, Outcome
 from careen.scan import ScanStatus, ScanSummary, Severity, SeverityCounts
-from careen.sim.harbor import Fleet, SimOptions, SimulatorServer
+from careen.sim.harbor import Fleet, ScanDelays, SimOptions, SimulatorServer
 from careen.state.details import DetailsStore
 from careen.state.store import RunKind, ScanPhase, StateStore
 from tests.reports.sample import OPENSSL_OLD, ZLIB_UNFIXED
@@ -275,7 +275,10 @@ def test_a_night_keeps_the_cves_and_skipped_images_show_their_real_scans(
     from tests.test_nightly import FLEET as NIGHT_FLEET
     from tests.test_nightly import PushingBuilder, make_config, run
 
-    with SimulatorServer(Fleet.from_dict(NIGHT_FLEET), SimOptions()) as harbor:
+    # Scans still go through Pending and Running, as in test_nightly's simulator, only
+    # quicker than the default 0.3 s the rescan would wait out.
+    quick_scans = SimOptions(scan_delay=ScanDelays(pending=0.02, running=0.02))
+    with SimulatorServer(Fleet.from_dict(NIGHT_FLEET), quick_scans) as harbor:
         config = make_config(tmp_path, harbor)
         with StateStore.open(tmp_path / "state.sqlite") as store:
             outcome = run(config, store, PushingBuilder(harbor), tmp_path)

@@ -123,7 +123,11 @@ def test_killed_during_writes_leaves_an_intact_database(state_path: Path) -> Non
                 pytest.fail(f"writer ended early: {writer.communicate(timeout=30)[1]}")
             written = int(line)
         writer.send_signal(signal.SIGKILL)
-        rest, _ = writer.communicate(timeout=30)
+        # Read through the text stream, not communicate(): readline may already hold later
+        # lines in its buffer (a fast disk commits many between two reads), and
+        # communicate() reads the pipe beneath it, so those lines would be missed.
+        rest = writer.stdout.read()
+        writer.wait(timeout=30)
         assert writer.returncode == -signal.SIGKILL
     # Lines printed between our last read and the kill were committed too.
     last = max([written, *(int(n) for n in rest.split())])

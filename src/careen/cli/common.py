@@ -74,8 +74,20 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one coroutine of the core to its end (each command is one event loop)."""
-    return asyncio.run(coroutine)
+    """Run one coroutine of the core to its end (each command is one event loop).
+
+    The result is handed out through a box, not as the main task's result: on Python 3.11,
+    ``asyncio.run`` in the main thread ends by asking ``signal.getsignal`` for its SIGINT
+    handler, a partial holding the main task, which formats that handler's repr into an
+    unused error message, and with it the task's result through ``reprlib`` (in full for a
+    dataclass: about 30 ms for 10,000 artifacts, on every command)."""
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await coroutine)
+
+    asyncio.run(main())
+    return box[0]
 
 
 StateOption = Annotated[Path | None, typer.Option(
