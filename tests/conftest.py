@@ -142,6 +142,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: A folder in memory (tmpfs) on most Linux machines, CI runners included.
 MEMORY_TEMP_ROOT = Path("/dev/shm")
+#: Free space /dev/shm must have to be used: the fast set leaves well under 100 MiB there.
+MEMORY_TEMP_MIN_FREE = 1024**3
 
 
 def use_memory_for_temporary_files(config: pytest.Config) -> None:
@@ -157,7 +159,11 @@ def use_memory_for_temporary_files(config: pytest.Config) -> None:
             or os.environ.get("PYTEST_DEBUG_TEMPROOT")
             or "not lab" not in (config.option.markexpr or "")):
         return
-    if MEMORY_TEMP_ROOT.is_dir() and os.access(MEMORY_TEMP_ROOT, os.W_OK | os.X_OK):
+    if not (MEMORY_TEMP_ROOT.is_dir() and os.access(MEMORY_TEMP_ROOT, os.W_OK | os.X_OK)):
+        return
+    # Docker gives a container 64 MiB of /dev/shm by default: too little to be sure of.
+    space = os.statvfs(MEMORY_TEMP_ROOT)
+    if space.f_bavail * space.f_frsize >= MEMORY_TEMP_MIN_FREE:
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(MEMORY_TEMP_ROOT)
 
 
