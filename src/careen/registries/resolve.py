@@ -159,29 +159,33 @@ class DigestResolver:
                        loose: httpx.AsyncClient) -> Resolution:
         if reference.digest is not None:
             return Resolution(reference, reference.digest)
-        host, repository = registry_endpoint(reference)
-        schemes = [("https", secure)]
-        if host in self.insecure:
-            schemes = [("https", loose), ("http", loose)]
+        host, repository, urls = self._manifest_urls(reference)
         problem = "unreachable"
-        for scheme, client in schemes:
-            url = f"{scheme}://{host}/v2/{repository}/manifests/{reference.tag or 'latest'}"
+        for url, verify in urls:
             try:
-                return await self._ask(reference, url, host, repository, client)
+                return await self._ask(reference, url, host, repository,
+                                       secure if verify else loose)
             except httpx.HTTPError as error:
                 problem = f"unreachable: {type(error).__name__}"
         return Resolution(reference, None, f"{host}: {problem}")
 
+    def _manifest_urls(self, reference: ImageReference,
+                       ) -> tuple[str, str, list[tuple[str, bool]]]:
+        """The API host, the repository path, and the URLs of the tag's manifest to try in
+        order, each with whether TLS is verified (an insecure host: HTTPS unverified, then
+        plain HTTP)."""
+        host, repository = registry_endpoint(reference)
+        schemes = [("https", False), ("http", False)] if host in self.insecure else [
+            ("https", True)]
+        path = f"{host}/v2/{repository}/manifests/{reference.tag or 'latest'}"
+        return host, repository, [(f"{scheme}://{path}", verify) for scheme, verify in schemes]
+
     async def manifest(self, reference: ImageReference) -> TagManifest:
         """What ``reference``'s tag serves now (one GET of its manifest); a problem, never
         a guess, when the registry cannot say."""
-        host, repository = registry_endpoint(reference)
-        schemes: list[tuple[str, bool]] = [("https", True)]
-        if host in self.insecure:
-            schemes = [("https", False), ("http", False)]
+        host, repository, urls = self._manifest_urls(reference)
         problem = "unreachable"
-        for scheme, verify in schemes:
-            url = f"{scheme}://{host}/v2/{repository}/manifests/{reference.tag or 'latest'}"
+        for url, verify in urls:
             try:
                 async with self._client(verify=verify) as client:
                     return await self._read_manifest(reference, url, host, repository, client)
