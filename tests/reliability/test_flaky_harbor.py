@@ -97,6 +97,10 @@ class RecordingSource:
         self.inner = inner
         self.seen: list[Artifact] = []
 
+    @property
+    def rescans_by_digest(self) -> bool:
+        return self.inner.rescans_by_digest
+
     async def artifacts(self, projects: Sequence[str] | None = None) -> AsyncIterator[Artifact]:
         async for artifact in self.inner.artifacts(projects):
             self.seen.append(artifact)
