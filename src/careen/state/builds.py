@@ -84,18 +84,8 @@ class Builds(Database):
         resume then pushes the same image again, which the registry takes as a no-op."""
         if not image_id:
             raise ValueError("a push under way needs the built image's id")
-        with self._write(durable=False):
-            current = self._build(build_id)
-            if BuildStatus.PUSHING not in BUILD_TRANSITIONS.get(current.status, frozenset()):
-                raise ValueError(
-                    f"build {build_id} of {current.image} is {current.status.value}; "
-                    f"it cannot become {BuildStatus.PUSHING.value}"
-                )
-            self._db.execute(
-                "UPDATE builds SET status = ?, image_id = ?, duration = ? WHERE id = ?",
-                (BuildStatus.PUSHING.value, image_id, duration, build_id),
-            )
-        return self._build(build_id)
+        return self._move_build(build_id, BuildStatus.PUSHING, image_id=image_id,
+                                duration=duration, finish=False, durable=False)
 
     def pushes_in_doubt(self, plan_id: str) -> list[BuildRecord]:
         """The builds of ``plan_id`` whose push started and whose end was never recorded
@@ -189,7 +179,11 @@ class Builds(Database):
 
     def _move_build(self, build_id: int, status: BuildStatus, *, digest: str | None = None,
                     error: str | None = None, duration: float | None = None,
-                    finish: bool = True, durable: bool = True) -> BuildRecord:
+                    image_id: str | None = None, finish: bool = True,
+                    durable: bool = True) -> BuildRecord:
+        """Move the record to ``status`` if the transition is allowed. ``finish``: the build
+        ended now (``finished_at``, and ``duration`` from its start unless given); otherwise
+        ``duration`` is stored as given (so far, or none)."""
         now = self._clock()
         with self._write(durable=durable):
             current = self._build(build_id)
@@ -203,9 +197,10 @@ class Builds(Database):
                 duration = max(0.0, (now - current.started_at).total_seconds())
             self._db.execute(
                 "UPDATE builds SET status = ?, digest = coalesce(?, digest),"
-                " error = coalesce(?, error), finished_at = ?, duration = ? WHERE id = ?",
+                " error = coalesce(?, error), image_id = coalesce(?, image_id),"
+                " finished_at = ?, duration = ? WHERE id = ?",
                 (status.value, digest, error_text(error) if error is not None else None,
-                 time_text(now) if finish else None, duration if finish else None, build_id),
+                 image_id, time_text(now) if finish else None, duration, build_id),
             )
         return self._build(build_id)
 
