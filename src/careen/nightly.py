@@ -73,11 +73,11 @@ from careen.update import StepOutcome, StepStatus, UpdateOptions, execute_plan, 
 from careen.verify import rescan, results_of, scan_targets
 from careen.vulnerable import find_vulnerable, untagged_line, write_outputs
 
-#: Judged images written to the state database per transaction while the inventory streams.
-RECORD_BATCH = 2000
 if TYPE_CHECKING:  # httpx is imported only when a registry is asked
     from careen.registries.resolve import TagManifest
 
+#: Judged images written to the state database per transaction while the inventory streams.
+RECORD_BATCH = 2000
 #: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 INTERRUPTED_EXIT = 130
 
@@ -88,18 +88,18 @@ INTERRUPTED_EXIT = 130
 #: Opens the Harbor client: any :class:`ScanSource` (:func:`careen.assemble.harbor_opener`
 #: picks the API version; tests hand in one bound to a simulator's transport).
 HarborOpener = Callable[[], Awaitable[ScanSource]]
-class PushedTags(Protocol):
-    """Reads what a tag of the push registry serves now
-    (:class:`careen.registries.resolve.DigestResolver`)."""
-
-    async def manifest(self, reference: ImageReference) -> TagManifest: ...
-
-
 #: Gives a logged-in builder for the length of the ``with``.
 BuilderOpener = Callable[[], AbstractContextManager[Builder]]
 #: The Dockerfile tree and its revision, brought up to date first where it is configured so;
 #: a git tree with uncommitted changes refused unless ``allow_dirty`` (the first argument).
 TreeOpener = Callable[[bool, Observer], tuple[DockerfileTree, TreeRevision]]
+
+
+class PushedTags(Protocol):
+    """Reads what a tag of the push registry serves now
+    (:class:`careen.registries.resolve.DigestResolver`)."""
+
+    async def manifest(self, reference: ImageReference) -> TagManifest: ...
 
 
 @dataclass(frozen=True)
